@@ -1,0 +1,72 @@
+"""`pulp-content`: each command parses its options and calls one library function."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from pulp_content_cli.catalog import distribution, publication, remote, repository
+from pulp_content_cli.common import Group, echo_json, parse_headers, settings
+from service.config import DEFAULT_BIND, load_settings
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="pulp-content")
+def cli() -> None:
+    """Serve Pulp repositories: stored artifacts and lazy (on-demand) content in one service.
+
+    Data lives in $PULP_CONTENT_HOME (default ~/.local/share/pulp-content);
+    $PULP_CONTENT_DATABASE_URL selects PostgreSQL (postgres://user@host:port/db).
+    """
+
+
+@cli.command()
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    from service.database import migrate as run
+
+    applied = run(load_settings())
+    click.echo(f"applied {len(applied)} migrations" if applied else "nothing to migrate")
+
+
+@cli.command()
+@click.option("--bind", default=DEFAULT_BIND, show_default=True, help="HOST:PORT to listen on.")
+def serve(bind: str) -> None:
+    """Serve content under /pulp/content/."""
+    from service.run import run
+
+    host, port = split_bind(bind)
+    run(settings(), host, port)
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"expected HOST:PORT, got {bind!r}", param_hint="--bind")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@cli.command()
+@click.argument("path")
+@click.option("--json", "as_json", is_flag=True, help="Print the resolution as JSON.")
+@click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+              help="A request header to resolve with (content guards look at them).")
+def resolve(path: str, as_json: bool, headers: tuple[str, ...]) -> None:
+    """Show what the service does for a URL path such as /pulp/content/base/file.iso."""
+    from service import queries
+    from service.resolve import describe, resolve as run
+
+    current = settings()
+    with queries.counting() as counter:
+        resolution = run(path, parse_headers(headers), current.content_prefix)
+    doc = describe(resolution, counter.count)
+    if as_json:
+        echo_json(doc)
+        return
+    for key, value in doc.items():
+        click.echo(f"{key}: {json.dumps(value, default=str) if not isinstance(value, str) else value}")
+
+
+for command in (remote, repository, publication, distribution):
+    cli.add_command(command)

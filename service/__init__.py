@@ -1,0 +1,1 @@
+"""The merged Pulp content service: serving stored artifacts and streaming lazy ones."""

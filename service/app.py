@@ -1,0 +1,47 @@
+"""create_app(settings) -> web.Application: wiring, and nothing at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from service.config import Settings, configure_django
+from service.handlers import content
+from service.ingest import OrmPersist
+from service.keys import PERSIST, QUERY_LOG, SETTINGS, STORAGE, UPSTREAM
+from service.storage import FileSystemStorage
+from service.upstream import HttpUpstream
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The merged content service: content under the prefix, nothing else at the root."""
+    configure_django(settings)
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[STORAGE] = FileSystemStorage(settings.storage_root)
+    app[PERSIST] = OrmPersist(app[STORAGE])
+    app[QUERY_LOG] = deque(maxlen=1000)
+    prefix = settings.content_prefix
+    app.router.add_get(prefix.rstrip("/"), content)
+    app.router.add_get(prefix + "{path:.*}", content)
+    app.cleanup_ctx.append(_upstream)
+    app.on_startup.append(_sweep)
+    return app
+
+
+async def _upstream(app: web.Application) -> AsyncIterator[None]:
+    app[UPSTREAM] = HttpUpstream()
+    yield
+    await app[UPSTREAM].aclose()
+
+
+async def _sweep(app: web.Application) -> None:
+    removed = app[STORAGE].sweep_partials()
+    if removed:
+        log.info("removed %d partial downloads left by an earlier run", removed)
+

@@ -1,0 +1,100 @@
+"""Settings from the environment, and the one function that configures Django."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from service.errors import InvalidInput
+from service.storage import FileSystemStorage
+
+DEFAULT_BIND = "127.0.0.1:24816"
+CONTENT_PREFIX = "/pulp/content/"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the service keeps its data and how it serves it."""
+
+    home: Path
+    database_url: str
+    content_prefix: str = CONTENT_PREFIX
+    chunk_size: int = 256 * 1024
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def storage_root(self) -> Path:
+        return self.home / "storage"
+
+    def storage(self) -> FileSystemStorage:
+        return FileSystemStorage(self.storage_root)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite:")
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Settings from PULP_CONTENT_* variables; no configuration at all is fine."""
+    env = os.environ if environ is None else environ
+    home_text = env.get("PULP_CONTENT_HOME") or "~/.local/share/pulp-content"
+    home = Path(home_text).expanduser().resolve()
+    url = env.get("PULP_CONTENT_DATABASE_URL") or f"sqlite:///{home / 'db.sqlite3'}"
+    return Settings(home=home, database_url=url)
+
+
+def database_settings(url: str) -> dict[str, object]:
+    """A Django DATABASES entry from `postgres://user:pw@host:port/db` or `sqlite:///path`."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path)
+        if not path or path == "/":
+            raise InvalidInput(f"invalid database URL {url!r}: no file path")
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": path,
+            # WAL lets the service read while a CLI command writes; IMMEDIATE avoids
+            # the deadlock-prone upgrade of a read transaction to a write one.
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+            },
+        }
+    if parts.scheme in ("postgres", "postgresql"):
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(parts.path.lstrip("/")) or "postgres",
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "CONN_MAX_AGE": None,
+        }
+    raise InvalidInput(f"invalid database URL {url!r}: use postgres://... or sqlite:///...")
+
+
+def configure_django(settings: Settings) -> None:
+    """Configure Django once per process; later calls with the same settings do nothing."""
+    import django
+    from django.conf import settings as dj
+
+    if dj.configured:
+        return
+    if settings.is_sqlite:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    dj.configure(
+        INSTALLED_APPS=["service"],
+        DATABASES={"default": database_settings(settings.database_url)},
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        USE_TZ=True,
+        TIME_ZONE="UTC",
+        SECRET_KEY="pulp-content-has-no-sessions",
+        LOGGING_CONFIG=None,
+    )
+    django.setup()
+    from service import queries
+
+    queries.install()

@@ -1,0 +1,43 @@
+"""The one error tree of the service; `handlers` maps it to HTTP, the CLI to `Error: ...`."""
+
+from __future__ import annotations
+
+
+class ContentError(Exception):
+    """Base of every error the service raises on purpose."""
+
+
+class InvalidInput(ContentError):
+    """A user gave a value the service cannot accept (CLI or request)."""
+
+
+class NotResolved(ContentError):
+    """Nothing is served at this path."""
+
+    def __init__(self, path: str, reason: str = "not found") -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class RangeError(ContentError):
+    """The Range header cannot be satisfied for a representation of this size."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"range not satisfiable for size {size}")
+        self.size = size
+
+
+class UpstreamError(ContentError):
+    """The upstream could not deliver; carries the url and its status (None: no answer)."""
+
+    def __init__(self, url: str, reason: str, status: int | None = None, timeout: bool = False):
+        super().__init__(f"upstream {url}: {reason}")
+        self.url = url
+        self.reason = reason
+        self.status = status
+        self.timeout = timeout
+
+
+class DigestMismatch(UpstreamError):
+    """The upstream's bytes did not match the expected size or digest."""

@@ -1,0 +1,79 @@
+"""request -> resolve -> serve | stream; the one place errors become HTTP answers."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import hdrs, web
+from asgiref.sync import sync_to_async
+
+from service import queries
+from service.errors import NotResolved, RangeError, UpstreamError
+from service.keys import PERSIST, QUERY_LOG, SETTINGS, STORAGE, UPSTREAM
+from service.listing import render_listing
+from service.resolve import (
+    Forbidden,
+    Listing,
+    LocalArtifact,
+    NotFound,
+    Redirect,
+    RemoteSource,
+    Resolution,
+    resolve,
+)
+from service.serve import serve
+from service.stream import stream
+
+log = logging.getLogger(__name__)
+_resolve = sync_to_async(resolve)
+
+
+async def content(request: web.Request) -> web.StreamResponse:
+    """GET or HEAD anything under the content prefix."""
+    with queries.counting() as counter:
+        resolution = await _resolve(
+            request.raw_path.split("?", 1)[0],
+            dict(request.headers),
+            request.app[SETTINGS].content_prefix,
+        )
+        try:
+            response = await answer(request, resolution)
+        finally:
+            request.app[QUERY_LOG].append((request.method, request.path, counter.count))
+    return response
+
+
+async def answer(request: web.Request, resolution: Resolution) -> web.StreamResponse:
+    """Act on a resolution; every domain error is turned into HTTP here."""
+    try:
+        match resolution:
+            case LocalArtifact() as hit:
+                return await serve(request, hit, request.app[STORAGE])
+            case RemoteSource() as src:
+                return await stream(
+                    request, src, request.app[UPSTREAM], request.app[STORAGE],
+                    request.app[PERSIST], request.app[SETTINGS].chunk_size,
+                )
+            case Listing() as listing:
+                return render_listing(listing)
+            case Redirect(location=location):
+                raise web.HTTPMovedPermanently(location)
+            case Forbidden(reason=why, status=status, challenge=challenge):
+                headers = {hdrs.WWW_AUTHENTICATE: challenge} if challenge else None
+                return _text(status, why, headers)
+            case NotFound(reason=why):
+                return _text(404, why)
+    except NotResolved as exc:
+        return _text(404, exc.reason)
+    except RangeError as exc:
+        # RFC 9110 §14.4: unsatisfiable range -> 416 with bytes */size
+        return _text(416, "range not satisfiable", {hdrs.CONTENT_RANGE: f"bytes */{exc.size}"})
+    except UpstreamError as exc:
+        if exc.status == 404 and resolution.source == "pull_through":
+            return _text(404, "not found upstream")
+        return _text(504 if exc.timeout else 502, f"upstream failed: {exc}")
+    raise AssertionError(f"unhandled resolution {resolution!r}")
+
+
+def _text(status: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=reason + "\n", headers=headers)

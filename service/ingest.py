@@ -1,0 +1,88 @@
+"""Verified temp file -> Artifact row and links (synchronous Django, in a transaction)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.db.models import Subquery
+
+from service.models import (
+    DIGESTS,
+    Artifact,
+    Content,
+    ContentArtifact,
+    RemoteArtifact,
+)
+from service.resolve import RemoteRef, RemoteSource
+from service.storage import FileSystemStorage
+from service.stream import Download
+
+
+def store_artifact(storage: FileSystemStorage, download: Download) -> str:
+    """Move the verified file into storage and make sure its Artifact row exists (one
+    INSERT; a concurrent winner of the same sha256 is fine). Returns the sha256."""
+    assert download.partial is not None
+    sha256 = download.digests["sha256"]
+    name = storage.place(download.partial, sha256)
+    digests = {k: v for k, v in download.digests.items() if k in DIGESTS}
+    Artifact.objects.bulk_create(
+        [Artifact(size=download.size, file=name, **digests)], ignore_conflicts=True
+    )
+    return sha256
+
+
+def commit(storage: FileSystemStorage, src: RemoteSource, ra: RemoteRef,
+           download: Download) -> None:
+    """Save a verified lazy download and link it so the next request is served from storage."""
+    with transaction.atomic():
+        sha256 = store_artifact(storage, download)
+        artifact_id = Subquery(Artifact.objects.filter(sha256=sha256).values("pk")[:1])
+        if src.content_artifact_id is not None:
+            ContentArtifact.objects.filter(
+                pk=src.content_artifact_id, artifact__isnull=True
+            ).update(artifact=artifact_id)
+        else:
+            _record_pull_through(src, ra, download, sha256)
+        if ra.failed_at is not None and ra.id is not None:
+            RemoteArtifact.objects.filter(pk=ra.id).update(failed_at=None)
+
+
+def _record_pull_through(src: RemoteSource, ra: RemoteRef, download: Download,
+                         sha256: str) -> None:
+    """A pull-through fetch becomes content with a remote artifact at its URL."""
+    relative = src.relative_path or ra.url.rsplit("/", 1)[-1]
+    content, _ = Content.objects.get_or_create(
+        relative_path=relative, sha256=sha256, defaults={"size": download.size}
+    )
+    ca, _ = ContentArtifact.objects.get_or_create(content=content, relative_path=relative)
+    ContentArtifact.objects.filter(pk=ca.pk).update(
+        artifact=Artifact.objects.get(sha256=sha256)
+    )
+    digests = {k: v for k, v in download.digests.items() if k in DIGESTS}
+    RemoteArtifact.objects.update_or_create(
+        content_artifact=ca, remote_id=ra.config.id,
+        defaults={"url": ra.url, "size": download.size, **digests},
+    )
+
+
+def mark_failed(ra: RemoteRef) -> None:
+    """Record that a remote artifact failed, so the next request tries the others first."""
+    RemoteArtifact.objects.filter(pk=ra.id).update(failed_at=dt.datetime.now(dt.UTC))
+
+
+class OrmPersist:
+    """`stream.Persist` on the Django ORM, run off the event loop."""
+
+    def __init__(self, storage: FileSystemStorage) -> None:
+        self.storage = storage
+        self._commit = sync_to_async(commit)
+        self._mark_failed = sync_to_async(mark_failed)
+
+    async def commit(self, src: RemoteSource, ra: RemoteRef, download: Download) -> None:
+        await self._commit(self.storage, src, ra, download)
+
+    async def mark_failed(self, ra: RemoteRef) -> None:
+        await asyncio.shield(self._mark_failed(ra))

@@ -1,0 +1,19 @@
+"""Typed keys of what the application holds."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from aiohttp import web
+
+from service.config import Settings
+from service.ingest import OrmPersist
+from service.storage import FileSystemStorage
+from service.upstream import HttpUpstream
+
+SETTINGS = web.AppKey("settings", Settings)
+STORAGE = web.AppKey("storage", FileSystemStorage)
+UPSTREAM = web.AppKey("upstream", HttpUpstream)
+PERSIST = web.AppKey("persist", OrmPersist)
+# (method, path, queries) of recent requests: what tests and /metrics read.
+QUERY_LOG = web.AppKey("query_log", deque)

@@ -1,0 +1,189 @@
+"""The data model, shaped like Pulp 3's: artifacts, content, remotes, repositories,
+publications and distributions."""
+
+from __future__ import annotations
+
+from django.db import models
+
+POLICIES = ("immediate", "on_demand", "streamed")
+DIGESTS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")
+
+
+class Artifact(models.Model):
+    """A file in storage, content-addressed by sha256."""
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    size = models.BigIntegerField()
+    md5 = models.CharField(max_length=32, null=True)
+    sha1 = models.CharField(max_length=40, null=True)
+    sha224 = models.CharField(max_length=56, null=True)
+    sha384 = models.CharField(max_length=96, null=True)
+    sha512 = models.CharField(max_length=128, null=True)
+    # Relative to the storage root, e.g. artifact/ab/cdef...
+    file = models.CharField(max_length=255)
+    created = models.DateTimeField(auto_now_add=True)
+
+
+class Content(models.Model):
+    """A unit of the file type: a relative path and the sha256 of its bytes."""
+
+    relative_path = models.CharField(max_length=1024)
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField(null=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["relative_path", "sha256"], name="content_unique")
+        ]
+
+
+class ContentArtifact(models.Model):
+    """Links a Content to the Artifact it needs; `artifact` is NULL until downloaded."""
+
+    content = models.ForeignKey(Content, on_delete=models.CASCADE)
+    artifact = models.ForeignKey(Artifact, on_delete=models.PROTECT, null=True)
+    relative_path = models.CharField(max_length=1024)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["content", "relative_path"], name="ca_unique")
+        ]
+
+
+class Remote(models.Model):
+    """An upstream source and how to download from it."""
+
+    name = models.CharField(max_length=255, unique=True)
+    url = models.TextField()
+    policy = models.CharField(max_length=16, default="immediate")
+    username = models.TextField(null=True)
+    password = models.TextField(null=True)
+    headers = models.JSONField(default=dict)
+    ca_cert = models.TextField(null=True)
+    client_cert = models.TextField(null=True)
+    client_key = models.TextField(null=True)
+    tls_validation = models.BooleanField(default=True)
+    proxy_url = models.TextField(null=True)
+    connect_timeout = models.FloatField(default=20.0)
+    sock_read_timeout = models.FloatField(default=60.0)
+    total_timeout = models.FloatField(null=True)
+    download_concurrency = models.PositiveIntegerField(default=10)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+
+class RemoteArtifact(models.Model):
+    """Where a ContentArtifact can be downloaded from, with what it must match."""
+
+    content_artifact = models.ForeignKey(ContentArtifact, on_delete=models.CASCADE)
+    remote = models.ForeignKey(Remote, on_delete=models.CASCADE)
+    url = models.TextField()
+    size = models.BigIntegerField(null=True)
+    md5 = models.CharField(max_length=32, null=True)
+    sha1 = models.CharField(max_length=40, null=True)
+    sha224 = models.CharField(max_length=56, null=True)
+    sha256 = models.CharField(max_length=64, null=True)
+    sha384 = models.CharField(max_length=96, null=True)
+    sha512 = models.CharField(max_length=128, null=True)
+    failed_at = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["content_artifact", "remote"], name="ra_unique")
+        ]
+        # Pull-through distributions look remote artifacts up by their URL.
+        indexes = [models.Index(fields=["remote", "url"], name="ra_remote_url")]
+
+
+class Repository(models.Model):
+    """A versioned set of content."""
+
+    name = models.CharField(max_length=255, unique=True)
+    remote = models.ForeignKey(Remote, on_delete=models.SET_NULL, null=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+
+class RepositoryVersion(models.Model):
+    """One immutable state of a repository; version 0 is empty."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "number"], name="version_unique")
+        ]
+
+
+class RepositoryVersionContent(models.Model):
+    """Membership of a content unit in a version, at its relative path."""
+
+    version = models.ForeignKey(RepositoryVersion, on_delete=models.CASCADE)
+    content = models.ForeignKey(Content, on_delete=models.PROTECT)
+    content_artifact = models.ForeignKey(ContentArtifact, on_delete=models.PROTECT)
+    relative_path = models.CharField(max_length=1024)
+    # When the unit first entered the repository: the Last-Modified of what is served.
+    added = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "relative_path"], name="membership_unique")
+        ]
+
+
+class Publication(models.Model):
+    """A servable snapshot of a repository version."""
+
+    repository_version = models.ForeignKey(RepositoryVersion, on_delete=models.CASCADE)
+    pass_through = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+
+
+class PublishedArtifact(models.Model):
+    """A file of a publication: relative path to the ContentArtifact behind it."""
+
+    publication = models.ForeignKey(Publication, on_delete=models.CASCADE)
+    relative_path = models.CharField(max_length=1024)
+    content_artifact = models.ForeignKey(ContentArtifact, on_delete=models.PROTECT)
+    added = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["publication", "relative_path"], name="pa_unique")
+        ]
+
+
+class PublishedMetadata(models.Model):
+    """A file the publication generated (PULP_MANIFEST), kept as an Artifact."""
+
+    publication = models.ForeignKey(Publication, on_delete=models.CASCADE)
+    relative_path = models.CharField(max_length=1024)
+    artifact = models.ForeignKey(Artifact, on_delete=models.PROTECT)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["publication", "relative_path"], name="pm_unique")
+        ]
+
+
+class ContentGuard(models.Model):
+    """An authorization check attached to distributions; `kind` picks the check."""
+
+    name = models.CharField(max_length=255, unique=True)
+    kind = models.CharField(max_length=32)
+    settings = models.JSONField(default=dict)
+
+
+class Distribution(models.Model):
+    """What the URL space sees: a base path serving one source."""
+
+    name = models.CharField(max_length=255, unique=True)
+    base_path = models.CharField(max_length=255, unique=True)
+    publication = models.ForeignKey(Publication, on_delete=models.PROTECT, null=True)
+    repository = models.ForeignKey(Repository, on_delete=models.PROTECT, null=True)
+    repository_version = models.ForeignKey(RepositoryVersion, on_delete=models.PROTECT, null=True)
+    remote = models.ForeignKey(Remote, on_delete=models.PROTECT, null=True)
+    content_guard = models.ForeignKey(ContentGuard, on_delete=models.SET_NULL, null=True)
+    created = models.DateTimeField(auto_now_add=True)

@@ -1,0 +1,51 @@
+"""A Remote's download settings as a plain value, so streaming code needs no ORM."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    id: int
+    name: str
+    url: str
+    policy: str
+    updated: dt.datetime | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    headers: tuple[tuple[str, str], ...] = ()
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = field(default=None, repr=False)
+    tls_validation: bool = True
+    proxy_url: str | None = None
+    connect_timeout: float = 20.0
+    sock_read_timeout: float = 60.0
+    total_timeout: float | None = None
+    download_concurrency: int = 10
+
+    @classmethod
+    def from_model(cls, remote: Any) -> RemoteConfig:
+        """Copy the download settings of a `models.Remote`."""
+        return cls(
+            id=remote.pk,
+            name=remote.name,
+            url=remote.url,
+            policy=remote.policy,
+            updated=remote.updated,
+            username=remote.username,
+            password=remote.password,
+            headers=tuple(sorted((remote.headers or {}).items())),
+            ca_cert=remote.ca_cert,
+            client_cert=remote.client_cert,
+            client_key=remote.client_key,
+            tls_validation=remote.tls_validation,
+            proxy_url=remote.proxy_url,
+            connect_timeout=remote.connect_timeout,
+            sock_read_timeout=remote.sock_read_timeout,
+            total_timeout=remote.total_timeout,
+            download_concurrency=remote.download_concurrency,
+        )

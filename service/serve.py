@@ -1,0 +1,97 @@
+"""Serve a stored artifact: sendfile with Range, HEAD and conditional requests."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+from typing import IO
+
+from aiohttp import hdrs, web
+
+from service.errors import NotResolved
+from service.headers import not_modified, range_applies, representation_headers
+from service.ranges import parse_range
+from service.resolve import LocalArtifact
+from service.storage import FileSystemStorage
+
+@dataclass(frozen=True)
+class Plan:
+    """What an answer of `size` bytes will be: status, the bytes it carries, its headers."""
+
+    status: int
+    start: int
+    count: int
+    headers: dict[str, str]
+
+    def response(self) -> web.StreamResponse:
+        response = web.StreamResponse(status=self.status, headers=self.headers)
+        response.content_length = self.count
+        return response
+
+
+def plan(
+    request: web.BaseRequest,
+    relative_path: str,
+    size: int,
+    sha256: str | None,
+    last_modified: dt.datetime | None,
+) -> Plan | None:
+    """Decide the answer for a file of known size; None means 304 Not Modified.
+
+    Raises RangeError (-> 416) for an unsatisfiable Range.
+    """
+    headers = representation_headers(relative_path, sha256, last_modified)
+    if not_modified(request, sha256, last_modified):
+        return None
+    wanted = request.headers.get(hdrs.RANGE)
+    if wanted is None or not range_applies(request, sha256, last_modified):
+        return Plan(200, 0, size, headers)
+    byte_range = parse_range(wanted, size)
+    if byte_range is None:
+        return Plan(200, 0, size, headers)
+    headers[hdrs.CONTENT_RANGE] = byte_range.content_range(size)
+    return Plan(206, byte_range.start, byte_range.length, headers)
+
+
+def not_modified_response(relative_path: str, sha256: str | None,
+                          last_modified: dt.datetime | None) -> web.Response:
+    headers = representation_headers(relative_path, sha256, last_modified)
+    del headers[hdrs.CONTENT_TYPE]
+    return web.Response(status=304, headers=headers)
+
+
+async def serve(
+    request: web.BaseRequest, hit: LocalArtifact, storage: FileSystemStorage
+) -> web.StreamResponse:
+    """Answer with the stored file of `hit`."""
+    art, relative = hit.artifact, hit.relative_path or ""
+    decided = plan(request, relative, art.size, art.sha256, hit.last_modified)
+    if decided is None:
+        return not_modified_response(relative, art.sha256, hit.last_modified)
+    response = decided.response()
+    if request.method == hdrs.METH_HEAD or decided.count == 0:
+        return response
+    try:
+        fobj = open(storage.path_of(art.storage_path), "rb")  # noqa: SIM115 (closed below)
+    except FileNotFoundError as exc:
+        raise NotResolved(hit.path, "artifact file is missing from storage") from exc
+    try:
+        await response.prepare(request)
+        await sendfile(request, fobj, decided.start, decided.count)
+        await response.write_eof()
+    finally:
+        fobj.close()
+    return response
+
+
+async def sendfile(request: web.BaseRequest, fobj: IO[bytes], start: int, count: int) -> None:
+    """Copy `count` bytes from `start` straight to the socket.
+
+    asyncio uses os.sendfile where the transport allows it and otherwise (TLS) copies
+    through its executor, so the event loop never blocks on the disk.
+    """
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        raise ConnectionResetError("client went away")
+    await asyncio.get_running_loop().sendfile(transport, fobj, start, count)

@@ -1,0 +1,188 @@
+"""Test set-up: one database per run (SQLite, or PostgreSQL with its own throw-away
+database), a clean database and storage per test, and the fixture remote on a thread.
+
+PULP_CONTENT_TEST_DATABASE=postgres selects PostgreSQL (PULP_CONTENT_TEST_POSTGRES gives
+the server, default postgres://postgres@127.0.0.1:5432/postgres). With CI set, a missing
+PostgreSQL fails the run instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fixtures.background import Background
+from fixtures.remote import FixtureRemote
+from service.config import Settings, configure_django, database_settings
+
+POSTGRES = os.environ.get(
+    "PULP_CONTENT_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres"
+)
+_RUN: dict[str, object] = {}
+
+
+def _postgres_admin() -> object:
+    """A connection to the PostgreSQL server, or an error message."""
+    import psycopg2
+
+    params = database_settings(POSTGRES)
+    try:
+        conn = psycopg2.connect(
+            dbname=params["NAME"], user=params["USER"], password=params["PASSWORD"],
+            host=params["HOST"], port=params["PORT"] or 5432, connect_timeout=5,
+        )
+    except psycopg2.OperationalError as exc:
+        return f"PostgreSQL is not reachable at {POSTGRES}: {str(exc).strip()}"
+    conn.autocommit = True
+    return conn
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Pick the run's database and configure Django before any test module imports models."""
+    kind = os.environ.get("PULP_CONTENT_TEST_DATABASE", "sqlite")
+    home = Path(tempfile.mkdtemp(prefix="pulp-content-test-"))
+    _RUN["home"] = home
+    if kind == "sqlite":
+        url = f"sqlite:///{home / 'test.sqlite3'}"
+    elif kind == "postgres":
+        admin = _postgres_admin()
+        if isinstance(admin, str):
+            if os.environ.get("CI"):
+                pytest.exit(admin, returncode=1)
+            _RUN["skip"] = admin
+            url = f"sqlite:///{home / 'unused.sqlite3'}"
+        else:
+            name = f"pulp_content_test_{uuid.uuid4().hex[:12]}"
+            with admin.cursor() as cur:  # type: ignore[attr-defined]
+                cur.execute(f'CREATE DATABASE "{name}"')
+            _RUN["admin"], _RUN["dbname"] = admin, name
+            url = f"{POSTGRES.rsplit('/', 1)[0]}/{name}"
+    else:
+        raise pytest.UsageError(f"PULP_CONTENT_TEST_DATABASE must be sqlite or postgres, not {kind!r}")
+    _RUN["settings"] = Settings(home=home, database_url=url)
+    configure_django(_RUN["settings"])  # type: ignore[arg-type]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "skip" in _RUN:
+        marker = pytest.mark.skip(reason=str(_RUN["skip"]))
+        for item in items:
+            item.add_marker(marker)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    settings = _RUN.get("settings")
+    return f"pulp-content database: {settings.database_url if settings else '?'}"  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "dbname" in _RUN:
+        from django.db import connections
+
+        connections.close_all()
+        with _RUN["admin"].cursor() as cur:  # type: ignore[attr-defined]
+            cur.execute(f'DROP DATABASE IF EXISTS "{_RUN["dbname"]}" WITH (FORCE)')
+        _RUN["admin"].close()  # type: ignore[attr-defined]
+    shutil.rmtree(_RUN.get("home", ""), ignore_errors=True)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """The run's settings; the schema is migrated once."""
+    from service.database import migrate
+
+    current: Settings = _RUN["settings"]  # type: ignore[assignment]
+    migrate(current)
+    return current
+
+
+@pytest.fixture
+def db(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """A clean database and storage for one test; CLI commands see the same settings."""
+    from django.core.management import call_command
+
+    call_command("flush", interactive=False, verbosity=0)
+    shutil.rmtree(settings.storage_root, ignore_errors=True)
+    monkeypatch.setenv("PULP_CONTENT_HOME", str(settings.home))
+    monkeypatch.setenv("PULP_CONTENT_DATABASE_URL", settings.database_url)
+    yield settings
+
+
+@pytest.fixture(scope="session")
+def live_remote() -> Iterator[FixtureRemote]:
+    """The fixture remote, started once per run on its own thread."""
+    remote = FixtureRemote()
+    with Background(remote):
+        yield remote
+
+
+@pytest.fixture
+def upstream(live_remote: FixtureRemote) -> Iterator[FixtureRemote]:
+    """The fixture remote with no faults and zeroed counts."""
+    live_remote.reset()
+    yield live_remote
+    live_remote.reset()
+
+
+@pytest.fixture
+def cli(db: Settings) -> CliRunner:
+    return CliRunner()
+
+
+def run_cli(runner: CliRunner, *args: str) -> str:
+    """Invoke `pulp-content ARGS`; fails the test with the output if it did not exit 0."""
+    from pulp_content_cli.main import cli
+
+    result = runner.invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def storage_files(settings: Settings) -> list[Path]:
+    root = settings.storage_root / "artifact"
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+class Scenario:
+    """Builds remotes, repositories and distributions through the CLI, as a user would."""
+
+    def __init__(self, runner: CliRunner, remote: FixtureRemote, settings: Settings) -> None:
+        self.runner = runner
+        self.remote = remote
+        self.settings = settings
+
+    def cli(self, *args: str) -> str:
+        return run_cli(self.runner, *args)
+
+    def repository(self, name: str, files: list, policy: str = "on_demand") -> str:  # type: ignore[type-arg]
+        """Generated files served by the fixture remote, synced into repository `name`."""
+        url = self.remote.add_repository(name, files)
+        self.cli("remote", "create", name, "--url", url, "--policy", policy,
+                 "--sock-read-timeout", "2", "--connect-timeout", "2")
+        self.cli("repository", "create", name, "--remote", name)
+        self.cli("repository", "sync", name)
+        return url
+
+    def publish(self, name: str, files: list, policy: str = "on_demand",  # type: ignore[type-arg]
+                base_path: str | None = None) -> str:
+        """Sync, publish and distribute; returns the content URL path of the distribution."""
+        self.repository(name, files, policy)
+        publication = self.cli("publication", "create", "--repository", name).split()[-1]
+        base = base_path or name
+        self.cli("distribution", "create", name, "--base-path", base,
+                 "--publication", publication)
+        return f"/pulp/content/{base}/"
+
+
+@pytest.fixture
+def scenario(cli: CliRunner, upstream: FixtureRemote, db: Settings) -> Scenario:
+    return Scenario(cli, upstream, db)
+

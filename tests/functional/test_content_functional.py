@@ -1,0 +1,254 @@
+"""The merged service over real HTTP: stored and lazy content, headers, ranges, listings."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from tests.helpers import eventually
+from fixtures.remote import FileSpec, generate
+
+pytestmark = pytest.mark.functional
+
+FILES = [FileSpec("a.iso", 1024 * 1024, 1), FileSpec("dir/b.xml.gz", 5000, 2),
+         FileSpec("dir/sub/c.txt", 10, 3), FileSpec("index-less/d.bin", 0, 4)]
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def artifact_count() -> int:
+    from service.models import Artifact
+
+    return Artifact.objects.count()
+
+
+def linked(relative_path: str) -> bool:
+    from service.models import ContentArtifact
+
+    return ContentArtifact.objects.filter(
+        relative_path=relative_path, artifact__isnull=False
+    ).exists()
+
+
+def test_on_demand_is_downloaded_once_then_served_from_storage(scenario, client):
+    base = scenario.publish("lazy", FILES, "on_demand")
+    expected = scenario.remote.content("lazy", "a.iso")
+    for _ in range(3):
+        response = client.get(base + "a.iso")
+        assert response.status == 200
+        assert response.body == expected
+        assert response.complete
+    assert scenario.remote.count("/lazy/a.iso") == 1
+    assert linked("a.iso")
+    assert scenario.settings.storage().partials() == []
+    stored = scenario.settings.storage().path_of(f"artifact/{sha(expected)[:2]}/{sha(expected)[2:]}")
+    assert stored.read_bytes() == expected
+
+
+def test_streamed_fetches_every_time_and_keeps_nothing(scenario, client):
+    base = scenario.publish("streamy", FILES, "streamed")
+    expected = scenario.remote.content("streamy", "dir/sub/c.txt")
+    for _ in range(2):
+        response = client.get(base + "dir/sub/c.txt")
+        assert response.body == expected
+    assert scenario.remote.count("/streamy/dir/sub/c.txt") == 2
+    assert not linked("dir/sub/c.txt")
+    assert artifact_count() == 1  # the generated PULP_MANIFEST only
+    assert scenario.settings.storage().partials() == []
+
+
+def test_immediate_never_touches_the_upstream_at_serve_time(scenario, client):
+    base = scenario.publish("eager", FILES, "immediate")
+    scenario.remote.reset()
+    for spec in FILES:
+        response = client.get(base + spec.relative_path)
+        assert response.body == spec.content()
+    assert sum(scenario.remote.requests.values()) == 0
+
+
+def test_stored_headers_conditionals_and_head(scenario, client):
+    base = scenario.publish("hdrs", FILES, "immediate")
+    data = scenario.remote.content("hdrs", "dir/b.xml.gz")
+    response = client.get(base + "dir/b.xml.gz")
+    assert response.headers["Content-Type"] == "application/gzip"
+    assert "Content-Encoding" not in response.headers
+    assert response.headers["Content-Length"] == str(len(data))
+    assert response.headers["ETag"] == f'"{sha(data)}"'
+    digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    assert response.headers["Repr-Digest"] == f"sha-256=:{digest}:"
+    assert response.headers["Accept-Ranges"] == "bytes"
+    modified = response.headers["Last-Modified"]
+    assert response.body == data
+
+    again = client.get(base + "dir/b.xml.gz", headers={"If-None-Match": f'"{sha(data)}"'})
+    assert again.status == 304
+    assert again.body == b""
+    since = client.get(base + "dir/b.xml.gz", headers={"If-Modified-Since": modified})
+    assert since.status == 304
+    other = client.get(base + "dir/b.xml.gz", headers={"If-None-Match": '"other"'})
+    assert other.status == 200
+
+    head = client.head(base + "dir/b.xml.gz")
+    assert head.status == 200
+    assert head.headers["Content-Length"] == str(len(data))
+    assert head.body == b""
+
+
+@pytest.mark.parametrize("policy", ["immediate", "on_demand", "streamed"])
+@pytest.mark.parametrize(
+    ("header", "status", "piece"),
+    [
+        ("bytes=0-0", 206, slice(0, 1)),
+        (f"bytes={1024 * 1024 - 1}-", 206, slice(-1, None)),
+        ("bytes=-100", 206, slice(-100, None)),
+        ("bytes=1000-300000", 206, slice(1000, 300001)),
+    ],
+)
+def test_ranges(scenario, client, policy, header, status, piece):
+    base = scenario.publish("ranges", FILES, policy)
+    data = scenario.remote.content("ranges", "a.iso")
+    response = client.get(base + "a.iso", headers={"Range": header})
+    assert response.status == status
+    body = response.body
+    assert body == data[piece]
+    start = piece.start if piece.start >= 0 else len(data) + piece.start
+    assert response.headers["Content-Range"] == f"bytes {start}-{start + len(body) - 1}/{len(data)}"
+    if policy == "on_demand":
+        # The range was answered and the whole artifact still saved once.
+        assert eventually(lambda: linked("a.iso"))
+
+
+@pytest.mark.parametrize("policy", ["immediate", "on_demand"])
+def test_unsatisfiable_range(scenario, client, policy):
+    base = scenario.publish("bad-range", FILES, policy)
+    before = scenario.remote.count("/bad-range/a.iso")
+    response = client.get(base + "a.iso", headers={"Range": f"bytes={1024 * 1024}-"})
+    assert response.status == 416
+    assert response.headers["Content-Range"] == f"bytes */{1024 * 1024}"
+    assert scenario.remote.count("/bad-range/a.iso") == before
+
+
+def test_head_on_lazy_content_does_not_touch_the_upstream(scenario, client):
+    base = scenario.publish("lazyhead", FILES, "on_demand")
+    data = scenario.remote.content("lazyhead", "a.iso")
+    response = client.head(base + "a.iso")
+    assert response.status == 200
+    assert response.headers["Content-Length"] == str(len(data))
+    assert response.headers["ETag"] == f'"{sha(data)}"'
+    assert scenario.remote.count("/lazyhead/a.iso") == 0
+    assert scenario.remote.count("/lazyhead/a.iso", "HEAD") == 0
+
+
+def test_lazy_response_has_length_and_digest_up_front(scenario, client):
+    base = scenario.publish("lazyhdr", FILES, "on_demand")
+    data = scenario.remote.content("lazyhdr", "a.iso")
+    response = client.get(base + "a.iso")
+    assert response.headers["Content-Length"] == str(len(data))
+    assert "Transfer-Encoding" not in response.headers
+    digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    assert response.headers["Repr-Digest"] == f"sha-256=:{digest}:"
+    response.body
+
+
+def test_published_manifest_is_served(scenario, client):
+    base = scenario.publish("man", FILES, "on_demand")
+    response = client.get(base + "PULP_MANIFEST")
+    lines = (response.body.decode()).splitlines()
+    assert sorted(line.split(",")[0] for line in lines) == sorted(f.relative_path for f in FILES)
+
+
+def test_listings_and_trailing_slash_redirect(scenario, client):
+    base = scenario.publish("listed", FILES, "on_demand")
+    root = client.get(base)
+    text = root.body.decode()
+    assert root.status == 200
+    for name in ('href="a.iso"', 'href="dir/"', 'href="index-less/"', 'href="PULP_MANIFEST"'):
+        assert name in text
+    nested = client.get(base + "dir/")
+    nested_text = nested.body.decode()
+    assert 'href="sub/"' in nested_text and 'href="b.xml.gz"' in nested_text
+    assert ">5000<" in nested_text
+    redirect = client.get(base + "dir")
+    assert redirect.status == 301
+    assert redirect.headers["Location"] == base + "dir/"
+    bare = client.get(base.rstrip("/"))
+    assert bare.status == 301
+    assert bare.headers["Location"] == base
+    missing = client.get(base + "nope/")
+    assert missing.status == 404
+    file_as_dir = client.get(base + "a.iso/")
+    assert file_as_dir.status == 404
+
+
+def test_index_html_is_served_for_its_directory(scenario, client):
+    files = [FileSpec("site/index.html", 30, 9), FileSpec("site/x.txt", 3, 9)]
+    base = scenario.publish("site", files, "immediate")
+    response = client.get(base + "site/")
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert response.body == files[0].content()
+
+
+def test_empty_repository_lists_an_empty_root(scenario, client):
+    base = scenario.publish("empty", [], "on_demand")
+    response = client.get(base)
+    assert response.status == 200
+    assert 'href="PULP_MANIFEST"' in response.body.decode()
+
+
+def test_base_path_matching(scenario, client):
+    scenario.publish("one", generate("one", 1), "immediate", base_path="deep/one")
+    scenario.publish("two", generate("two", 1), "immediate", base_path="deep/er/two")
+    root = client.get("/pulp/content/")
+    assert 'href="deep/"' in root.body.decode()
+    partial = client.get("/pulp/content/deep/")
+    text = partial.body.decode()
+    assert 'href="one/"' in text and 'href="er/"' in text
+    longest = client.get("/pulp/content/deep/er/two/two-0.bin")
+    assert longest.status == 200
+    assert (client.get("/pulp/content/nowhere/x")).status == 404
+    assert (client.get("/pulp/content/dee/")).status == 404
+    bare = client.get("/pulp/content")
+    assert bare.status == 301
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["trav/%2e%2e/%2e%2e/etc/passwd", "trav/..%2fsecret", "trav/a%00b", "trav/%2E%2E",
+     "trav/dir%2fsub/c.txt", "trav/" + "a/" * 2000],
+)
+def test_hostile_paths_are_refused(scenario, client, path):
+    scenario.publish("trav", FILES, "on_demand")
+    response = client.get("/pulp/content/" + path)
+    assert response.status in (400, 404)
+    assert scenario.remote.count("/trav/dir/sub/c.txt") == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("stored", {"sqlite": 2, "postgresql": 2}), ("missing", {"sqlite": 2, "postgresql": 2}),
+     ("no_distribution", {"sqlite": 2, "postgresql": 2}),
+     ("listing", {"sqlite": 2, "postgresql": 2}),
+     # lazy: distribution, file, remote artifacts; then the save: INSERT artifact and
+     # UPDATE content artifact (SQLite also counts its explicit BEGIN).
+     ("lazy", {"sqlite": 6, "postgresql": 5})],
+)
+def test_query_budget(scenario, client, kind, expected):
+    from django.db import connection
+
+    scenario.publish("eager", FILES[:2], "immediate")
+    # Other bytes than "eager": the same bytes would be the same (stored) artifact.
+    scenario.publish("budget", [FileSpec("a.iso", 1000, 99)], "on_demand")
+    path = {
+        "stored": "/pulp/content/eager/a.iso",
+        "missing": "/pulp/content/eager/none.iso",
+        "no_distribution": "/pulp/content/nothing/here.iso",
+        "listing": "/pulp/content/eager/dir/",
+        "lazy": "/pulp/content/budget/a.iso",
+    }[kind]
+    response = client.get(path)
+    response.body
+    assert client.last_queries() == expected[connection.vendor]
