@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import ssl
@@ -48,6 +49,15 @@ def ssl_context(remote: RemoteConfig) -> ssl.SSLContext | bool:
     return context
 
 
+def session_headers(remote: RemoteConfig) -> dict[str, str]:
+    """User-Agent, the remote's extra headers, and its basic auth (RFC 7617)."""
+    headers = {hdrs.USER_AGENT: USER_AGENT, **dict(remote.headers)}
+    if remote.username:
+        pair = f"{remote.username}:{remote.password or ''}".encode()
+        headers[hdrs.AUTHORIZATION] = "Basic " + base64.b64encode(pair).decode()
+    return headers
+
+
 def timeout_of(remote: RemoteConfig) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(
         total=remote.total_timeout,
@@ -67,17 +77,11 @@ class HttpUpstream:
         key = (remote.id, remote.updated)
         session = self._sessions.get(key)
         if session is None or session.closed:
-            auth = (
-                aiohttp.BasicAuth(remote.username, remote.password or "")
-                if remote.username
-                else None
-            )
             connector = aiohttp.TCPConnector(ssl=ssl_context(remote), limit=0)
             session = aiohttp.ClientSession(
                 connector=connector,
-                auth=auth,
                 timeout=timeout_of(remote),
-                headers={hdrs.USER_AGENT: USER_AGENT, **dict(remote.headers)},
+                headers=session_headers(remote),
                 auto_decompress=False,
             )
             self._sessions[key] = session

@@ -1,0 +1,3 @@
+from pulp_content_cli.main import cli
+
+cli()

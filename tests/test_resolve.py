@@ -1,0 +1,98 @@
+"""Resolution without HTTP: `pulp-content resolve` and the resolve() it prints."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from fixtures.remote import FileSpec
+
+FILES = [FileSpec("a.iso", 2048, 1), FileSpec("dir/b.txt", 10, 2)]
+
+
+def resolved(scenario, path: str) -> dict:
+    return json.loads(scenario.cli("resolve", path, "--json"))
+
+
+def test_lazy_file(scenario):
+    scenario.publish("lazy", FILES, "on_demand")
+    doc = resolved(scenario, "/pulp/content/lazy/a.iso")
+    sha = hashlib.sha256(FILES[0].content()).hexdigest()
+    assert doc == {
+        "path": "/pulp/content/lazy/a.iso",
+        "distribution": {"name": "lazy", "base_path": "lazy"},
+        "source": "publication",
+        "relative_path": "a.iso",
+        "action": "stream",
+        "artifact": None,
+        "remote_artifacts": [{
+            "remote": "lazy", "url": scenario.remote.file_url("lazy", "a.iso"),
+            "policy": "on_demand", "size": 2048, "sha256": sha,
+        }],
+        "queries": 3,
+    }
+
+
+def test_stored_file_from_a_repository_version(scenario):
+    scenario.repository("eager", FILES, "immediate")
+    scenario.cli("distribution", "create", "eager", "--base-path", "eager/v1",
+                 "--version", "eager:1")
+    doc = resolved(scenario, "/pulp/content/eager/v1/dir/b.txt")
+    sha = hashlib.sha256(FILES[1].content()).hexdigest()
+    assert doc["source"] == "repository_version"
+    assert doc["action"] == "serve_file"
+    assert doc["artifact"] == {"sha256": sha, "size": 10,
+                               "storage_path": f"artifact/{sha[:2]}/{sha[2:]}"}
+    assert doc["queries"] == 2
+
+
+def test_repository_distribution_follows_the_latest_version(scenario):
+    scenario.repository("moving", FILES[:1], "on_demand")
+    scenario.cli("distribution", "create", "moving", "--base-path", "moving",
+                 "--repository", "moving")
+    assert resolved(scenario, "/pulp/content/moving/dir/b.txt")["action"] == "not_found"
+    scenario.remote.add_repository("moving", FILES)
+    scenario.cli("repository", "sync", "moving")
+    assert resolved(scenario, "/pulp/content/moving/dir/b.txt")["action"] == "stream"
+
+
+@pytest.mark.parametrize(
+    ("path", "action", "extra"),
+    [
+        ("/pulp/content/", "listing", {"entries": ["pub/"]}),
+        ("/pulp/content/pub", "redirect", {"location": "/pulp/content/pub/"}),
+        ("/pulp/content/pub/dir", "redirect", {"location": "/pulp/content/pub/dir/"}),
+        ("/pulp/content/pub/dir/", "listing", {"entries": ["b.txt"]}),
+        ("/pulp/content/pub/missing", "not_found", {}),
+        ("/pulp/content/other/x", "not_found", {}),
+        ("/pulp/content/pub/%2e%2e/x", "not_found", {}),
+        ("/elsewhere", "not_found", {}),
+    ],
+)
+def test_actions(scenario, path, action, extra):
+    scenario.publish("pub", FILES, "on_demand")
+    doc = resolved(scenario, path)
+    assert doc["action"] == action
+    for key, value in extra.items():
+        assert doc[key] == value
+
+
+def test_plain_output_is_readable(scenario):
+    scenario.publish("pub", FILES, "on_demand")
+    out = scenario.cli("resolve", "/pulp/content/pub/a.iso")
+    assert "action: stream" in out
+    assert "distribution: " in out
+
+
+def test_guard_of_an_unknown_kind_refuses(scenario):
+    from service.models import ContentGuard, Distribution
+
+    scenario.publish("guarded", FILES, "on_demand")
+    guard = ContentGuard.objects.create(name="g", kind="future-kind")
+    Distribution.objects.filter(name="guarded").update(content_guard=guard)
+    doc = resolved(scenario, "/pulp/content/guarded/a.iso")
+    assert doc["action"] == "forbidden"
+    assert "not supported" in doc["reason"]
+    assert "guarded/" not in resolved(scenario, "/pulp/content/")["entries"]
