@@ -21,27 +21,53 @@ def remote_options(creating: bool) -> Any:
     """The download settings of a remote, shared by `create` and `update`."""
     options = [
         click.option("--url", required=creating, help="URL of the PULP_MANIFEST."),
-        click.option("--policy", type=POLICY, default="immediate" if creating else None,
-                     show_default=creating, help="When artifacts are downloaded."),
+        click.option(
+            "--policy",
+            type=POLICY,
+            default="immediate" if creating else None,
+            show_default=creating,
+            help="When artifacts are downloaded.",
+        ),
         click.option("--username", help="Basic auth user name."),
         click.option("--password", help="Basic auth password."),
-        click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
-                     help="Extra request header (repeatable)."),
-        click.option("--ca-cert", type=click.Path(dir_okay=False),
-                     help="PEM file of the CA that signs the remote's certificate."),
-        click.option("--client-cert", type=click.Path(dir_okay=False),
-                     help="PEM file of a client certificate."),
-        click.option("--client-key", type=click.Path(dir_okay=False),
-                     help="PEM file of the client certificate's key."),
-        click.option("--tls-validation/--no-tls-validation", default=None,
-                     help="Verify the remote's certificate (default: yes)."),
+        click.option(
+            "--header",
+            "headers",
+            multiple=True,
+            metavar="'NAME: VALUE'",
+            help="Extra request header (repeatable).",
+        ),
+        click.option(
+            "--ca-cert",
+            type=click.Path(dir_okay=False),
+            help="PEM file of the CA that signs the remote's certificate.",
+        ),
+        click.option(
+            "--client-cert",
+            type=click.Path(dir_okay=False),
+            help="PEM file of a client certificate.",
+        ),
+        click.option(
+            "--client-key",
+            type=click.Path(dir_okay=False),
+            help="PEM file of the client certificate's key.",
+        ),
+        click.option(
+            "--tls-validation/--no-tls-validation",
+            default=None,
+            help="Verify the remote's certificate (default: yes).",
+        ),
         click.option("--proxy-url", help="HTTP proxy to download through."),
         click.option("--connect-timeout", type=float, help="Seconds to connect."),
-        click.option("--sock-read-timeout", type=float,
-                     help="Seconds without a byte before a download fails."),
+        click.option(
+            "--sock-read-timeout",
+            type=float,
+            help="Seconds without a byte before a download fails.",
+        ),
         click.option("--total-timeout", type=float, help="Seconds for a whole download."),
-        click.option("--download-concurrency", type=int,
-                     help="Parallel downloads during an immediate sync."),
+        click.option(
+            "--download-concurrency", type=int, help="Parallel downloads during an immediate sync."
+        ),
     ]
 
     def decorate(func: Any) -> Any:
@@ -173,8 +199,11 @@ def repository_list(as_json: bool) -> None:
     from service.models import Repository
 
     docs = [
-        {"name": r.name, "remote": r.remote.name if r.remote else None,
-         "latest_version": latest_version(r).number}
+        {
+            "name": r.name,
+            "remote": r.remote.name if r.remote else None,
+            "latest_version": latest_version(r).number,
+        }
         for r in Repository.objects.select_related("remote").order_by("name")
     ]
     if as_json:
@@ -209,8 +238,7 @@ def publication_create(repository_name: str, number: int | None, pass_through: b
     from service.catalog import create_publication
 
     current = settings()
-    pub = create_publication(current.storage(), repository_name, number,
-                             pass_through)
+    pub = create_publication(current.storage(), repository_name, number, pass_through)
     click.echo(pub.pk)
 
 
@@ -221,10 +249,13 @@ def publication_list(as_json: bool) -> None:
     from service.models import Publication
 
     docs = [
-        {"id": p.pk, "repository": p.repository_version.repository.name,
-         "version": p.repository_version.number, "pass_through": p.pass_through}
-        for p in Publication.objects.select_related("repository_version__repository")
-        .order_by("pk")
+        {
+            "id": p.pk,
+            "repository": p.repository_version.repository.name,
+            "version": p.repository_version.number,
+            "pass_through": p.pass_through,
+        }
+        for p in Publication.objects.select_related("repository_version__repository").order_by("pk")
     ]
     if as_json:
         echo_json(docs)
@@ -233,13 +264,15 @@ def publication_list(as_json: bool) -> None:
 
 
 def source_options(func: Any) -> Any:
-    for option in reversed([
-        click.option("--repository", "repository_name", help="Serve its latest version."),
-        click.option("--version", "version", metavar="NAME:N", help="Serve a fixed version."),
-        click.option("--publication", "publication_id", type=int, help="Serve a publication."),
-        click.option("--remote", "remote_name", help="Pull through from a remote."),
-        click.option("--guard", help="Content guard to apply."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--repository", "repository_name", help="Serve its latest version."),
+            click.option("--version", "version", metavar="NAME:N", help="Serve a fixed version."),
+            click.option("--publication", "publication_id", type=int, help="Serve a publication."),
+            click.option("--remote", "remote_name", help="Pull through from a remote."),
+            click.option("--guard", help="Content guard to apply."),
+        ]
+    ):
         func = option(func)
     return func
 
@@ -254,14 +287,27 @@ def distribution() -> None:
 @click.argument("name")
 @click.option("--base-path", required=True)
 @source_options
-def distribution_create(name: str, base_path: str, repository_name: str | None,
-                        version: str | None, publication_id: int | None,
-                        remote_name: str | None, guard: str | None) -> None:
+def distribution_create(
+    name: str,
+    base_path: str,
+    repository_name: str | None,
+    version: str | None,
+    publication_id: int | None,
+    remote_name: str | None,
+    guard: str | None,
+) -> None:
     """Create a distribution serving exactly one source."""
     from service.catalog import create_distribution
 
-    dist = create_distribution(name, base_path, repository=repository_name, version=version,
-                               publication=publication_id, remote=remote_name, guard=guard)
+    dist = create_distribution(
+        name,
+        base_path,
+        repository=repository_name,
+        version=version,
+        publication=publication_id,
+        remote=remote_name,
+        guard=guard,
+    )
     click.echo(f"created distribution {dist.name} at {dist.base_path}")
 
 
@@ -270,15 +316,29 @@ def distribution_create(name: str, base_path: str, repository_name: str | None,
 @click.option("--base-path")
 @source_options
 @click.option("--no-guard", is_flag=True, help="Remove the content guard.")
-def distribution_update(name: str, base_path: str | None, repository_name: str | None,
-                        version: str | None, publication_id: int | None,
-                        remote_name: str | None, guard: str | None, no_guard: bool) -> None:
+def distribution_update(
+    name: str,
+    base_path: str | None,
+    repository_name: str | None,
+    version: str | None,
+    publication_id: int | None,
+    remote_name: str | None,
+    guard: str | None,
+    no_guard: bool,
+) -> None:
     """Change what a distribution serves, where, or its guard."""
     from service.catalog import update_distribution
 
-    update_distribution(name, base_path=base_path, repository=repository_name, version=version,
-                        publication=publication_id, remote=remote_name, guard=guard,
-                        clear_guard=no_guard)
+    update_distribution(
+        name,
+        base_path=base_path,
+        repository=repository_name,
+        version=version,
+        publication=publication_id,
+        remote=remote_name,
+        guard=guard,
+        clear_guard=no_guard,
+    )
     click.echo(f"updated distribution {name}")
 
 
@@ -289,9 +349,12 @@ def distribution_list(as_json: bool) -> None:
     from service.catalog import distribution_as_dict
     from service.models import Distribution
 
-    docs = [distribution_as_dict(d) for d in Distribution.objects.select_related(
-        "repository", "repository_version__repository", "remote", "content_guard"
-    ).order_by("base_path")]
+    docs = [
+        distribution_as_dict(d)
+        for d in Distribution.objects.select_related(
+            "repository", "repository_version__repository", "remote", "content_guard"
+        ).order_by("base_path")
+    ]
     if as_json:
         echo_json(docs)
     for doc in [] if as_json else docs:

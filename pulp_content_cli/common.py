@@ -54,7 +54,9 @@ def parse_headers(values: tuple[str, ...]) -> dict[str, str]:
     for value in values:
         name, sep, text = value.partition(":")
         if not sep or not name.strip():
-            raise click.BadParameter(f"expected 'NAME: VALUE', got {value!r}", param_hint="--header")
+            raise click.BadParameter(
+                f"expected 'NAME: VALUE', got {value!r}", param_hint="--header"
+            )
         headers[name.strip()] = text.strip()
     return headers
 

@@ -50,12 +50,18 @@ def split_bind(bind: str) -> tuple[str, int]:
 @cli.command()
 @click.argument("path")
 @click.option("--json", "as_json", is_flag=True, help="Print the resolution as JSON.")
-@click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
-              help="A request header to resolve with (content guards look at them).")
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="A request header to resolve with (content guards look at them).",
+)
 def resolve(path: str, as_json: bool, headers: tuple[str, ...]) -> None:
     """Show what the service does for a URL path such as /pulp/content/base/file.iso."""
     from service import queries
-    from service.resolve import describe, resolve as run
+    from service.resolve import describe
+    from service.resolve import resolve as run
 
     current = settings()
     with queries.counting() as counter:
@@ -65,7 +71,9 @@ def resolve(path: str, as_json: bool, headers: tuple[str, ...]) -> None:
         echo_json(doc)
         return
     for key, value in doc.items():
-        click.echo(f"{key}: {json.dumps(value, default=str) if not isinstance(value, str) else value}")
+        click.echo(
+            f"{key}: {json.dumps(value, default=str) if not isinstance(value, str) else value}"
+        )
 
 
 for command in (remote, repository, publication, distribution):

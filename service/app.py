@@ -44,4 +44,3 @@ async def _sweep(app: web.Application) -> None:
     removed = app[STORAGE].sweep_partials()
     if removed:
         log.info("removed %d partial downloads left by an earlier run", removed)
-

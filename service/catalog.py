@@ -32,9 +32,20 @@ from service.paths import clean_base_path, nested
 from service.storage import FileSystemStorage
 
 REMOTE_FIELDS = (
-    "url", "policy", "username", "password", "headers", "ca_cert", "client_cert",
-    "client_key", "tls_validation", "proxy_url", "connect_timeout", "sock_read_timeout",
-    "total_timeout", "download_concurrency",
+    "url",
+    "policy",
+    "username",
+    "password",
+    "headers",
+    "ca_cert",
+    "client_cert",
+    "client_key",
+    "tls_validation",
+    "proxy_url",
+    "connect_timeout",
+    "sock_read_timeout",
+    "total_timeout",
+    "download_concurrency",
 )
 SECRET_FIELDS = ("password", "client_key")
 
@@ -72,7 +83,7 @@ def _check_remote_fields(fields: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput(f"unknown remote settings: {', '.join(sorted(unknown))}")
     if "url" in fields:
         check_url(fields["url"])
-    if "proxy_url" in fields and fields["proxy_url"]:
+    if fields.get("proxy_url"):
         check_url(fields["proxy_url"], "proxy URL")
     if "policy" in fields and fields["policy"] not in POLICIES:
         raise InvalidInput(
@@ -157,7 +168,9 @@ def manifest_of(version: RepositoryVersion) -> bytes:
 
 
 def create_publication(
-    storage: FileSystemStorage, repository: str, number: int | None = None,
+    storage: FileSystemStorage,
+    repository: str,
+    number: int | None = None,
     pass_through: bool = False,
 ) -> Publication:
     """Publish a version's files and a generated PULP_MANIFEST."""
@@ -169,19 +182,26 @@ def create_publication(
         Artifact.objects.bulk_create(
             [Artifact(sha256=sha256, size=len(manifest), file=name)], ignore_conflicts=True
         )
-        publication = Publication.objects.create(repository_version=version,
-                                                 pass_through=pass_through)
+        publication = Publication.objects.create(
+            repository_version=version, pass_through=pass_through
+        )
         if not pass_through:
             members = RepositoryVersionContent.objects.filter(version=version)
             PublishedArtifact.objects.bulk_create(
-                PublishedArtifact(publication=publication, relative_path=m.relative_path,
-                                  content_artifact_id=m.content_artifact_id, added=m.added)
+                PublishedArtifact(
+                    publication=publication,
+                    relative_path=m.relative_path,
+                    content_artifact_id=m.content_artifact_id,
+                    added=m.added,
+                )
                 for m in members.iterator()
             )
-        if not PublishedArtifact.objects.filter(publication=publication,
-                                                relative_path="PULP_MANIFEST").exists():
+        if not PublishedArtifact.objects.filter(
+            publication=publication, relative_path="PULP_MANIFEST"
+        ).exists():
             PublishedMetadata.objects.create(
-                publication=publication, relative_path="PULP_MANIFEST",
+                publication=publication,
+                relative_path="PULP_MANIFEST",
                 artifact=Artifact.objects.get(sha256=sha256),
             )
     return publication
@@ -189,8 +209,10 @@ def create_publication(
 
 def _check_base_path(base_path: str, exclude: int | None = None) -> str:
     clean = clean_base_path(base_path)
-    others = Distribution.objects.exclude(pk=exclude).values_list("name", "base_path")
-    for other_name, other in others:
+    others = Distribution.objects.all()
+    if exclude is not None:
+        others = others.exclude(pk=exclude)
+    for other_name, other in others.values_list("name", "base_path"):
         if nested(clean, other):
             raise InvalidInput(
                 f"base path {clean!r} overlaps distribution {other_name!r} ({other!r})"
@@ -203,11 +225,12 @@ def _source_fields(
 ) -> dict[str, Any]:
     given = [x for x in (repository, version, publication, remote) if x is not None]
     if len(given) != 1:
-        raise InvalidInput(
-            "give exactly one of --repository, --version, --publication, --remote"
-        )
+        raise InvalidInput("give exactly one of --repository, --version, --publication, --remote")
     fields: dict[str, Any] = {
-        "repository": None, "repository_version": None, "publication": None, "remote": None,
+        "repository": None,
+        "repository_version": None,
+        "publication": None,
+        "remote": None,
     }
     if repository is not None:
         fields["repository"] = get_named(Repository, repository)
@@ -228,8 +251,14 @@ def _source_fields(
 
 
 def create_distribution(
-    name: str, base_path: str, *, repository: str | None = None, version: str | None = None,
-    publication: int | None = None, remote: str | None = None, guard: str | None = None,
+    name: str,
+    base_path: str,
+    *,
+    repository: str | None = None,
+    version: str | None = None,
+    publication: int | None = None,
+    remote: str | None = None,
+    guard: str | None = None,
 ) -> Distribution:
     _unique_name(Distribution, name)
     fields = _source_fields(repository, version, publication, remote)
@@ -245,9 +274,15 @@ def create_distribution(
 
 
 def update_distribution(
-    name: str, *, base_path: str | None = None, repository: str | None = None,
-    version: str | None = None, publication: int | None = None, remote: str | None = None,
-    guard: str | None = None, clear_guard: bool = False,
+    name: str,
+    *,
+    base_path: str | None = None,
+    repository: str | None = None,
+    version: str | None = None,
+    publication: int | None = None,
+    remote: str | None = None,
+    guard: str | None = None,
+    clear_guard: bool = False,
 ) -> Distribution:
     dist = get_named(Distribution, name)
     if any(x is not None for x in (repository, version, publication, remote)):

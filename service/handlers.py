@@ -51,15 +51,21 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
                 return await serve(request, hit, request.app[STORAGE])
             case RemoteSource() as src:
                 return await stream(
-                    request, src, request.app[UPSTREAM], request.app[STORAGE],
-                    request.app[PERSIST], request.app[SETTINGS].chunk_size,
+                    request,
+                    src,
+                    request.app[UPSTREAM],
+                    request.app[STORAGE],
+                    request.app[PERSIST],
+                    request.app[SETTINGS].chunk_size,
                 )
             case Listing() as listing:
                 return render_listing(listing)
             case Redirect(location=location):
                 raise web.HTTPMovedPermanently(location)
             case Forbidden(reason=why, status=status, challenge=challenge):
-                headers = {hdrs.WWW_AUTHENTICATE: challenge} if challenge else None
+                headers: dict[str, str] | None = (
+                    {hdrs.WWW_AUTHENTICATE: challenge} if challenge else None
+                )
                 return _text(status, why, headers)
             case NotFound(reason=why):
                 return _text(404, why)

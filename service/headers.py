@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import mimetypes
-from email.utils import parsedate_to_datetime
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 
 from aiohttp import hdrs, web
 
@@ -59,7 +59,10 @@ def representation_headers(
     relative_path: str, sha256: str | None, last_modified: dt.datetime | None
 ) -> dict[str, str]:
     """Content-Type, ETag, Repr-Digest, Last-Modified and Accept-Ranges for a file."""
-    headers = {hdrs.CONTENT_TYPE: content_type(relative_path), hdrs.ACCEPT_RANGES: "bytes"}
+    headers: dict[str, str] = {
+        hdrs.CONTENT_TYPE: content_type(relative_path),
+        hdrs.ACCEPT_RANGES: "bytes",
+    }
     if sha256:
         headers[hdrs.ETAG] = etag_of(sha256)
         headers["Repr-Digest"] = repr_digest(sha256)
@@ -88,8 +91,9 @@ def not_modified(
     return last_modified.replace(microsecond=0) <= since
 
 
-def range_applies(request: web.BaseRequest, sha256: str | None,
-                  last_modified: dt.datetime | None) -> bool:
+def range_applies(
+    request: web.BaseRequest, sha256: str | None, last_modified: dt.datetime | None
+) -> bool:
     """RFC 9110 §13.1.5: with If-Range, a Range counts only if the validator still matches."""
     if_range = request.headers.get(hdrs.IF_RANGE)
     if if_range is None:
@@ -97,8 +101,10 @@ def range_applies(request: web.BaseRequest, sha256: str | None,
     if if_range.startswith('"'):
         return bool(sha256) and if_range == etag_of(sha256 or "")
     when = _parsed_date(request.headers, hdrs.IF_RANGE)
-    return when is not None and last_modified is not None and (
-        last_modified.replace(microsecond=0) == when
+    return (
+        when is not None
+        and last_modified is not None
+        and (last_modified.replace(microsecond=0) == when)
     )
 
 

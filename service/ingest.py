@@ -34,8 +34,9 @@ def store_artifact(storage: FileSystemStorage, download: Download) -> str:
     return sha256
 
 
-def commit(storage: FileSystemStorage, src: RemoteSource, ra: RemoteRef,
-           download: Download) -> None:
+def commit(
+    storage: FileSystemStorage, src: RemoteSource, ra: RemoteRef, download: Download
+) -> None:
     """Save a verified lazy download and link it so the next request is served from storage."""
     with transaction.atomic():
         sha256 = store_artifact(storage, download)
@@ -50,26 +51,25 @@ def commit(storage: FileSystemStorage, src: RemoteSource, ra: RemoteRef,
             RemoteArtifact.objects.filter(pk=ra.id).update(failed_at=None)
 
 
-def _record_pull_through(src: RemoteSource, ra: RemoteRef, download: Download,
-                         sha256: str) -> None:
+def _record_pull_through(src: RemoteSource, ra: RemoteRef, download: Download, sha256: str) -> None:
     """A pull-through fetch becomes content with a remote artifact at its URL."""
     relative = src.relative_path or ra.url.rsplit("/", 1)[-1]
     content, _ = Content.objects.get_or_create(
         relative_path=relative, sha256=sha256, defaults={"size": download.size}
     )
     ca, _ = ContentArtifact.objects.get_or_create(content=content, relative_path=relative)
-    ContentArtifact.objects.filter(pk=ca.pk).update(
-        artifact=Artifact.objects.get(sha256=sha256)
-    )
+    ContentArtifact.objects.filter(pk=ca.pk).update(artifact=Artifact.objects.get(sha256=sha256))
     digests = {k: v for k, v in download.digests.items() if k in DIGESTS}
     RemoteArtifact.objects.update_or_create(
-        content_artifact=ca, remote_id=ra.config.id,
+        content_artifact=ca,
+        remote_id=ra.config.id,
         defaults={"url": ra.url, "size": download.size, **digests},
     )
 
 
 def mark_failed(ra: RemoteRef) -> None:
     """Record that a remote artifact failed, so the next request tries the others first."""
+    assert ra.id is not None, "only recorded remote artifacts can be marked"
     RemoteArtifact.objects.filter(pk=ra.id).update(failed_at=dt.datetime.now(dt.UTC))
 
 

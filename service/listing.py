@@ -23,7 +23,7 @@ def render_listing(listing: Listing) -> web.Response:
             f"<td>{escape(date)}</td><td>{size}</td></tr>"
         )
     body = (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>Index of {title}</title></head>\n<body><h1>Index of {title}</h1>\n"
         "<table><tr><th>Name</th><th>Last modified</th><th>Size</th></tr>\n"
         + "\n".join(rows)

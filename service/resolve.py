@@ -134,9 +134,7 @@ def resolve(
     if not decoded.startswith(prefix) and decoded != prefix.rstrip("/"):
         return NotFound(decoded, reason=f"not under {prefix}")
     try:
-        segments, trailing = split_request_path(
-            raw_path[len(prefix) :], decoded[len(prefix) :]
-        )
+        segments, trailing = split_request_path(raw_path[len(prefix) :], decoded[len(prefix) :])
     except BadPath as exc:
         return NotFound(decoded, reason=str(exc))
     if not segments and decoded == prefix.rstrip("/"):
@@ -160,8 +158,9 @@ def resolve(
             guards.RequestFacts(decoded, headers or {}),
         )
         if refusal is not None:
-            return Forbidden(decoded, ref, None, None, refusal.reason, refusal.status,
-                             refusal.challenge)
+            return Forbidden(
+                decoded, ref, None, None, refusal.reason, refusal.status, refusal.challenge
+            )
     relative = "/".join(segments[len(dist.base_path.split("/")) :])
     if not relative and not trailing:
         return Redirect(decoded, ref, location=f"{prefix}{dist.base_path}/")
@@ -175,8 +174,12 @@ def _list_distributions(decoded: str, prefix: str, partial: str, trailing: bool)
     below = Distribution.objects.filter(content_guard__isnull=True)
     if partial:
         below = below.filter(base_path__startswith=partial + "/")
-    names = sorted({bp[len(partial) :].lstrip("/").split("/")[0] for bp in
-                    below.values_list("base_path", flat=True)})
+    names = sorted(
+        {
+            bp[len(partial) :].lstrip("/").split("/")[0]
+            for bp in below.values_list("base_path", flat=True)
+        }
+    )
     if not names and partial:
         return NotFound(decoded, reason="no distribution at this base path")
     if not trailing:
@@ -200,11 +203,14 @@ def _source_of(dist: Distribution) -> _Source:
     if dist.publication_id is not None:
         pub = dist.publication
         assert pub is not None
-        return _Source("publication", pub.pk, not pub.pass_through, "%s",
-                       (pub.repository_version_id,))
+        return _Source(
+            "publication", pub.pk, not pub.pass_through, "%s", (pub.repository_version_id,)
+        )
     if dist.repository_version_id is not None:
         return _Source("repository_version", None, False, "%s", (dist.repository_version_id,))
-    latest = f"(SELECT id FROM {version_table} WHERE repository_id = %s ORDER BY number DESC LIMIT 1)"
+    latest = (
+        f"(SELECT id FROM {version_table} WHERE repository_id = %s ORDER BY number DESC LIMIT 1)"
+    )
     return _Source("repository_version", None, False, latest, (dist.repository_id,))
 
 
@@ -239,8 +245,9 @@ def _branches(source: _Source, where: str, params: tuple[Any, ...]) -> tuple[str
         parts.append(_FILE_FROM_PUBLICATION.format(where=where.format(t="pa")))
         values += [source.publication_id, *params]
     else:
-        parts.append(_FILE_FROM_VERSION.format(version=source.version_sql,
-                                               where=where.format(t="m")))
+        parts.append(
+            _FILE_FROM_VERSION.format(version=source.version_sql, where=where.format(t="m"))
+        )
         values += [*source.version_params, *params]
     if source.publication_id is not None:
         parts.append(_METADATA.format(where=where.format(t="pm")))
@@ -326,14 +333,17 @@ def _file(
 ) -> Resolution:
     _kind, ca_id, sha256, size, storage_path, added, expected_sha, expected_size, _ = row
     if sha256 is not None:
-        return LocalArtifact(decoded, ref, source, relative,
-                             ArtifactRef(sha256, size, storage_path), _aware(added))
+        return LocalArtifact(
+            decoded, ref, source, relative, ArtifactRef(sha256, size, storage_path), _aware(added)
+        )
     remotes = tuple(remote_artifacts(ca_id))
     if not remotes:
-        return NotFound(decoded, ref, source, relative,
-                        reason="content is not downloaded and has no remote")
-    return RemoteSource(decoded, ref, source, relative, ca_id, remotes,
-                        expected_size, expected_sha, _aware(added))
+        return NotFound(
+            decoded, ref, source, relative, reason="content is not downloaded and has no remote"
+        )
+    return RemoteSource(
+        decoded, ref, source, relative, ca_id, remotes, expected_size, expected_sha, _aware(added)
+    )
 
 
 def remote_artifacts(content_artifact_id: int) -> list[RemoteRef]:
@@ -350,8 +360,9 @@ _EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 def _remote_ref(ra: RemoteArtifact) -> RemoteRef:
     digests = {name: getattr(ra, name) for name in DIGESTS if getattr(ra, name)}
-    return RemoteRef(ra.pk, RemoteConfig.from_model(ra.remote), ra.url, ra.size, digests,
-                     ra.failed_at)
+    return RemoteRef(
+        ra.pk, RemoteConfig.from_model(ra.remote), ra.url, ra.size, digests, ra.failed_at
+    )
 
 
 def _resolve_pull_through(
@@ -360,8 +371,13 @@ def _resolve_pull_through(
     """A pull-through distribution serves whatever its remote has beside its URL, and keeps
     (on_demand, immediate) what it fetched so the next request comes from storage."""
     if trailing:
-        return NotFound(decoded, ref, "pull_through", relative,
-                        reason="a pull-through distribution has no listing")
+        return NotFound(
+            decoded,
+            ref,
+            "pull_through",
+            relative,
+            reason="a pull-through distribution has no listing",
+        )
     remote = dist.remote
     assert remote is not None
     url = urljoin(remote.url, relative)
@@ -372,16 +388,29 @@ def _resolve_pull_through(
     )
     if known is not None and known.content_artifact.artifact is not None:
         art = known.content_artifact.artifact
-        return LocalArtifact(decoded, ref, "pull_through", relative,
-                             ArtifactRef(art.sha256, art.size, art.file), art.created)
+        return LocalArtifact(
+            decoded,
+            ref,
+            "pull_through",
+            relative,
+            ArtifactRef(art.sha256, art.size, art.file),
+            art.created,
+        )
     remote_ref = (
         _remote_ref(known)
         if known is not None
         else RemoteRef(None, RemoteConfig.from_model(remote), url, None, {})
     )
-    return RemoteSource(decoded, ref, "pull_through", relative,
-                        known.content_artifact_id if known else None, (remote_ref,),
-                        remote_ref.size, remote_ref.digests.get("sha256"))
+    return RemoteSource(
+        decoded,
+        ref,
+        "pull_through",
+        relative,
+        known.content_artifact_id if known else None,
+        (remote_ref,),
+        remote_ref.size,
+        remote_ref.digests.get("sha256"),
+    )
 
 
 def action_of(resolution: Resolution, delegate: bool = False) -> str:
@@ -413,13 +442,22 @@ def describe(resolution: Resolution, queries: int, delegate: bool = False) -> di
         "relative_path": resolution.relative_path,
         "action": action_of(resolution, delegate),
         "artifact": (
-            {"sha256": artifact.sha256, "size": artifact.size,
-             "storage_path": artifact.storage_path}
-            if artifact else None
+            {
+                "sha256": artifact.sha256,
+                "size": artifact.size,
+                "storage_path": artifact.storage_path,
+            }
+            if artifact
+            else None
         ),
         "remote_artifacts": [
-            {"remote": r.remote, "url": r.url, "policy": r.policy, "size": r.size,
-             "sha256": r.digests.get("sha256")}
+            {
+                "remote": r.remote,
+                "url": r.url,
+                "policy": r.policy,
+                "size": r.size,
+                "sha256": r.digests.get("sha256"),
+            }
             for r in remotes
         ],
         "queries": queries,

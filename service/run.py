@@ -14,7 +14,9 @@ ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
 
 def run(settings: Settings, host: str, port: int) -> None:
     """Serve until interrupted; prints where it listens."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     app = create_app(settings)
     web.run_app(
         app,

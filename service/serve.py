@@ -15,6 +15,7 @@ from service.ranges import parse_range
 from service.resolve import LocalArtifact
 from service.storage import FileSystemStorage
 
+
 @dataclass(frozen=True)
 class Plan:
     """What an answer of `size` bytes will be: status, the bytes it carries, its headers."""
@@ -54,8 +55,9 @@ def plan(
     return Plan(206, byte_range.start, byte_range.length, headers)
 
 
-def not_modified_response(relative_path: str, sha256: str | None,
-                          last_modified: dt.datetime | None) -> web.Response:
+def not_modified_response(
+    relative_path: str, sha256: str | None, last_modified: dt.datetime | None
+) -> web.Response:
     headers = representation_headers(relative_path, sha256, last_modified)
     del headers[hdrs.CONTENT_TYPE]
     return web.Response(status=304, headers=headers)

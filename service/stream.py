@@ -69,9 +69,7 @@ class Verifier:
     def finish(self) -> dict[str, str]:
         """The digests of what arrived; raises DigestMismatch if it is not what was expected."""
         if self.size is not None and self.received != self.size:
-            raise DigestMismatch(
-                self.url, f"sent {self.received} bytes, expected {self.size}"
-            )
+            raise DigestMismatch(self.url, f"sent {self.received} bytes, expected {self.size}")
         digests = {name: h.hexdigest() for name, h in self.hashers.items()}
         for name, value in self.expected.items():
             if digests[name] != value:
@@ -143,9 +141,11 @@ async def _from_remote(
     relative = src.relative_path or ""
     async with upstream.get(ra.config, ra.url) as answer:
         size = src.size if src.size is not None else answer.content_length
-        decided = plan(request, relative, size, src.sha256, src.last_modified) if (
-            size is not None
-        ) else None
+        decided = (
+            plan(request, relative, size, src.sha256, src.last_modified)
+            if (size is not None)
+            else None
+        )
         if decided is None:
             response = web.StreamResponse()
             response.content_type = answer.content_type or "application/octet-stream"

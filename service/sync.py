@@ -59,7 +59,9 @@ def parse_manifest(text: str) -> list[ManifestLine]:
             continue
         where = f"PULP_MANIFEST line {number}"
         if len(row) != 3:
-            raise InvalidInput(f"{where}: expected relative_path,sha256,size, got {len(row)} fields")
+            raise InvalidInput(
+                f"{where}: expected relative_path,sha256,size, got {len(row)} fields"
+            )
         path, sha256, size = (field.strip() for field in row)
         try:
             path = clean_relative_path(path)
@@ -90,7 +92,10 @@ async def fetch_manifest(upstream: HttpUpstream, remote: RemoteConfig) -> str:
 
 
 async def fetch_artifact(
-    upstream: HttpUpstream, storage: FileSystemStorage, remote: RemoteConfig, url: str,
+    upstream: HttpUpstream,
+    storage: FileSystemStorage,
+    remote: RemoteConfig,
+    url: str,
     line: ManifestLine,
 ) -> Download:
     """Download one file to a partial file and verify it; the partial is removed on failure."""
@@ -109,7 +114,9 @@ async def fetch_artifact(
 
 
 async def fetch_all(
-    storage: FileSystemStorage, remote: RemoteConfig, lines: list[ManifestLine],
+    storage: FileSystemStorage,
+    remote: RemoteConfig,
+    lines: list[ManifestLine],
     progress: Progress,
 ) -> tuple[str, list[Download]]:
     """The manifest, then (for the lines given) every artifact, `download_concurrency` at a time."""
@@ -122,8 +129,9 @@ async def fetch_all(
 
         async def one(line: ManifestLine) -> Download:
             async with limit:
-                done = await fetch_artifact(upstream, storage, remote,
-                                            urljoin(remote.url, line.relative_path), line)
+                done = await fetch_artifact(
+                    upstream, storage, remote, urljoin(remote.url, line.relative_path), line
+                )
             progress(1)
             return done
 
@@ -143,8 +151,11 @@ async def fetch_all(
 
 
 def sync(
-    storage: FileSystemStorage, repository: str, remote: str | None = None,
-    progress: Progress | None = None, on_total: Callable[[int], None] | None = None,
+    storage: FileSystemStorage,
+    repository: str,
+    remote: str | None = None,
+    progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> RepositoryVersion:
     """Mirror the remote's manifest into a new version of `repository`."""
     repo = get_named(Repository, repository)
@@ -156,8 +167,11 @@ def sync(
     lines = parse_manifest(text)
     missing: list[ManifestLine] = []
     if config.policy == "immediate":
-        have = set(Artifact.objects.filter(sha256__in={ln.sha256 for ln in lines})
-                   .values_list("sha256", flat=True))
+        have = set(
+            Artifact.objects.filter(sha256__in={ln.sha256 for ln in lines}).values_list(
+                "sha256", flat=True
+            )
+        )
         missing = list({ln.sha256: ln for ln in lines if ln.sha256 not in have}.values())
     if on_total is not None:
         on_total(len(missing))
@@ -171,7 +185,10 @@ def sync(
 
 
 def record_version(
-    storage: FileSystemStorage, repo: Repository, remote: Remote, lines: list[ManifestLine],
+    storage: FileSystemStorage,
+    repo: Repository,
+    remote: Remote,
+    lines: list[ManifestLine],
     downloads: Iterable[Download],
 ) -> RepositoryVersion:
     """Write artifacts, content, remote artifacts and the new version in one transaction."""
@@ -195,10 +212,13 @@ def _record(repo: Repository, remote: Remote, lines: list[ManifestLine]) -> Repo
         [Content(relative_path=ln.relative_path, sha256=ln.sha256, size=ln.size) for ln in lines],
         ignore_conflicts=True,
     )
-    contents = _by_key(Content.objects.filter(sha256__in={ln.sha256 for ln in lines}),
-                       lambda c: (c.relative_path, c.sha256))
-    artifacts = dict(Artifact.objects.filter(sha256__in={ln.sha256 for ln in lines})
-                     .values_list("sha256", "pk"))
+    contents = _by_key(
+        Content.objects.filter(sha256__in={ln.sha256 for ln in lines}),
+        lambda c: (c.relative_path, c.sha256),
+    )
+    artifacts = dict(
+        Artifact.objects.filter(sha256__in={ln.sha256 for ln in lines}).values_list("sha256", "pk")
+    )
     wanted = [contents[(ln.relative_path, ln.sha256)] for ln in lines]
     ContentArtifact.objects.bulk_create(
         [ContentArtifact(content=c, relative_path=c.relative_path) for c in wanted],
@@ -206,15 +226,23 @@ def _record(repo: Repository, remote: Remote, lines: list[ManifestLine]) -> Repo
     )
     cas = _by_key(ContentArtifact.objects.filter(content__in=wanted), lambda ca: ca.content_id)
     sha_of = {c.pk: c.sha256 for c in wanted}
-    unlinked = [ca for ca in cas.values()
-                if ca.artifact_id is None and sha_of[ca.content_id] in artifacts]
+    unlinked = [
+        ca for ca in cas.values() if ca.artifact_id is None and sha_of[ca.content_id] in artifacts
+    ]
     for ca in unlinked:
         ca.artifact_id = artifacts[sha_of[ca.content_id]]
     ContentArtifact.objects.bulk_update(unlinked, ["artifact"])
     RemoteArtifact.objects.bulk_create(
-        [RemoteArtifact(content_artifact=cas[c.pk], remote=remote,
-                        url=urljoin(remote.url, c.relative_path), size=c.size, sha256=c.sha256)
-         for c in wanted],
+        [
+            RemoteArtifact(
+                content_artifact=cas[c.pk],
+                remote=remote,
+                url=urljoin(remote.url, c.relative_path),
+                size=c.size,
+                sha256=c.sha256,
+            )
+            for c in wanted
+        ],
         update_conflicts=True,
         unique_fields=["content_artifact", "remote"],
         update_fields=["url", "size", "sha256"],
@@ -226,8 +254,11 @@ def _record(repo: Repository, remote: Remote, lines: list[ManifestLine]) -> Repo
     version = RepositoryVersion.objects.create(repository=repo, number=previous.number + 1)
     RepositoryVersionContent.objects.bulk_create(
         RepositoryVersionContent(
-            version=version, content=c, content_artifact=cas[c.pk],
-            relative_path=c.relative_path, added=added_before.get(c.pk, now),
+            version=version,
+            content=c,
+            content_artifact=cas[c.pk],
+            relative_path=c.relative_path,
+            added=added_before.get(c.pk, now),
         )
         for c in wanted
     )

@@ -9,11 +9,10 @@ PostgreSQL fails the run instead of skipping it.
 from __future__ import annotations
 
 import os
-
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,8 +35,12 @@ def _postgres_admin() -> object:
     params = database_settings(POSTGRES)
     try:
         conn = psycopg2.connect(
-            dbname=params["NAME"], user=params["USER"], password=params["PASSWORD"],
-            host=params["HOST"], port=params["PORT"] or 5432, connect_timeout=5,
+            dbname=params["NAME"],
+            user=params["USER"],
+            password=params["PASSWORD"],
+            host=params["HOST"],
+            port=params["PORT"] or 5432,
+            connect_timeout=5,
         )
     except psycopg2.OperationalError as exc:
         return f"PostgreSQL is not reachable at {POSTGRES}: {str(exc).strip()}"
@@ -66,7 +69,9 @@ def pytest_configure(config: pytest.Config) -> None:
             _RUN["admin"], _RUN["dbname"] = admin, name
             url = f"{POSTGRES.rsplit('/', 1)[0]}/{name}"
     else:
-        raise pytest.UsageError(f"PULP_CONTENT_TEST_DATABASE must be sqlite or postgres, not {kind!r}")
+        raise pytest.UsageError(
+            f"PULP_CONTENT_TEST_DATABASE must be sqlite or postgres, not {kind!r}"
+        )
     _RUN["settings"] = Settings(home=home, database_url=url)
     configure_django(_RUN["settings"])  # type: ignore[arg-type]
 
@@ -165,24 +170,38 @@ class Scenario:
     def repository(self, name: str, files: list, policy: str = "on_demand") -> str:  # type: ignore[type-arg]
         """Generated files served by the fixture remote, synced into repository `name`."""
         url = self.remote.add_repository(name, files)
-        self.cli("remote", "create", name, "--url", url, "--policy", policy,
-                 "--sock-read-timeout", "2", "--connect-timeout", "2")
+        self.cli(
+            "remote",
+            "create",
+            name,
+            "--url",
+            url,
+            "--policy",
+            policy,
+            "--sock-read-timeout",
+            "2",
+            "--connect-timeout",
+            "2",
+        )
         self.cli("repository", "create", name, "--remote", name)
         self.cli("repository", "sync", name)
         return url
 
-    def publish(self, name: str, files: list, policy: str = "on_demand",  # type: ignore[type-arg]
-                base_path: str | None = None) -> str:
+    def publish(
+        self,
+        name: str,
+        files: list,
+        policy: str = "on_demand",  # type: ignore[type-arg]
+        base_path: str | None = None,
+    ) -> str:
         """Sync, publish and distribute; returns the content URL path of the distribution."""
         self.repository(name, files, policy)
         publication = self.cli("publication", "create", "--repository", name).split()[-1]
         base = base_path or name
-        self.cli("distribution", "create", name, "--base-path", base,
-                 "--publication", publication)
+        self.cli("distribution", "create", name, "--base-path", base, "--publication", publication)
         return f"/pulp/content/{base}/"
 
 
 @pytest.fixture
 def scenario(cli: CliRunner, upstream: FixtureRemote, db: Settings) -> Scenario:
     return Scenario(cli, upstream, db)
-

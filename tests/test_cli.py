@@ -59,8 +59,10 @@ def refused(world, *args: str) -> str:
         (["remote", "create", "new", "--url", "ftp://x/PULP_MANIFEST"], "invalid URL"),
         (["remote", "create", "new", "--url", "not a url"], "invalid URL"),
         (["remote", "create", "new", "--url", "http://x:99999/"], "bad port"),
-        (["remote", "create", "new", "--url", "http://x/", "--connect-timeout", "-1"],
-         "must be positive"),
+        (
+            ["remote", "create", "new", "--url", "http://x/", "--connect-timeout", "-1"],
+            "must be positive",
+        ),
         (["remote", "update", "pub", "--url", "http:/broken"], "invalid URL"),
         (["repository", "create", "pub"], "already exists"),
         (["repository", "create", "new", "--remote", "nope"], "no remote named 'nope'"),
@@ -68,31 +70,66 @@ def refused(world, *args: str) -> str:
         (["repository", "sync", "pub", "--remote", "nope"], "no remote named 'nope'"),
         (["publication", "create", "--repository", "nope"], "no repository named 'nope'"),
         (["publication", "create", "--repository", "pub", "--version", "9"], "no version 9"),
-        (["distribution", "create", "pub", "--base-path", "x", "--repository", "pub"],
-         "already exists"),
-        (["distribution", "create", "d", "--base-path", "a/b", "--repository", "pub"],
-         "overlaps"),
-        (["distribution", "create", "d", "--base-path", "a", "--repository", "pub"],
-         "overlaps"),
-        (["distribution", "create", "d", "--base-path", "a/b/c", "--repository", "pub"],
-         "overlaps"),
-        (["distribution", "create", "d", "--base-path", "/solo/", "--repository", "pub"],
-         "overlaps"),
-        (["distribution", "create", "d", "--base-path", "x/../y", "--repository", "pub"],
-         "'..' segment"),
+        (
+            ["distribution", "create", "pub", "--base-path", "x", "--repository", "pub"],
+            "already exists",
+        ),
+        (["distribution", "create", "d", "--base-path", "a/b", "--repository", "pub"], "overlaps"),
+        (["distribution", "create", "d", "--base-path", "a", "--repository", "pub"], "overlaps"),
+        (
+            ["distribution", "create", "d", "--base-path", "a/b/c", "--repository", "pub"],
+            "overlaps",
+        ),
+        (
+            ["distribution", "create", "d", "--base-path", "/solo/", "--repository", "pub"],
+            "overlaps",
+        ),
+        (
+            ["distribution", "create", "d", "--base-path", "x/../y", "--repository", "pub"],
+            "'..' segment",
+        ),
         (["distribution", "create", "d", "--base-path", "x"], "exactly one of"),
-        (["distribution", "create", "d", "--base-path", "x", "--repository", "pub",
-          "--remote", "pub"], "exactly one of"),
-        (["distribution", "create", "d", "--base-path", "x", "--repository", "nope"],
-         "no repository named 'nope'"),
-        (["distribution", "create", "d", "--base-path", "x", "--publication", "999999"],
-         "no publication with id 999999"),
-        (["distribution", "create", "d", "--base-path", "x", "--version", "pub:7"],
-         "no version 7"),
-        (["distribution", "create", "d", "--base-path", "x", "--version", "pub"],
-         "expected NAME:N"),
-        (["distribution", "create", "d", "--base-path", "x", "--repository", "pub",
-          "--guard", "nope"], "no content guard named 'nope'"),
+        (
+            [
+                "distribution",
+                "create",
+                "d",
+                "--base-path",
+                "x",
+                "--repository",
+                "pub",
+                "--remote",
+                "pub",
+            ],
+            "exactly one of",
+        ),
+        (
+            ["distribution", "create", "d", "--base-path", "x", "--repository", "nope"],
+            "no repository named 'nope'",
+        ),
+        (
+            ["distribution", "create", "d", "--base-path", "x", "--publication", "999999"],
+            "no publication with id 999999",
+        ),
+        (["distribution", "create", "d", "--base-path", "x", "--version", "pub:7"], "no version 7"),
+        (
+            ["distribution", "create", "d", "--base-path", "x", "--version", "pub"],
+            "expected NAME:N",
+        ),
+        (
+            [
+                "distribution",
+                "create",
+                "d",
+                "--base-path",
+                "x",
+                "--repository",
+                "pub",
+                "--guard",
+                "nope",
+            ],
+            "no content guard named 'nope'",
+        ),
         (["distribution", "update", "solo", "--base-path", "a"], "overlaps"),
         (["distribution", "update", "nope", "--base-path", "z"], "no distribution named"),
         (["repository", "delete", "pub"], "still in use"),
@@ -109,8 +146,9 @@ def test_remote_serving_a_distribution_cannot_be_deleted(world):
 
 def test_invalid_policy_is_a_usage_error(world):
     before = snapshot(world.settings)
-    result = world.runner.invoke(pulp_content, ["remote", "create", "new", "--url",
-                                                "http://x/", "--policy", "lazy"])
+    result = world.runner.invoke(
+        pulp_content, ["remote", "create", "new", "--url", "http://x/", "--policy", "lazy"]
+    )
     assert result.exit_code == 2
     assert "'lazy' is not one of 'immediate', 'on_demand', 'streamed'" in result.stderr
     assert "Traceback" not in result.output
@@ -136,8 +174,14 @@ def test_immediate_sync_with_a_corrupt_file_saves_nothing(world):
 
 def run_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`pulp-content ARGS` in a fresh process (Django here is set up for the test database)."""
-    return subprocess.run([sys.executable, "-m", "pulp_content_cli", *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "pulp_content_cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_sqlite_home_needs_no_setup(tmp_path):
@@ -160,8 +204,11 @@ def test_unmigrated_postgres_asks_for_migrate(tmp_path):
     name = f"pulp_content_unmigrated_{uuid.uuid4().hex[:8]}"
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
-    env = {**os.environ, "PULP_CONTENT_HOME": str(tmp_path),
-           "PULP_CONTENT_DATABASE_URL": f"{POSTGRES.rsplit('/', 1)[0]}/{name}"}
+    env = {
+        **os.environ,
+        "PULP_CONTENT_HOME": str(tmp_path),
+        "PULP_CONTENT_DATABASE_URL": f"{POSTGRES.rsplit('/', 1)[0]}/{name}",
+    }
     try:
         refused = run_command("remote", "list", env=env)
         assert refused.returncode == 1

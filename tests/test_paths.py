@@ -6,7 +6,8 @@ from service.paths import BadPath, clean_base_path, clean_relative_path, nested,
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"), [("a", "a"), ("/a/b/", "a/b"), (" a/b ", "a/b"), ("a.b/c-d_e", "a.b/c-d_e")]
+    ("text", "expected"),
+    [("a", "a"), ("/a/b/", "a/b"), (" a/b ", "a/b"), ("a.b/c-d_e", "a.b/c-d_e")],
 )
 def test_clean_base_path(text: str, expected: str) -> None:
     assert clean_base_path(text) == expected
@@ -38,8 +39,14 @@ def test_split_request_path() -> None:
 
 @pytest.mark.parametrize(
     ("a", "b", "overlap"),
-    [("a", "a", True), ("a", "a/b", True), ("a/b", "a", True), ("a", "ab", False),
-     ("a/b", "a/c", False), ("ab/c", "a", False)],
+    [
+        ("a", "a", True),
+        ("a", "a/b", True),
+        ("a/b", "a", True),
+        ("a", "ab", False),
+        ("a/b", "a/c", False),
+        ("ab/c", "a", False),
+    ],
 )
 def test_nested_by_whole_segments(a: str, b: str, overlap: bool) -> None:
     assert nested(a, b) is overlap

@@ -24,8 +24,17 @@ def test_satisfiable(header: str, size: int, expected: ByteRange) -> None:
 
 @pytest.mark.parametrize(
     "header",
-    [None, "", "bytes=", "bytes=-", "bytes=3-1", "items=0-1", "bytes=0-1,3-4", "bytes=a-b",
-     "bytes=" + "9" * 40 + "-"],
+    [
+        None,
+        "",
+        "bytes=",
+        "bytes=-",
+        "bytes=3-1",
+        "items=0-1",
+        "bytes=0-1,3-4",
+        "bytes=a-b",
+        "bytes=" + "9" * 40 + "-",
+    ],
 )
 def test_ignored_headers_mean_the_whole_body(header: str | None) -> None:
     assert parse_range(header, 10) is None

@@ -27,31 +27,41 @@ def test_lazy_file(scenario):
         "relative_path": "a.iso",
         "action": "stream",
         "artifact": None,
-        "remote_artifacts": [{
-            "remote": "lazy", "url": scenario.remote.file_url("lazy", "a.iso"),
-            "policy": "on_demand", "size": 2048, "sha256": sha,
-        }],
+        "remote_artifacts": [
+            {
+                "remote": "lazy",
+                "url": scenario.remote.file_url("lazy", "a.iso"),
+                "policy": "on_demand",
+                "size": 2048,
+                "sha256": sha,
+            }
+        ],
         "queries": 3,
     }
 
 
 def test_stored_file_from_a_repository_version(scenario):
     scenario.repository("eager", FILES, "immediate")
-    scenario.cli("distribution", "create", "eager", "--base-path", "eager/v1",
-                 "--version", "eager:1")
+    scenario.cli(
+        "distribution", "create", "eager", "--base-path", "eager/v1", "--version", "eager:1"
+    )
     doc = resolved(scenario, "/pulp/content/eager/v1/dir/b.txt")
     sha = hashlib.sha256(FILES[1].content()).hexdigest()
     assert doc["source"] == "repository_version"
     assert doc["action"] == "serve_file"
-    assert doc["artifact"] == {"sha256": sha, "size": 10,
-                               "storage_path": f"artifact/{sha[:2]}/{sha[2:]}"}
+    assert doc["artifact"] == {
+        "sha256": sha,
+        "size": 10,
+        "storage_path": f"artifact/{sha[:2]}/{sha[2:]}",
+    }
     assert doc["queries"] == 2
 
 
 def test_repository_distribution_follows_the_latest_version(scenario):
     scenario.repository("moving", FILES[:1], "on_demand")
-    scenario.cli("distribution", "create", "moving", "--base-path", "moving",
-                 "--repository", "moving")
+    scenario.cli(
+        "distribution", "create", "moving", "--base-path", "moving", "--repository", "moving"
+    )
     assert resolved(scenario, "/pulp/content/moving/dir/b.txt")["action"] == "not_found"
     scenario.remote.add_repository("moving", FILES)
     scenario.cli("repository", "sync", "moving")

@@ -5,200 +5,383 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Artifact',
+            name="Artifact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sha256', models.CharField(max_length=64, unique=True)),
-                ('size', models.BigIntegerField()),
-                ('md5', models.CharField(max_length=32, null=True)),
-                ('sha1', models.CharField(max_length=40, null=True)),
-                ('sha224', models.CharField(max_length=56, null=True)),
-                ('sha384', models.CharField(max_length=96, null=True)),
-                ('sha512', models.CharField(max_length=128, null=True)),
-                ('file', models.CharField(max_length=255)),
-                ('created', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("sha256", models.CharField(max_length=64, unique=True)),
+                ("size", models.BigIntegerField()),
+                ("md5", models.CharField(max_length=32, null=True)),
+                ("sha1", models.CharField(max_length=40, null=True)),
+                ("sha224", models.CharField(max_length=56, null=True)),
+                ("sha384", models.CharField(max_length=96, null=True)),
+                ("sha512", models.CharField(max_length=128, null=True)),
+                ("file", models.CharField(max_length=255)),
+                ("created", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='ContentGuard',
+            name="ContentGuard",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=255, unique=True)),
-                ('kind', models.CharField(max_length=32)),
-                ('settings', models.JSONField(default=dict)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=255, unique=True)),
+                ("kind", models.CharField(max_length=32)),
+                ("settings", models.JSONField(default=dict)),
             ],
         ),
         migrations.CreateModel(
-            name='Publication',
+            name="Publication",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('pass_through', models.BooleanField(default=False)),
-                ('created', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("pass_through", models.BooleanField(default=False)),
+                ("created", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Remote',
+            name="Remote",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=255, unique=True)),
-                ('url', models.TextField()),
-                ('policy', models.CharField(default='immediate', max_length=16)),
-                ('username', models.TextField(null=True)),
-                ('password', models.TextField(null=True)),
-                ('headers', models.JSONField(default=dict)),
-                ('ca_cert', models.TextField(null=True)),
-                ('client_cert', models.TextField(null=True)),
-                ('client_key', models.TextField(null=True)),
-                ('tls_validation', models.BooleanField(default=True)),
-                ('proxy_url', models.TextField(null=True)),
-                ('connect_timeout', models.FloatField(default=20.0)),
-                ('sock_read_timeout', models.FloatField(default=60.0)),
-                ('total_timeout', models.FloatField(null=True)),
-                ('download_concurrency', models.PositiveIntegerField(default=10)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=255, unique=True)),
+                ("url", models.TextField()),
+                ("policy", models.CharField(default="immediate", max_length=16)),
+                ("username", models.TextField(null=True)),
+                ("password", models.TextField(null=True)),
+                ("headers", models.JSONField(default=dict)),
+                ("ca_cert", models.TextField(null=True)),
+                ("client_cert", models.TextField(null=True)),
+                ("client_key", models.TextField(null=True)),
+                ("tls_validation", models.BooleanField(default=True)),
+                ("proxy_url", models.TextField(null=True)),
+                ("connect_timeout", models.FloatField(default=20.0)),
+                ("sock_read_timeout", models.FloatField(default=60.0)),
+                ("total_timeout", models.FloatField(null=True)),
+                ("download_concurrency", models.PositiveIntegerField(default=10)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Content',
+            name="Content",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('relative_path', models.CharField(max_length=1024)),
-                ('sha256', models.CharField(max_length=64)),
-                ('size', models.BigIntegerField(null=True)),
-                ('created', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("relative_path", models.CharField(max_length=1024)),
+                ("sha256", models.CharField(max_length=64)),
+                ("size", models.BigIntegerField(null=True)),
+                ("created", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('relative_path', 'sha256'), name='content_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("relative_path", "sha256"), name="content_unique"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ContentArtifact',
+            name="ContentArtifact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('relative_path', models.CharField(max_length=1024)),
-                ('artifact', models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, to='service.artifact')),
-                ('content', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='service.content')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("relative_path", models.CharField(max_length=1024)),
+                (
+                    "artifact",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to="service.artifact",
+                    ),
+                ),
+                (
+                    "content",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="service.content"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='PublishedArtifact',
+            name="PublishedArtifact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('relative_path', models.CharField(max_length=1024)),
-                ('added', models.DateTimeField()),
-                ('content_artifact', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='service.contentartifact')),
-                ('publication', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='service.publication')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("relative_path", models.CharField(max_length=1024)),
+                ("added", models.DateTimeField()),
+                (
+                    "content_artifact",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, to="service.contentartifact"
+                    ),
+                ),
+                (
+                    "publication",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="service.publication"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='PublishedMetadata',
+            name="PublishedMetadata",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('relative_path', models.CharField(max_length=1024)),
-                ('artifact', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='service.artifact')),
-                ('publication', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='service.publication')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("relative_path", models.CharField(max_length=1024)),
+                (
+                    "artifact",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, to="service.artifact"
+                    ),
+                ),
+                (
+                    "publication",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="service.publication"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='RemoteArtifact',
+            name="RemoteArtifact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('url', models.TextField()),
-                ('size', models.BigIntegerField(null=True)),
-                ('md5', models.CharField(max_length=32, null=True)),
-                ('sha1', models.CharField(max_length=40, null=True)),
-                ('sha224', models.CharField(max_length=56, null=True)),
-                ('sha256', models.CharField(max_length=64, null=True)),
-                ('sha384', models.CharField(max_length=96, null=True)),
-                ('sha512', models.CharField(max_length=128, null=True)),
-                ('failed_at', models.DateTimeField(null=True)),
-                ('content_artifact', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='service.contentartifact')),
-                ('remote', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='service.remote')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("url", models.TextField()),
+                ("size", models.BigIntegerField(null=True)),
+                ("md5", models.CharField(max_length=32, null=True)),
+                ("sha1", models.CharField(max_length=40, null=True)),
+                ("sha224", models.CharField(max_length=56, null=True)),
+                ("sha256", models.CharField(max_length=64, null=True)),
+                ("sha384", models.CharField(max_length=96, null=True)),
+                ("sha512", models.CharField(max_length=128, null=True)),
+                ("failed_at", models.DateTimeField(null=True)),
+                (
+                    "content_artifact",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="service.contentartifact"
+                    ),
+                ),
+                (
+                    "remote",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="service.remote"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Repository',
+            name="Repository",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=255, unique=True)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('remote', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to='service.remote')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=255, unique=True)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                (
+                    "remote",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, to="service.remote"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='RepositoryVersion',
+            name="RepositoryVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('repository', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='versions', to='service.repository')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                (
+                    "repository",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="versions",
+                        to="service.repository",
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='publication',
-            name='repository_version',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='service.repositoryversion'),
+            model_name="publication",
+            name="repository_version",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, to="service.repositoryversion"
+            ),
         ),
         migrations.CreateModel(
-            name='Distribution',
+            name="Distribution",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=255, unique=True)),
-                ('base_path', models.CharField(max_length=255, unique=True)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('content_guard', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to='service.contentguard')),
-                ('publication', models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, to='service.publication')),
-                ('remote', models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, to='service.remote')),
-                ('repository', models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, to='service.repository')),
-                ('repository_version', models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, to='service.repositoryversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=255, unique=True)),
+                ("base_path", models.CharField(max_length=255, unique=True)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                (
+                    "content_guard",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="service.contentguard",
+                    ),
+                ),
+                (
+                    "publication",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to="service.publication",
+                    ),
+                ),
+                (
+                    "remote",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.PROTECT, to="service.remote"
+                    ),
+                ),
+                (
+                    "repository",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to="service.repository",
+                    ),
+                ),
+                (
+                    "repository_version",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to="service.repositoryversion",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='RepositoryVersionContent',
+            name="RepositoryVersionContent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('relative_path', models.CharField(max_length=1024)),
-                ('added', models.DateTimeField()),
-                ('content', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='service.content')),
-                ('content_artifact', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='service.contentartifact')),
-                ('version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='service.repositoryversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("relative_path", models.CharField(max_length=1024)),
+                ("added", models.DateTimeField()),
+                (
+                    "content",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, to="service.content"
+                    ),
+                ),
+                (
+                    "content_artifact",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, to="service.contentartifact"
+                    ),
+                ),
+                (
+                    "version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="service.repositoryversion"
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='contentartifact',
-            constraint=models.UniqueConstraint(fields=('content', 'relative_path'), name='ca_unique'),
+            model_name="contentartifact",
+            constraint=models.UniqueConstraint(
+                fields=("content", "relative_path"), name="ca_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='publishedartifact',
-            constraint=models.UniqueConstraint(fields=('publication', 'relative_path'), name='pa_unique'),
+            model_name="publishedartifact",
+            constraint=models.UniqueConstraint(
+                fields=("publication", "relative_path"), name="pa_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='publishedmetadata',
-            constraint=models.UniqueConstraint(fields=('publication', 'relative_path'), name='pm_unique'),
+            model_name="publishedmetadata",
+            constraint=models.UniqueConstraint(
+                fields=("publication", "relative_path"), name="pm_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='remoteartifact',
-            index=models.Index(fields=['remote', 'url'], name='ra_remote_url'),
+            model_name="remoteartifact",
+            index=models.Index(fields=["remote", "url"], name="ra_remote_url"),
         ),
         migrations.AddConstraint(
-            model_name='remoteartifact',
-            constraint=models.UniqueConstraint(fields=('content_artifact', 'remote'), name='ra_unique'),
+            model_name="remoteartifact",
+            constraint=models.UniqueConstraint(
+                fields=("content_artifact", "remote"), name="ra_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='repositoryversion',
-            constraint=models.UniqueConstraint(fields=('repository', 'number'), name='version_unique'),
+            model_name="repositoryversion",
+            constraint=models.UniqueConstraint(
+                fields=("repository", "number"), name="version_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='repositoryversioncontent',
-            constraint=models.UniqueConstraint(fields=('version', 'relative_path'), name='membership_unique'),
+            model_name="repositoryversioncontent",
+            constraint=models.UniqueConstraint(
+                fields=("version", "relative_path"), name="membership_unique"
+            ),
         ),
     ]

@@ -7,8 +7,11 @@ the unique (parent, relative_path) indexes serve those range scans too.
 
 from django.db import migrations
 
-TABLES = ("service_publishedartifact", "service_publishedmetadata",
-          "service_repositoryversioncontent")
+TABLES = (
+    "service_publishedartifact",
+    "service_publishedmetadata",
+    "service_repositoryversioncontent",
+)
 
 
 def to_c_collation(apps, schema_editor):

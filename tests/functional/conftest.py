@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from fixtures.background import Background
+from fixtures.remote import bound_port
 from service.config import Settings
 from tests.helpers import eventually
 
@@ -35,7 +36,7 @@ class ServiceServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = bound_port(site)
 
     async def stop(self) -> None:
         assert self._runner is not None

@@ -7,13 +7,17 @@ import hashlib
 
 import pytest
 
-from tests.helpers import eventually
 from fixtures.remote import FileSpec, generate
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.functional
 
-FILES = [FileSpec("a.iso", 1024 * 1024, 1), FileSpec("dir/b.xml.gz", 5000, 2),
-         FileSpec("dir/sub/c.txt", 10, 3), FileSpec("index-less/d.bin", 0, 4)]
+FILES = [
+    FileSpec("a.iso", 1024 * 1024, 1),
+    FileSpec("dir/b.xml.gz", 5000, 2),
+    FileSpec("dir/sub/c.txt", 10, 3),
+    FileSpec("index-less/d.bin", 0, 4),
+]
 
 
 def sha(data: bytes) -> str:
@@ -45,7 +49,9 @@ def test_on_demand_is_downloaded_once_then_served_from_storage(scenario, client)
     assert scenario.remote.count("/lazy/a.iso") == 1
     assert linked("a.iso")
     assert scenario.settings.storage().partials() == []
-    stored = scenario.settings.storage().path_of(f"artifact/{sha(expected)[:2]}/{sha(expected)[2:]}")
+    stored = scenario.settings.storage().path_of(
+        f"artifact/{sha(expected)[:2]}/{sha(expected)[2:]}"
+    )
     assert stored.read_bytes() == expected
 
 
@@ -151,7 +157,7 @@ def test_lazy_response_has_length_and_digest_up_front(scenario, client):
     assert "Transfer-Encoding" not in response.headers
     digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
     assert response.headers["Repr-Digest"] == f"sha-256=:{digest}:"
-    response.body
+    assert response.complete
 
 
 def test_published_manifest_is_served(scenario, client):
@@ -217,8 +223,14 @@ def test_base_path_matching(scenario, client):
 
 @pytest.mark.parametrize(
     "path",
-    ["trav/%2e%2e/%2e%2e/etc/passwd", "trav/..%2fsecret", "trav/a%00b", "trav/%2E%2E",
-     "trav/dir%2fsub/c.txt", "trav/" + "a/" * 2000],
+    [
+        "trav/%2e%2e/%2e%2e/etc/passwd",
+        "trav/..%2fsecret",
+        "trav/a%00b",
+        "trav/%2E%2E",
+        "trav/dir%2fsub/c.txt",
+        "trav/" + "a/" * 2000,
+    ],
 )
 def test_hostile_paths_are_refused(scenario, client, path):
     scenario.publish("trav", FILES, "on_demand")
@@ -229,12 +241,15 @@ def test_hostile_paths_are_refused(scenario, client, path):
 
 @pytest.mark.parametrize(
     ("kind", "expected"),
-    [("stored", {"sqlite": 2, "postgresql": 2}), ("missing", {"sqlite": 2, "postgresql": 2}),
-     ("no_distribution", {"sqlite": 2, "postgresql": 2}),
-     ("listing", {"sqlite": 2, "postgresql": 2}),
-     # lazy: distribution, file, remote artifacts; then the save: INSERT artifact and
-     # UPDATE content artifact (SQLite also counts its explicit BEGIN).
-     ("lazy", {"sqlite": 6, "postgresql": 5})],
+    [
+        ("stored", {"sqlite": 2, "postgresql": 2}),
+        ("missing", {"sqlite": 2, "postgresql": 2}),
+        ("no_distribution", {"sqlite": 2, "postgresql": 2}),
+        ("listing", {"sqlite": 2, "postgresql": 2}),
+        # lazy: distribution, file, remote artifacts; then the save: INSERT artifact and
+        # UPDATE content artifact (SQLite also counts its explicit BEGIN).
+        ("lazy", {"sqlite": 6, "postgresql": 5}),
+    ],
 )
 def test_query_budget(scenario, client, kind, expected):
     from django.db import connection
@@ -250,5 +265,5 @@ def test_query_budget(scenario, client, kind, expected):
         "lazy": "/pulp/content/budget/a.iso",
     }[kind]
     response = client.get(path)
-    response.body
+    assert response.complete
     assert client.last_queries() == expected[connection.vendor]

@@ -19,8 +19,9 @@ PATH = "/pulp/content/faulty/big.bin"
 def remote_artifact_failed() -> bool:
     from service.models import RemoteArtifact
 
-    return RemoteArtifact.objects.filter(url__endswith="/faulty/big.bin",
-                                         failed_at__isnull=False).exists()
+    return RemoteArtifact.objects.filter(
+        url__endswith="/faulty/big.bin", failed_at__isnull=False
+    ).exists()
 
 
 def assert_nothing_saved(settings) -> None:
@@ -41,9 +42,13 @@ def faulty(scenario):
 
 @pytest.mark.parametrize(
     ("fault", "status"),
-    [(Fault("status", status=500), 502), (Fault("status", status=503), 502),
-     (Fault("status", status=404), 502), (Fault("reset"), 502),
-     (Fault("latency", delay=4.0), 504)],
+    [
+        (Fault("status", status=500), 502),
+        (Fault("status", status=503), 502),
+        (Fault("status", status=404), 502),
+        (Fault("reset"), 502),
+        (Fault("latency", delay=4.0), 504),
+    ],
 )
 def test_failure_before_the_first_byte(faulty, client, fault, status):
     faulty.remote.set_fault("faulty", fault)
@@ -60,8 +65,12 @@ def test_failure_before_the_first_byte(faulty, client, fault, status):
 
 @pytest.mark.parametrize(
     "fault",
-    [Fault("truncate", at=300 * 1024), Fault("wrong_bytes"), Fault("wrong_length"),
-     Fault("stall", at=300 * 1024, delay=5.0)],
+    [
+        Fault("truncate", at=300 * 1024),
+        Fault("wrong_bytes"),
+        Fault("wrong_length"),
+        Fault("stall", at=300 * 1024, delay=5.0),
+    ],
 )
 def test_failure_after_the_first_byte_aborts_the_client(faulty, client, fault):
     faulty.remote.set_fault("faulty", fault)
@@ -84,9 +93,12 @@ def test_next_remote_artifact_is_tried_before_the_first_byte(faulty, client):
     mirror_url = faulty.remote.add_repository("mirror", [FILE])
     mirror = Remote.objects.create(name="mirror", url=mirror_url, policy="on_demand")
     ca = ContentArtifact.objects.get(relative_path="big.bin")
-    RemoteArtifact.objects.create(content_artifact=ca, remote=mirror,
-                                  url=mirror_url.replace("PULP_MANIFEST", "big.bin"),
-                                  size=FILE.size)
+    RemoteArtifact.objects.create(
+        content_artifact=ca,
+        remote=mirror,
+        url=mirror_url.replace("PULP_MANIFEST", "big.bin"),
+        size=FILE.size,
+    )
     faulty.remote.set_fault("faulty", Fault("status", status=500))
     response = client.get(PATH)
     assert response.status == 200 and response.body == FILE.content()
@@ -99,12 +111,26 @@ def test_remote_basic_auth(scenario, client):
     scenario.remote.add_repository("private", [FILE])
     scenario.remote.set_fault("private", Fault("basic_auth", username="u", password="p"))
     url = scenario.remote.manifest_url("private")
-    scenario.cli("remote", "create", "private", "--url", url, "--policy", "on_demand",
-                 "--username", "u", "--password", "p", "--header", "X-Mirror: test")
+    scenario.cli(
+        "remote",
+        "create",
+        "private",
+        "--url",
+        url,
+        "--policy",
+        "on_demand",
+        "--username",
+        "u",
+        "--password",
+        "p",
+        "--header",
+        "X-Mirror: test",
+    )
     scenario.cli("repository", "create", "private", "--remote", "private")
     scenario.cli("repository", "sync", "private")
-    scenario.cli("distribution", "create", "private", "--base-path", "private",
-                 "--repository", "private")
+    scenario.cli(
+        "distribution", "create", "private", "--base-path", "private", "--repository", "private"
+    )
     assert client.get("/pulp/content/private/big.bin").body == FILE.content()
     scenario.cli("remote", "update", "private", "--password", "wrong")
     scenario.remote.set_fault("private", Fault("basic_auth", username="u", password="p"))

@@ -1,0 +1,1 @@
+Added the merged content service: one aiohttp process that serves stored artifacts with sendfile, Range, ETag, Last-Modified and Repr-Digest, and streams lazy (on_demand and streamed) artifacts from their upstream while verifying and saving them, plus the `pulp-content` CLI to create remotes, sync repositories, publish, distribute, serve and resolve paths.

@@ -1,0 +1,61 @@
+"""The project's checks, the same on a laptop and in CI (`.ci/run` calls `nox`)."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.error_on_missing_interpreters = True
+DATABASES = ["sqlite", "postgres"]
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy over the service, the CLI and the fixtures."""
+    session.install("-e", ".[test]", "mypy>=1.11", "django-stubs>=5.1")
+    session.run("mypy")
+
+
+def _pytest(session: nox.Session, database: str, *args: str) -> None:
+    session.install(".[test]")
+    env = {"PULP_CONTENT_TEST_DATABASE": database}
+    session.run("pytest", *args, *session.posargs, env=env)
+
+
+@nox.session
+@nox.parametrize("database", DATABASES)
+def tests(session: nox.Session, database: str) -> None:
+    """Unit and functional tests, on SQLite and on PostgreSQL."""
+    _pytest(session, database, "tests", "--ignore=tests/perf")
+
+
+@nox.session
+@nox.parametrize("database", DATABASES)
+def functional(session: nox.Session, database: str) -> None:
+    """Only the black-box tests against a running service and the live fixture remote."""
+    _pytest(session, database, "tests", "-m", "functional", "--ignore=tests/perf")
+
+
+@nox.session
+def perf(session: nox.Session) -> None:
+    """The performance measurements of tests/perf (results in perf-results/)."""
+    session.install(".[test]")
+    session.run(
+        "python",
+        "-m",
+        "tests.perf.measure",
+        "--out",
+        "perf-results",
+        *session.posargs,
+        env={"CI": os.environ.get("CI", "")},
+    )
