@@ -8,6 +8,7 @@ import click
 
 from pulp_content_cli.catalog import distribution, publication, remote, repository
 from pulp_content_cli.common import Group, echo_json, parse_headers, settings
+from pulp_content_cli.fixture import fixture
 from service.config import DEFAULT_BIND, load_settings
 
 
@@ -34,15 +35,17 @@ def migrate() -> None:
 @click.option("--bind", default=DEFAULT_BIND, show_default=True, help="HOST:PORT to listen on.")
 def serve(bind: str) -> None:
     """Serve content under /pulp/content/."""
+    host, port = split_bind(bind)
+    current = settings()  # Django is configured before the service's modules load
     from service.run import run
 
-    host, port = split_bind(bind)
-    run(settings(), host, port)
+    run(current, host, port)
 
 
-def split_bind(bind: str) -> tuple[str, int]:
+def split_bind(bind: str, allow_zero: bool = False) -> tuple[str, int]:
     host, sep, port = bind.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    lowest = 0 if allow_zero else 1
+    if not sep or not port.isdigit() or not lowest <= int(port) < 65536:
         raise click.BadParameter(f"expected HOST:PORT, got {bind!r}", param_hint="--bind")
     return host.strip("[]") or "127.0.0.1", int(port)
 
@@ -76,5 +79,5 @@ def resolve(path: str, as_json: bool, headers: tuple[str, ...]) -> None:
         )
 
 
-for command in (remote, repository, publication, distribution):
+for command in (remote, repository, publication, distribution, fixture):
     cli.add_command(command)

@@ -1,0 +1,51 @@
+"""`pulp-content serve` as a user runs it: a real process, its own database connection."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from fixtures.remote import FileSpec
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.functional
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_serve_command_streams_lazy_content_once(scenario):
+    files = [FileSpec("x/y.iso", 200_000, 5)]
+    base = scenario.publish("served", files, "on_demand")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pulp_content_cli", "serve", "--bind", f"127.0.0.1:{port}"],
+        env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert eventually(lambda: listening(port) or process.poll() is not None, timeout=30)
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        url = f"http://127.0.0.1:{port}{base}x/y.iso"
+        for _ in range(3):
+            with urllib.request.urlopen(url, timeout=30) as response:
+                assert response.status == 200
+                assert response.read() == files[0].content()
+        assert scenario.remote.count("/served/x/y.iso") == 1
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert f"serving http://127.0.0.1:{port}/pulp/content/" in output
+    assert "Traceback" not in output
