@@ -8,17 +8,17 @@ artifact a third for its remote artifacts.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urljoin
 
 from django.db import connection
-from django.db.models.functions import Length
 
 from service import guards
 from service.config import CONTENT_PREFIX
-from service.models import DIGESTS, Distribution, RemoteArtifact
+from service.models import DIGESTS, Distribution, Remote, RemoteArtifact
 from service.paths import BadPath, split_request_path
 from service.remoteconfig import RemoteConfig
 
@@ -139,23 +139,13 @@ def resolve(
         return NotFound(decoded, reason=str(exc))
     if not segments and decoded == prefix.rstrip("/"):
         return Redirect(decoded, location=prefix)
-    prefixes = ["/".join(segments[: i + 1]) for i in range(len(segments))]
-    dist = (
-        Distribution.objects.filter(base_path__in=prefixes)
-        .select_related("publication", "remote", "content_guard")
-        .order_by(Length("base_path").desc())
-        .first()
-        if prefixes
-        else None
-    )
+    dist = _match_distribution(segments)
     if dist is None:
         return _list_distributions(decoded, prefix, "/".join(segments), trailing)
     ref = DistributionRef(dist.name, dist.base_path)
-    if dist.content_guard is not None:
+    if dist.guard_kind is not None:
         refusal = guards.check(
-            dist.content_guard.kind,
-            dist.content_guard.settings,
-            guards.RequestFacts(decoded, headers or {}),
+            dist.guard_kind, dist.guard_settings, guards.RequestFacts(decoded, headers or {})
         )
         if refusal is not None:
             return Forbidden(
@@ -167,6 +157,54 @@ def resolve(
     if dist.remote_id is not None and dist.publication_id is None:
         return _resolve_pull_through(decoded, ref, dist, relative, trailing)
     return _resolve_in_source(decoded, ref, dist, relative, trailing)
+
+
+@dataclass(frozen=True)
+class _Dist:
+    """The columns of a distribution (and its publication and guard) resolution needs."""
+
+    name: str
+    base_path: str
+    publication_id: int | None
+    repository_id: int | None
+    repository_version_id: int | None
+    remote_id: int | None
+    published_version_id: int | None
+    pass_through: bool
+    guard_kind: str | None
+    guard_settings: Mapping[str, Any]
+
+
+_MATCH_DISTRIBUTION = """
+    SELECT d.name, d.base_path, d.publication_id, d.repository_id, d.repository_version_id,
+           d.remote_id, p.repository_version_id, p.pass_through, g.kind, g.settings
+    FROM service_distribution d
+    LEFT JOIN service_publication p ON p.id = d.publication_id
+    LEFT JOIN service_contentguard g ON g.id = d.content_guard_id
+    WHERE d.base_path IN ({placeholders})
+    ORDER BY length(d.base_path) DESC
+    LIMIT 1"""
+
+
+def _match_distribution(segments: list[str]) -> _Dist | None:
+    """The distribution whose base path is the longest prefix (by segments) of the path.
+
+    Raw SQL: this runs on every request, and building it through the ORM cost three
+    times as much as running it.
+    """
+    if not segments:
+        return None
+    prefixes = ["/".join(segments[: i + 1]) for i in range(len(segments))]
+    sql = _MATCH_DISTRIBUTION.format(placeholders=", ".join(["%s"] * len(prefixes)))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, prefixes)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    settings = row[9]
+    if isinstance(settings, str):  # SQLite hands JSON back as text
+        settings = json.loads(settings)
+    return _Dist(*row[:7], bool(row[7]), row[8], settings or {})
 
 
 def _list_distributions(decoded: str, prefix: str, partial: str, trailing: bool) -> Resolution:
@@ -198,13 +236,15 @@ class _Source:
     version_params: tuple[Any, ...]
 
 
-def _source_of(dist: Distribution) -> _Source:
+def _source_of(dist: _Dist) -> _Source:
     version_table = "service_repositoryversion"
     if dist.publication_id is not None:
-        pub = dist.publication
-        assert pub is not None
         return _Source(
-            "publication", pub.pk, not pub.pass_through, "%s", (pub.repository_version_id,)
+            "publication",
+            dist.publication_id,
+            not dist.pass_through,
+            "%s",
+            (dist.published_version_id,),
         )
     if dist.repository_version_id is not None:
         return _Source("repository_version", None, False, "%s", (dist.repository_version_id,))
@@ -262,7 +302,7 @@ def _children_bounds(relative: str) -> tuple[str, str]:
 
 
 def _resolve_in_source(
-    decoded: str, ref: DistributionRef, dist: Distribution, relative: str, trailing: bool
+    decoded: str, ref: DistributionRef, dist: _Dist, relative: str, trailing: bool
 ) -> Resolution:
     source = _source_of(dist)
     if trailing:
@@ -366,7 +406,7 @@ def _remote_ref(ra: RemoteArtifact) -> RemoteRef:
 
 
 def _resolve_pull_through(
-    decoded: str, ref: DistributionRef, dist: Distribution, relative: str, trailing: bool
+    decoded: str, ref: DistributionRef, dist: _Dist, relative: str, trailing: bool
 ) -> Resolution:
     """A pull-through distribution serves whatever its remote has beside its URL, and keeps
     (on_demand, immediate) what it fetched so the next request comes from storage."""
@@ -378,8 +418,7 @@ def _resolve_pull_through(
             relative,
             reason="a pull-through distribution has no listing",
         )
-    remote = dist.remote
-    assert remote is not None
+    remote = Remote.objects.get(pk=dist.remote_id)
     url = urljoin(remote.url, relative)
     known = (
         RemoteArtifact.objects.filter(remote=remote, url=url)

@@ -34,11 +34,15 @@ class FileSystemStorage:
         self.tmp = self.root / "tmp"
 
     def path_of(self, name: str) -> Path:
-        """The absolute path of a stored file; refuses names that leave the root."""
-        path = (self.root / name).resolve()
-        if not path.is_relative_to(self.root) or path == self.root:
+        """The absolute path of a stored file; refuses names that could leave the root.
+
+        Names come from the database, never from a request, and are checked lexically
+        (no symlink resolution: this runs for every stored file served).
+        """
+        parts = name.split("/")
+        if name.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\x00" in name:
             raise ValueError(f"storage name outside the storage root: {name!r}")
-        return path
+        return self.root.joinpath(*parts)
 
     def new_partial(self) -> Path:
         """A fresh temp file path for a download in progress."""

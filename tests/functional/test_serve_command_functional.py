@@ -33,7 +33,10 @@ def test_serve_command_streams_lazy_content_once(scenario):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "pulp_content_cli", "serve", "--bind", f"127.0.0.1:{port}"],
-        env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         assert eventually(lambda: listening(port) or process.poll() is not None, timeout=30)
