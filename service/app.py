@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from service.config import Settings, configure_django
-from service.handlers import content
+from service.handlers import content, resolver
 from service.ingest import OrmPersist
-from service.keys import PERSIST, QUERY_LOG, SETTINGS, STORAGE, UPSTREAM
+from service.keys import PERSIST, QUERY_LOG, RESOLVER, SETTINGS, STORAGE, UPSTREAM
 from service.storage import FileSystemStorage
 from service.upstream import HttpUpstream
 
@@ -26,6 +26,7 @@ def create_app(settings: Settings) -> web.Application:
     app[STORAGE] = FileSystemStorage(settings.storage_root)
     app[PERSIST] = OrmPersist(app[STORAGE])
     app[QUERY_LOG] = deque(maxlen=1000)
+    app[RESOLVER] = resolver(concurrent=not settings.is_sqlite)
     prefix = settings.content_prefix
     app.router.add_get(prefix.rstrip("/"), content)
     app.router.add_get(prefix + "{path:.*}", content)

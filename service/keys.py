@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -17,3 +19,6 @@ UPSTREAM = web.AppKey("upstream", HttpUpstream)
 PERSIST = web.AppKey("persist", OrmPersist)
 # (method, path, queries) of recent requests: what tests and /metrics read.
 QUERY_LOG = web.AppKey("query_log", deque)
+# resolve() run off the event loop (see handlers.resolver).
+Resolver = Callable[..., Awaitable[Any]]
+RESOLVER: web.AppKey[Resolver] = web.AppKey("resolver")

@@ -204,7 +204,19 @@ def _match_distribution(segments: list[str]) -> _Dist | None:
     settings = row[9]
     if isinstance(settings, str):  # SQLite hands JSON back as text
         settings = json.loads(settings)
-    return _Dist(*row[:7], bool(row[7]), row[8], settings or {})
+    name, base_path, publication, repository, version, remote, published, pass_through = row[:8]
+    return _Dist(
+        name,
+        base_path,
+        publication,
+        repository,
+        version,
+        remote,
+        published,
+        bool(pass_through),
+        row[8],
+        settings or {},
+    )
 
 
 def _list_distributions(decoded: str, prefix: str, partial: str, trailing: bool) -> Resolution:
@@ -418,6 +430,7 @@ def _resolve_pull_through(
             relative,
             reason="a pull-through distribution has no listing",
         )
+    assert dist.remote_id is not None
     remote = Remote.objects.get(pk=dist.remote_id)
     url = urljoin(remote.url, relative)
     known = (
