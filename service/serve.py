@@ -15,7 +15,6 @@ from service.ranges import parse_range
 from service.resolve import LocalArtifact
 from service.storage import FileSystemStorage
 
-
 SMALL_FILE = 64 * 1024
 
 

@@ -159,7 +159,7 @@ async def _from_remote(
         try:
             with open(partial, "wb") if partial else contextlib.nullcontext() as out:
                 await response.prepare(request)
-                digests = await _relay(response, answer, verifier, out, window, chunk_size)
+                relayed = await _relay(response, answer, verifier, out, window, chunk_size)
         except UpstreamError as exc:
             _discard(partial)
             if request.transport is not None:
@@ -170,16 +170,27 @@ async def _from_remote(
         except BaseException:
             _discard(partial)
             raise
-    if partial is not None and digests is not None:
-        download = Download(partial, verifier.received, digests)
+    if partial is not None and relayed.digests is not None:
+        download = Download(partial, verifier.received, relayed.digests)
         try:
-            # Saving must not be cancelled half-way by a client going away.
+            # Saved before the client gets its last bytes, so whoever asks next is
+            # served from storage; shielded so a client going away cannot cut it short.
             await asyncio.shield(persist.commit(src, ra, download))
         finally:
             _discard(partial)
-    with contextlib.suppress(ConnectionError):
-        await response.write_eof()
+    if await _send(response, relayed.held):
+        with contextlib.suppress(ConnectionError):
+            await response.write_eof()
     return response
+
+
+@dataclass(frozen=True)
+class Relayed:
+    """The end of a relay: verified digests (None: stopped early, nothing to keep) and the
+    client's last piece, still held back."""
+
+    digests: dict[str, str] | None
+    held: bytes
 
 
 async def _relay(
@@ -189,9 +200,8 @@ async def _relay(
     out: IO[bytes] | None,
     window: tuple[int, int | None],
     chunk_size: int,
-) -> dict[str, str] | None:
-    """Copy the upstream body to the file and the client's window of it; return the
-    verified digests, or None when the download stopped early (streamed, nothing kept).
+) -> Relayed:
+    """Copy the upstream body to the file and the client's window of it.
 
     The client's last piece is held back until the whole download is verified, unless
     its window ends before the end of the file.
@@ -216,11 +226,8 @@ async def _relay(
             if client_ok:
                 await response.write_eof()
         if out is None and (window_done or not client_ok):
-            return None  # streamed: nobody is left to receive the rest
-    digests = verifier.finish()
-    if client_ok and held:
-        await _send(response, held)
-    return digests
+            return Relayed(None, b"")  # streamed: nobody is left to receive the rest
+    return Relayed(verifier.finish(), held if client_ok else b"")
 
 
 async def _send(response: web.StreamResponse, data: bytes) -> bool:
