@@ -55,6 +55,15 @@ def test_on_demand_is_downloaded_once_then_served_from_storage(scenario, client)
     assert stored.read_bytes() == expected
 
 
+@pytest.mark.parametrize("policy", ["on_demand", "streamed"])
+def test_every_lazy_file_including_empty_ones(scenario, client, policy):
+    base = scenario.publish("every", FILES, policy)
+    for spec in FILES:
+        response = client.get(base + spec.relative_path)
+        assert response.status == 200 and response.complete
+        assert response.body == spec.content()
+
+
 def test_streamed_fetches_every_time_and_keeps_nothing(scenario, client):
     base = scenario.publish("streamy", FILES, "streamed")
     expected = scenario.remote.content("streamy", "dir/sub/c.txt")
