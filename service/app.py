@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from service.config import Settings, configure_django
+from service.download import Downloads
 from service.handlers import content, resolver
 from service.ingest import OrmPersist
-from service.keys import PERSIST, QUERY_LOG, RESOLVER, SETTINGS, STORAGE, UPSTREAM
+from service.keys import DOWNLOADS, PERSIST, QUERY_LOG, RESOLVER, SETTINGS, STORAGE, UPSTREAM
 from service.storage import FileSystemStorage
 from service.upstream import HttpUpstream
 
@@ -37,7 +38,9 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _upstream(app: web.Application) -> AsyncIterator[None]:
     app[UPSTREAM] = HttpUpstream()
+    app[DOWNLOADS] = Downloads(app[STORAGE], app[PERSIST], app[UPSTREAM], app[SETTINGS].chunk_size)
     yield
+    await app[DOWNLOADS].aclose()
     await app[UPSTREAM].aclose()
 
 

@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 
 from service import queries
 from service.errors import NotResolved, RangeError, UpstreamError
-from service.keys import PERSIST, QUERY_LOG, RESOLVER, SETTINGS, STORAGE, UPSTREAM
+from service.keys import DOWNLOADS, QUERY_LOG, RESOLVER, SETTINGS, STORAGE
 from service.listing import render_listing
 from service.resolve import (
     Forbidden,
@@ -57,14 +57,7 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
             case LocalArtifact() as hit:
                 return await serve(request, hit, request.app[STORAGE])
             case RemoteSource() as src:
-                return await stream(
-                    request,
-                    src,
-                    request.app[UPSTREAM],
-                    request.app[STORAGE],
-                    request.app[PERSIST],
-                    request.app[SETTINGS].chunk_size,
-                )
+                return await stream(request, src, request.app[DOWNLOADS])
             case Listing() as listing:
                 return render_listing(listing)
             case Redirect(location=location):

@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.db.models import Subquery
 
+from service.download import Download
 from service.models import (
     DIGESTS,
     Artifact,
@@ -18,7 +19,6 @@ from service.models import (
 )
 from service.resolve import RemoteRef, RemoteSource
 from service.storage import FileSystemStorage
-from service.stream import Download
 
 
 def store_artifact(storage: FileSystemStorage, download: Download) -> str:

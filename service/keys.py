@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from service.config import Settings
+from service.download import Downloads
 from service.ingest import OrmPersist
 from service.storage import FileSystemStorage
 from service.upstream import HttpUpstream
@@ -17,6 +18,7 @@ SETTINGS = web.AppKey("settings", Settings)
 STORAGE = web.AppKey("storage", FileSystemStorage)
 UPSTREAM = web.AppKey("upstream", HttpUpstream)
 PERSIST = web.AppKey("persist", OrmPersist)
+DOWNLOADS = web.AppKey("downloads", Downloads)
 # (method, path, queries) of recent requests: what tests and /metrics read.
 QUERY_LOG = web.AppKey("query_log", deque)
 # resolve() run off the event loop (see handlers.resolver).

@@ -19,6 +19,7 @@ from urllib.parse import urljoin
 from django.db import transaction
 
 from service.catalog import get_named, latest_version
+from service.download import Download, Verifier
 from service.errors import InvalidInput, UpstreamError
 from service.ingest import store_artifact
 from service.models import (
@@ -34,7 +35,6 @@ from service.models import (
 from service.paths import BadPath, clean_relative_path
 from service.remoteconfig import RemoteConfig
 from service.storage import FileSystemStorage, artifact_name
-from service.stream import Download, Verifier
 from service.upstream import HttpUpstream, chunks
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")

@@ -1,0 +1,266 @@
+"""One upstream download per lazy artifact, shared by every client that asks for it.
+
+A `SharedDownload` runs as its own task, not inside any client's request: it tries the
+remote artifacts in order until one answers 2xx, then writes the body to a partial
+file beside storage while running digests update, and announces every chunk. Clients
+(`stream.follow`) read that file from their own offset at their own pace, so a slow
+client neither makes the service buffer the upstream in memory nor slows the others,
+and a client that arrives late first gets the bytes already on disk, then the live
+ones. Nothing here touches the ORM: saving goes through `Persist`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol
+
+from service.errors import DigestMismatch, UpstreamError
+from service.models import DIGESTS
+from service.resolve import RemoteRef, RemoteSource
+from service.storage import FileSystemStorage, artifact_name
+from service.upstream import Upstream, chunks
+
+log = logging.getLogger(__name__)
+SAVED_GRACE = 30.0  # seconds a saved download stays joinable
+
+
+@dataclass(frozen=True)
+class Download:
+    """A verified download: the partial file (None when nothing is kept) and its digests."""
+
+    partial: Path | None
+    size: int
+    digests: dict[str, str]
+
+
+class Persist(Protocol):
+    """What downloading needs from the database, passed in by the app."""
+
+    async def commit(self, src: RemoteSource, ra: RemoteRef, download: Download) -> None: ...
+
+    async def mark_failed(self, ra: RemoteRef) -> None: ...
+
+
+class Verifier:
+    """Running size and digests of a download against what is expected of it."""
+
+    def __init__(self, url: str, size: int | None, expected: dict[str, str]) -> None:
+        self.url = url
+        self.size = size
+        self.expected = {k: v.lower() for k, v in expected.items() if k in DIGESTS and v}
+        self.hashers = {name: hashlib.new(name) for name in {"sha256", *self.expected}}
+        self.received = 0
+
+    def update(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        if self.size is not None and self.received > self.size:
+            raise DigestMismatch(self.url, f"sent more than the expected {self.size} bytes")
+        for hasher in self.hashers.values():
+            hasher.update(chunk)
+
+    def finish(self) -> dict[str, str]:
+        """The digests of what arrived; raises DigestMismatch if it is not what was expected."""
+        if self.size is not None and self.received != self.size:
+            raise DigestMismatch(self.url, f"sent {self.received} bytes, expected {self.size}")
+        digests = {name: h.hexdigest() for name, h in self.hashers.items()}
+        for name, value in self.expected.items():
+            if digests[name] != value:
+                raise DigestMismatch(self.url, f"{name} mismatch")
+        return digests
+
+
+def expected_digests(src: RemoteSource, ra: RemoteRef) -> dict[str, str]:
+    digests = dict(ra.digests)
+    if src.sha256:
+        digests["sha256"] = src.sha256
+    return digests
+
+
+def key_of(src: RemoteSource) -> Hashable:
+    """What makes two requests ask for the same download."""
+    if src.content_artifact_id is not None:
+        return ("content_artifact", src.content_artifact_id)
+    return ("url", src.remote_artifacts[0].url)
+
+
+class SharedDownload:
+    """One download in progress (or just finished), and what its followers need to know."""
+
+    def __init__(
+        self,
+        src: RemoteSource,
+        storage: FileSystemStorage,
+        persist: Persist,
+        upstream: Upstream,
+        chunk_size: int,
+    ) -> None:
+        self.src = src
+        self.storage = storage
+        self.persist = persist
+        self.upstream = upstream
+        self.chunk_size = chunk_size
+        self.keep = src.policy != "streamed"
+        self.path = storage.new_partial()
+        # Created now, so a follower can open it the moment it joins: a streamed file is
+        # removed as soon as its download ends, and an open file outlives that.
+        self._out = open(self.path, "wb")  # noqa: SIM115 (closed when the run ends)
+        self.size: int | None = src.size
+        self.content_type: str | None = None
+        self.written = 0
+        self.verified = False
+        self.error: UpstreamError | None = None
+        self.followers = 0
+        loop = asyncio.get_running_loop()
+        self.started: asyncio.Future[None] = loop.create_future()
+        # Followers may all have left before a failure is known; nobody else must care.
+        self.started.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self.finished: asyncio.Future[None] = loop.create_future()
+        self._changed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    # -- for followers -------------------------------------------------------------------
+    async def changed(self) -> None:
+        """Wait until more bytes, the verdict or a failure arrive."""
+        await self._changed.wait()
+
+    def open(self) -> IO[bytes]:
+        """The file being written (or, once saved, the stored artifact) for reading."""
+        try:
+            return open(self.path, "rb")
+        except FileNotFoundError:
+            if not self.verified or not self.keep:
+                raise
+            # Moved into storage between our check and the open.
+            sha256 = self.src.sha256 or ""
+            return open(self.storage.path_of(artifact_name(sha256)), "rb")
+
+    @property
+    def reusable(self) -> bool:
+        """Still running, or finished and saved: a newcomer can follow it."""
+        return self.task is None or not self.task.done() or (self.verified and self.keep)
+
+    def leave(self) -> None:
+        """A follower is gone; a streamed download nobody follows any more stops."""
+        self.followers -= 1
+        if self.followers == 0 and not self.keep and self.task and not self.task.done():
+            self.task.cancel()
+
+    # -- the download ----------------------------------------------------------------------
+    def _announce(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def run(self) -> None:
+        """Try each remote artifact until one answers; then copy, verify and save."""
+        failure: UpstreamError | None = None
+        try:
+            for ra in self.src.remote_artifacts:
+                try:
+                    await self._from(ra)
+                    return
+                except UpstreamError as exc:
+                    if self.started.done():
+                        self.error = exc
+                        log.warning("download of %s failed after its start: %s", ra.url, exc)
+                        if ra.id is not None:
+                            await self.persist.mark_failed(ra)
+                        return
+                    log.warning("%s failed before the first byte: %s", ra.url, exc)
+                    failure = exc
+                    if ra.id is not None and (exc.status is None or exc.status >= 500):
+                        await self.persist.mark_failed(ra)
+            assert failure is not None
+            self.started.set_exception(failure)
+        finally:
+            self._out.close()
+            if not self.started.done():
+                self.started.set_exception(UpstreamError(self.src.path, "download cancelled"))
+            if not (self.keep and self.verified):
+                self.path.unlink(missing_ok=True)
+            self._announce()
+            if not self.finished.done():
+                self.finished.set_result(None)
+
+    async def _from(self, ra: RemoteRef) -> None:
+        async with self.upstream.get(ra.config, ra.url) as answer:
+            if self.size is None:
+                self.size = answer.content_length
+            self.content_type = answer.content_type
+            verifier = Verifier(ra.url, self.size, expected_digests(self.src, ra))
+            out = self._out
+            self.started.set_result(None)
+            async for chunk in chunks(answer, self.chunk_size):
+                verifier.update(chunk)
+                out.write(chunk)
+                out.flush()  # followers read the file: the bytes must be in it
+                self.written += len(chunk)
+                self._announce()
+            digests = verifier.finish()
+            out.close()
+        if self.size is None:
+            self.size = verifier.received
+        self.verified = True
+        self._announce()
+        if self.keep:
+            download = Download(self.path, verifier.received, digests)
+            # Shielded: a cancelled task (shutdown) must not leave half a save behind.
+            await asyncio.shield(self.persist.commit(self.src, ra, download))
+
+
+class Downloads:
+    """The downloads in progress in this process, by what they download."""
+
+    def __init__(
+        self, storage: FileSystemStorage, persist: Persist, upstream: Upstream, chunk_size: int
+    ) -> None:
+        self.storage = storage
+        self.persist = persist
+        self.upstream = upstream
+        self.chunk_size = chunk_size
+        self.active: dict[Hashable, SharedDownload] = {}
+        self.started = 0  # upstream downloads this process began (for tests and metrics)
+
+    def join(self, src: RemoteSource) -> SharedDownload:
+        """The download of `src` in progress, or a new one; the caller follows it."""
+        key = key_of(src)
+        download = self.active.get(key)
+        if download is None or not download.reusable:
+            download = SharedDownload(
+                src, self.storage, self.persist, self.upstream, self.chunk_size
+            )
+            self.active[key] = download
+            self.started += 1
+            download.task = asyncio.ensure_future(download.run())
+            download.task.add_done_callback(self._forget(key, download))
+        download.followers += 1
+        return download
+
+    def _forget(self, key: Hashable, download: SharedDownload) -> Callable[..., None]:
+        def forget() -> None:
+            if self.active.get(key) is download:
+                del self.active[key]
+
+        def done(_: object) -> None:
+            if download.verified and download.keep:
+                # A request that resolved while the save was running still finds it
+                # here (and reads the stored file) instead of downloading again.
+                asyncio.get_running_loop().call_later(SAVED_GRACE, forget)
+            else:
+                forget()
+
+        return done
+
+    async def aclose(self) -> None:
+        """Let on_demand downloads finish saving; stop streamed ones (shutdown)."""
+        pending = [d.task for d in self.active.values() if d.task is not None]
+        for download in self.active.values():
+            if not download.keep and download.task is not None:
+                download.task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*pending, return_exceptions=True)
