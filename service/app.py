@@ -42,6 +42,7 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[DOWNLOADS].aclose()
     await app[UPSTREAM].aclose()
+    app[PERSIST].close()
 
 
 async def _sweep(app: web.Application) -> None:

@@ -113,6 +113,9 @@ class SharedDownload:
         self.size: int | None = src.size
         self.content_type: str | None = None
         self.written = 0
+        # The newest chunk and its offset: followers keeping up take it from memory
+        # instead of reading it back from the file.
+        self.tail: tuple[int, bytes] = (0, b"")
         self.verified = False
         self.error: UpstreamError | None = None
         self.followers = 0
@@ -198,7 +201,8 @@ class SharedDownload:
             async for chunk in chunks(answer, self.chunk_size):
                 verifier.update(chunk)
                 out.write(chunk)
-                out.flush()  # followers read the file: the bytes must be in it
+                out.flush()  # late followers read the file: the bytes must be in it
+                self.tail = (self.written, chunk)
                 self.written += len(chunk)
                 self._announce()
             digests = verifier.finish()

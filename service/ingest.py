@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
@@ -74,12 +75,23 @@ def mark_failed(ra: RemoteRef) -> None:
 
 
 class OrmPersist:
-    """`stream.Persist` on the Django ORM, run off the event loop."""
+    """`download.Persist` on the Django ORM, run off the event loop.
+
+    Writes go to one thread of their own (its own connection), one at a time: they
+    never queue in front of the reads that resolve requests, and SQLite gets one writer.
+    """
 
     def __init__(self, storage: FileSystemStorage) -> None:
         self.storage = storage
-        self._commit = sync_to_async(commit)
-        self._mark_failed = sync_to_async(mark_failed)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="pulp-content-writer")
+        self._commit = sync_to_async(commit, thread_sensitive=False, executor=self._writer)
+        self._mark_failed = sync_to_async(
+            mark_failed, thread_sensitive=False, executor=self._writer
+        )
+
+    def close(self) -> None:
+        """Finish the writes in progress and stop the writer thread."""
+        self._writer.shutdown(wait=True)
 
     async def commit(self, src: RemoteSource, ra: RemoteRef, download: Download) -> None:
         await self._commit(self.storage, src, ra, download)

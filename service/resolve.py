@@ -398,16 +398,53 @@ def _file(
     )
 
 
+_REMOTE_COLUMNS = (
+    "id",
+    "name",
+    "url",
+    "policy",
+    "updated",
+    "username",
+    "password",
+    "headers",
+    "ca_cert",
+    "client_cert",
+    "client_key",
+    "tls_validation",
+    "proxy_url",
+    "connect_timeout",
+    "sock_read_timeout",
+    "total_timeout",
+    "download_concurrency",
+)
+_REMOTE_ARTIFACTS = f"""
+    SELECT ra.id, ra.url, ra.size, ra.failed_at, {", ".join(f"ra.{d}" for d in DIGESTS)},
+           {", ".join(f"r.{c}" for c in _REMOTE_COLUMNS)}
+    FROM service_remoteartifact ra
+    JOIN service_remote r ON r.id = ra.remote_id
+    WHERE ra.content_artifact_id = %s
+    ORDER BY (CASE WHEN ra.failed_at IS NULL THEN 0 ELSE 1 END), ra.failed_at, ra.id"""
+
+
 def remote_artifacts(content_artifact_id: int) -> list[RemoteRef]:
     """Where a content artifact can be downloaded from: never-failed first, then the
-    longest-ago failed."""
-    found = RemoteArtifact.objects.filter(content_artifact_id=content_artifact_id)
-    found = found.select_related("remote").order_by("failed_at", "id")
-    refs = [_remote_ref(ra) for ra in found]
-    return sorted(refs, key=lambda r: (r.failed_at is not None, r.failed_at or _EPOCH))
-
-
-_EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
+    longest-ago failed. (Raw SQL: the ORM took longer to build the rows than the
+    database took to find them.)"""
+    with connection.cursor() as cursor:
+        cursor.execute(_REMOTE_ARTIFACTS, [content_artifact_id])
+        rows = cursor.fetchall()
+    refs = []
+    for row in rows:
+        ra_id, url, size, failed_at = row[:4]
+        digests = {name: value for name, value in zip(DIGESTS, row[4:10], strict=True) if value}
+        remote = dict(zip(_REMOTE_COLUMNS, row[10:], strict=True))
+        if isinstance(remote["headers"], str):  # SQLite hands JSON back as text
+            remote["headers"] = json.loads(remote["headers"])
+        remote["headers"] = tuple(sorted((remote["headers"] or {}).items()))
+        remote["tls_validation"] = bool(remote["tls_validation"])
+        remote["updated"] = _aware(remote["updated"])
+        refs.append(RemoteRef(ra_id, RemoteConfig(**remote), url, size, digests, _aware(failed_at)))
+    return refs
 
 
 def _remote_ref(ra: RemoteArtifact) -> RemoteRef:

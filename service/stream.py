@@ -78,6 +78,17 @@ def _ready(download: SharedDownload) -> int:
     return max(0, written - 1)
 
 
+def _next_piece(download: SharedDownload, fobj: IO[bytes], position: int, upto: int) -> bytes:
+    """Bytes from `position` (before `upto`): from the newest chunk in memory when this
+    follower keeps up, else read back from the file (the page cache, as it was just
+    written)."""
+    offset, chunk = download.tail
+    if offset <= position < offset + len(chunk):
+        return chunk[position - offset : min(upto, offset + len(chunk)) - offset]
+    fobj.seek(position)
+    return fobj.read(min(download.chunk_size, upto - position))
+
+
 async def _follow(
     request: web.BaseRequest,
     response: web.StreamResponse,
@@ -89,13 +100,11 @@ async def _follow(
     """Copy bytes [start, end) of the download to the client as they become ready.
     Returns whether the client got every byte up to the end of the file."""
     position = start
-    fobj.seek(start)
     while True:
         ready = _ready(download)
         upto = ready if end is None else min(ready, end)
         if position < upto:
-            # The bytes were just written: reading them back comes from the page cache.
-            data = fobj.read(min(download.chunk_size, upto - position))
+            data = _next_piece(download, fobj, position, upto)
             try:
                 await response.write(data)
             except ConnectionError:

@@ -83,6 +83,8 @@ class HttpUpstream:
                 timeout=timeout_of(remote),
                 headers=session_headers(remote),
                 auto_decompress=False,
+                # Bigger reads, fewer trips around the loop per downloaded MiB.
+                read_bufsize=1024 * 1024,
             )
             self._sessions[key] = session
         return session
