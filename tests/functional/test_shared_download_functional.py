@@ -1,0 +1,98 @@
+"""One upstream download per lazy artifact, however many clients ask at once."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from fixtures.remote import Fault, FileSpec
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.functional
+
+BIG = FileSpec("big.img", 2 * 1024 * 1024, 11)
+PATH = "/pulp/content/shared/big.img"
+SLOW = Fault("bandwidth", bytes_per_second=4 * 1024 * 1024)  # about half a second
+
+
+def linked() -> bool:
+    from service.models import ContentArtifact
+
+    return ContentArtifact.objects.filter(relative_path="big.img", artifact__isnull=False).exists()
+
+
+@pytest.fixture
+def shared(scenario):
+    scenario.publish("shared", [BIG], "on_demand")
+    return scenario
+
+
+def test_concurrent_clients_share_one_upstream_download(shared, client):
+    shared.remote.set_fault("shared", SLOW)
+    with ThreadPoolExecutor(20) as pool:
+        replies = list(pool.map(lambda _: client.get(PATH), range(20)))
+    assert all(r.status == 200 and r.complete for r in replies)
+    assert all(r.body == BIG.content() for r in replies)
+    assert shared.remote.count("/shared/big.img") == 1
+    assert eventually(linked)
+
+
+def test_late_joiner_gets_the_bytes_on_disk_then_the_live_ones(shared, client):
+    shared.remote.set_fault("shared", SLOW)
+    first: list = []
+    starter = threading.Thread(target=lambda: first.append(client.get(PATH)))
+    starter.start()
+    assert eventually(lambda: shared.remote.count("/shared/big.img") == 1)
+    time.sleep(0.2)  # the download is well under way
+    late = client.get(PATH, headers={"Range": "bytes=100-"})
+    starter.join()
+    assert first[0].body == BIG.content()
+    assert late.status == 206 and late.body == BIG.content()[100:]
+    assert shared.remote.count("/shared/big.img") == 1
+
+
+def test_a_failed_shared_download_aborts_every_client_and_the_next_retries(shared, client):
+    shared.remote.set_fault("shared", Fault("truncate", at=1024 * 1024))
+    with ThreadPoolExecutor(5) as pool:
+        replies = list(pool.map(lambda _: client.get(PATH), range(5)))
+    assert all(not r.complete for r in replies)
+    assert all(len(r.body) < BIG.size for r in replies)
+    shared.remote.set_fault("shared", None)
+    again = client.get(PATH)
+    assert again.complete and again.body == BIG.content()
+
+
+def test_on_demand_download_completes_after_every_client_left(shared, client):
+    shared.remote.set_fault("shared", SLOW)
+    with socket.create_connection(("127.0.0.1", client.server.port)) as sock:
+        sock.sendall(f"GET {PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+    # The only client hung up after the first bytes: the artifact is still saved.
+    assert eventually(linked)
+    shared.remote.set_fault("shared", None)
+    assert client.get(PATH).body == BIG.content()
+    assert shared.remote.count("/shared/big.img") == 1
+
+
+def test_streamed_download_stops_when_its_last_client_leaves(scenario, client):
+    scenario.publish("streamy", [BIG], "streamed")
+    scenario.remote.set_fault("streamy", Fault("bandwidth", bytes_per_second=512 * 1024))
+    conn = http.client.HTTPConnection("127.0.0.1", client.server.port)
+    conn.request("GET", "/pulp/content/streamy/big.img")
+    response = conn.getresponse()
+    response.read(1000)
+    conn.close()
+
+    def nothing_left() -> bool:
+        from service.keys import DOWNLOADS
+
+        assert client.server.app is not None
+        return not client.server.app[DOWNLOADS].active and not scenario.settings.storage().partials()
+
+    # At 512 KiB/s the 2 MiB download would take four seconds; it stops well before.
+    assert eventually(nothing_left, timeout=2.0)
