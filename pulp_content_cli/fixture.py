@@ -45,23 +45,40 @@ def fixture() -> None:
     metavar="NAME:COUNT:SIZE[:SEED]",
     help="A generated repository of COUNT files of SIZE bytes (repeatable).",
 )
-def fixture_serve(bind: str, presets: tuple[str, ...], repositories: tuple[str, ...]) -> None:
+@click.option(
+    "--tls",
+    "ca_out",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Serve HTTPS with a certificate from a CA made at start; write the CA's PEM here.",
+)
+def fixture_serve(
+    bind: str, presets: tuple[str, ...], repositories: tuple[str, ...], ca_out: str | None
+) -> None:
     """Serve generated repositories and print the PULP_MANIFEST URL of each."""
     from pulp_content_cli.main import split_bind
 
     host, port = split_bind(bind, allow_zero=True)
     specs = [parse_repository(text) for text in repositories]
-    asyncio.run(_serve(host, port, list(presets) or ([] if specs else ["small"]), specs))
+    chosen = list(presets) or ([] if specs else ["small"])
+    asyncio.run(_serve(host, port, chosen, specs, ca_out))
 
 
 async def _serve(
-    host: str, port: int, presets: list[str], specs: list[tuple[str, int, int, int]]
+    host: str,
+    port: int,
+    presets: list[str],
+    specs: list[tuple[str, int, int, int]],
+    ca_out: str | None,
 ) -> None:
     from fixtures.presets import load
     from fixtures.remote import FixtureRemote, generate
 
-    remote = FixtureRemote(host, port)
+    remote = FixtureRemote(host, port, tls=ca_out is not None)
     await remote.start()
+    if ca_out is not None and remote.ca_pem is not None:
+        with open(ca_out, "wb") as out:
+            out.write(remote.ca_pem)
+        click.echo(f"CA certificate written to {ca_out} (use: remote create --ca-cert)")
     try:
         urls = load(remote, presets)
         for name, count, size, seed in specs:

@@ -92,7 +92,9 @@ def test_streamed_download_stops_when_its_last_client_leaves(scenario, client):
         from service.keys import DOWNLOADS
 
         assert client.server.app is not None
-        return not client.server.app[DOWNLOADS].active and not scenario.settings.storage().partials()
+        return (
+            not client.server.app[DOWNLOADS].active and not scenario.settings.storage().partials()
+        )
 
     # At 512 KiB/s the 2 MiB download would take four seconds; it stops well before.
     assert eventually(nothing_left, timeout=2.0)

@@ -161,3 +161,77 @@ def test_service_keeps_serving_and_leaks_no_descriptors(faulty, client):
     # may come and go by a few.
     assert after - before < 5
     assert faulty.settings.storage().partials() == []
+
+
+def test_tls_remote_with_its_ca(scenario, client, tmp_path):
+    """The fixture remote serves HTTPS with a CA it made at start; --ca-cert trusts it."""
+    from fixtures.background import Background
+    from fixtures.remote import FixtureRemote
+
+    secure = FixtureRemote(tls=True)
+    with Background(secure):
+        url = secure.add_repository("tls", [FILE])
+        ca = tmp_path / "ca.pem"
+        assert secure.ca_pem is not None
+        ca.write_bytes(secure.ca_pem)
+        scenario.cli(
+            "remote", "create", "tls", "--url", url, "--policy", "on_demand", "--ca-cert", str(ca)
+        )
+        scenario.cli("repository", "create", "tls", "--remote", "tls")
+        scenario.cli("repository", "sync", "tls")
+        scenario.cli("distribution", "create", "tls", "--base-path", "tls", "--repository", "tls")
+        response = client.get("/pulp/content/tls/big.bin")
+        assert response.status == 200 and response.body == FILE.content()
+        assert secure.count("/tls/big.bin") == 1
+
+        # Without the CA the same remote is refused, with a reason naming TLS.
+        scenario.cli("remote", "create", "untrusted", "--url", url, "--policy", "on_demand")
+        from click.testing import CliRunner
+
+        from pulp_content_cli.main import cli as pulp_content
+
+        result = CliRunner().invoke(
+            pulp_content, ["repository", "sync", "tls", "--remote", "untrusted"]
+        )
+        assert result.exit_code == 1
+        assert "TLS failed" in result.stderr or "certificate" in result.stderr
+
+
+def test_extra_headers_reach_the_upstream(scenario, client):
+    url = scenario.remote.add_repository("headers", [FILE])
+    scenario.cli(
+        "remote",
+        "create",
+        "headers",
+        "--url",
+        url,
+        "--policy",
+        "on_demand",
+        "--header",
+        "X-Mirror-Token: abc123",
+        "--header",
+        "Accept-Language: en",
+    )
+    scenario.cli("repository", "create", "headers", "--remote", "headers")
+    scenario.cli("repository", "sync", "headers")
+    scenario.cli(
+        "distribution", "create", "headers", "--base-path", "headers", "--repository", "headers"
+    )
+    assert client.get("/pulp/content/headers/big.bin").body == FILE.content()
+    seen = scenario.remote.last_headers["/headers/big.bin"]
+    assert seen["X-Mirror-Token"] == "abc123"
+    assert seen["Accept-Language"] == "en"
+    assert seen["User-Agent"].startswith("pulp-content/")
+
+
+def test_bandwidth_capped_upstream_still_delivers(faulty, client):
+    faulty.remote.set_fault("faulty", Fault("bandwidth", bytes_per_second=2 * 1024 * 1024))
+    response = client.get(PATH)
+    assert response.complete and response.body == FILE.content()
+
+
+def test_range_from_an_upstream_that_ignores_range(faulty, client):
+    faulty.remote.set_fault("faulty", Fault("ignore_range"))
+    response = client.get(PATH, headers={"Range": "bytes=1000-1999"})
+    assert response.status == 206
+    assert response.body == FILE.content()[1000:2000]
