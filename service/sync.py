@@ -113,39 +113,43 @@ async def fetch_artifact(
         raise
 
 
+async def read_manifest(remote: RemoteConfig) -> str:
+    """The text of the remote's PULP_MANIFEST."""
+    upstream = HttpUpstream()
+    try:
+        return await fetch_manifest(upstream, remote)
+    finally:
+        await upstream.aclose()
+
+
 async def fetch_all(
     storage: FileSystemStorage,
     remote: RemoteConfig,
     lines: list[ManifestLine],
     progress: Progress,
-) -> tuple[str, list[Download]]:
-    """The manifest, then (for the lines given) every artifact, `download_concurrency` at a time."""
+) -> list[Download]:
+    """Every artifact of `lines`, `download_concurrency` at a time, each verified."""
     upstream = HttpUpstream()
+    limit = asyncio.Semaphore(remote.download_concurrency)
+
+    async def one(line: ManifestLine) -> Download:
+        async with limit:
+            url = urljoin(remote.url, line.relative_path)
+            done = await fetch_artifact(upstream, storage, remote, url, line)
+        progress(1)
+        return done
+
+    tasks = [asyncio.ensure_future(one(line)) for line in lines]
     try:
-        text = await fetch_manifest(upstream, remote)
-        if not lines:
-            return text, []
-        limit = asyncio.Semaphore(remote.download_concurrency)
-
-        async def one(line: ManifestLine) -> Download:
-            async with limit:
-                done = await fetch_artifact(
-                    upstream, storage, remote, urljoin(remote.url, line.relative_path), line
-                )
-            progress(1)
-            return done
-
-        tasks = [asyncio.ensure_future(one(line)) for line in lines]
-        try:
-            return text, list(await asyncio.gather(*tasks))
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            for result in results:
-                if isinstance(result, Download) and result.partial is not None:
-                    result.partial.unlink(missing_ok=True)
-            raise
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Download) and result.partial is not None:
+                result.partial.unlink(missing_ok=True)
+        raise
     finally:
         await upstream.aclose()
 
@@ -163,8 +167,7 @@ def sync(
     if remote_row is None:
         raise InvalidInput(f"repository {repository!r} has no remote: pass --remote NAME")
     config = RemoteConfig.from_model(remote_row)
-    text, _ = asyncio.run(fetch_all(storage, config, [], lambda n: None))
-    lines = parse_manifest(text)
+    lines = parse_manifest(asyncio.run(read_manifest(config)))
     missing: list[ManifestLine] = []
     if config.policy == "immediate":
         have = set(
@@ -175,7 +178,11 @@ def sync(
         missing = list({ln.sha256: ln for ln in lines if ln.sha256 not in have}.values())
     if on_total is not None:
         on_total(len(missing))
-    _, downloads = asyncio.run(fetch_all(storage, config, missing, progress or (lambda n: None)))
+    downloads = (
+        asyncio.run(fetch_all(storage, config, missing, progress or (lambda n: None)))
+        if missing
+        else []
+    )
     try:
         return record_version(storage, repo, remote_row, lines, downloads)
     finally:

@@ -1,0 +1,1 @@
+Added the fixture remote (`pulp-content fixture serve`): generated repositories of any size, request counts at `/_stats`, TLS with a CA made at start, and switchable faults (latency, bandwidth cap, stall, truncation, wrong bytes, wrong length, error statuses, resets, ignored Range, basic auth, malformed manifest), plus vcrpy cassettes of the upstream traffic of lazy downloads.
