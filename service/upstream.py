@@ -119,6 +119,10 @@ class HttpUpstream:
     async def aclose(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        if sessions:
+            # Closed transports finish on the next loop iterations; let them, so none is
+            # left half-closed when the loop stops (aiohttp's graceful-shutdown advice).
+            await asyncio.sleep(0.05)
 
 
 async def chunks(response: aiohttp.ClientResponse, size: int) -> AsyncIterator[bytes]:
