@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
+from pulp_content_cli.bench import bench
 from pulp_content_cli.catalog import distribution, publication, remote, repository
 from pulp_content_cli.common import Group, echo_json, parse_headers, settings
 from pulp_content_cli.fixture import fixture
@@ -33,13 +35,57 @@ def migrate() -> None:
 
 @cli.command()
 @click.option("--bind", default=DEFAULT_BIND, show_default=True, help="HOST:PORT to listen on.")
-def serve(bind: str) -> None:
-    """Serve content under /pulp/content/."""
+@click.option(
+    "--design",
+    type=click.Choice(["merged", "redirect"]),
+    default="merged",
+    show_default=True,
+    help="merged: this service. redirect: the old content app (gunicorn) plus a "
+    "separate streamer, for comparison.",
+)
+@click.option(
+    "--streamer-port", type=int, help="redirect design: the streamer's port (default: a free one)."
+)
+@click.option(
+    "--web-server",
+    type=click.Choice(["django", "apache", "nginx"]),
+    default="django",
+    show_default=True,
+    help="redirect design: CONTENT.WEB_SERVER, how stored files are handed out.",
+)
+def serve(bind: str, design: str, streamer_port: int | None, web_server: str) -> None:
+    """Serve content under /pulp/content/ (and /metrics beside it)."""
     host, port = split_bind(bind)
     current = settings()  # Django is configured before the service's modules load
-    from service.run import run
+    if design == "redirect":
+        from service.legacy.run import run_redirect
 
-    run(current, host, port)
+        sys.exit(run_redirect(current, host, port, streamer_port or free_port(host), web_server))
+    from service.run import run_merged
+
+    run_merged(current, host, port)
+
+
+@cli.command("legacy-streamer", hidden=True)
+@click.option("--bind", required=True)
+def legacy_streamer(bind: str) -> None:
+    """The redirect design's streamer process (started by `serve --design redirect`)."""
+    host, port = split_bind(bind)
+    current = settings()
+    from aiohttp import web
+
+    from service.accesslog import log as access_log
+    from service.legacy.streamer import create_streamer
+
+    web.run_app(create_streamer(current), host=host, port=port, access_log=access_log, print=None)
+
+
+def free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def split_bind(bind: str, allow_zero: bool = False) -> tuple[str, int]:
@@ -79,5 +125,5 @@ def resolve(path: str, as_json: bool, headers: tuple[str, ...]) -> None:
         )
 
 
-for command in (remote, repository, publication, distribution, fixture):
+for command in (remote, repository, publication, distribution, fixture, bench):
     cli.add_command(command)

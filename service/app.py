@@ -12,7 +12,17 @@ from service.config import Settings, configure_django
 from service.download import Downloads
 from service.handlers import content, resolver
 from service.ingest import OrmPersist
-from service.keys import DOWNLOADS, PERSIST, QUERY_LOG, RESOLVER, SETTINGS, STORAGE, UPSTREAM
+from service.keys import (
+    COUNTERS,
+    DOWNLOADS,
+    PERSIST,
+    QUERY_LOG,
+    RESOLVER,
+    SETTINGS,
+    STORAGE,
+    UPSTREAM,
+)
+from service.metrics import Counters
 from service.storage import FileSystemStorage
 from service.upstream import HttpUpstream
 
@@ -29,11 +39,21 @@ def create_app(settings: Settings) -> web.Application:
     app[QUERY_LOG] = deque(maxlen=1000)
     app[RESOLVER] = resolver(concurrent=not settings.is_sqlite)
     prefix = settings.content_prefix
+    app[COUNTERS] = Counters("merged")
     app.router.add_get(prefix.rstrip("/"), content)
     app.router.add_get(prefix + "{path:.*}", content)
+    # Beside the content prefix, never inside it: no base path can shadow them.
+    app.router.add_get("/metrics", metrics)
     app.cleanup_ctx.append(_upstream)
     app.on_startup.append(_sweep)
     return app
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text: requests, database queries, upstream requests, bytes sent."""
+    counters = request.app[COUNTERS]
+    counters.upstream_requests = request.app[UPSTREAM].requests
+    return web.Response(text=counters.render(), content_type="text/plain")
 
 
 async def _upstream(app: web.Application) -> AsyncIterator[None]:

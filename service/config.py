@@ -76,8 +76,10 @@ def database_settings(url: str) -> dict[str, object]:
     raise InvalidInput(f"invalid database URL {url!r}: use postgres://... or sqlite:///...")
 
 
-def configure_django(settings: Settings) -> None:
-    """Configure Django once per process; later calls with the same settings do nothing."""
+def configure_django(settings: Settings, **extra: object) -> None:
+    """Configure Django once per process; later calls with the same settings do nothing.
+
+    `extra` adds Django settings (the legacy WSGI content app adds its URLconf)."""
     import django
     from django.conf import settings as dj
 
@@ -93,6 +95,7 @@ def configure_django(settings: Settings) -> None:
         TIME_ZONE="UTC",
         SECRET_KEY="pulp-content-has-no-sessions",
         LOGGING_CONFIG=None,
+        **extra,
     )
     django.setup()
     from service import queries

@@ -221,9 +221,15 @@ class Downloads:
     """The downloads in progress in this process, by what they download."""
 
     def __init__(
-        self, storage: FileSystemStorage, persist: Persist, upstream: Upstream, chunk_size: int
+        self,
+        storage: FileSystemStorage,
+        persist: Persist,
+        upstream: Upstream,
+        chunk_size: int,
+        share: bool = True,
     ) -> None:
         self.storage = storage
+        self.share = share  # False: every request downloads on its own (the old streamer)
         self.persist = persist
         self.upstream = upstream
         self.chunk_size = chunk_size
@@ -233,7 +239,7 @@ class Downloads:
     def join(self, src: RemoteSource) -> SharedDownload:
         """The download of `src` in progress, or a new one; the caller follows it."""
         key = key_of(src)
-        download = self.active.get(key)
+        download = self.active.get(key) if self.share else None
         if download is None or not download.reusable:
             download = SharedDownload(
                 src, self.storage, self.persist, self.upstream, self.chunk_size

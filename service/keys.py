@@ -11,6 +11,7 @@ from aiohttp import web
 from service.config import Settings
 from service.download import Downloads
 from service.ingest import OrmPersist
+from service.metrics import Counters
 from service.storage import FileSystemStorage
 from service.upstream import HttpUpstream
 
@@ -24,3 +25,4 @@ QUERY_LOG = web.AppKey("query_log", deque)
 # resolve() run off the event loop (see handlers.resolver).
 Resolver = Callable[..., Awaitable[Any]]
 RESOLVER: web.AppKey[Resolver] = web.AppKey("resolver")
+COUNTERS = web.AppKey("counters", Counters)

@@ -6,13 +6,13 @@ import logging
 
 from aiohttp import web
 
+from service.accesslog import AccessLogger
+from service.accesslog import log as access_log
 from service.app import create_app
 from service.config import Settings
 
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
 
-
-def run(settings: Settings, host: str, port: int) -> None:
+def run_merged(settings: Settings, host: str, port: int) -> None:
     """Serve until interrupted; prints where it listens."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -22,7 +22,8 @@ def run(settings: Settings, host: str, port: int) -> None:
         app,
         host=host,
         port=port,
-        access_log_format=ACCESS_LOG_FORMAT,
+        access_log_class=AccessLogger,
+        access_log=access_log,
         print=lambda _: print(
             f"pulp-content serving http://{host}:{port}{settings.content_prefix} "
             f"(storage {settings.storage_root})",

@@ -29,10 +29,11 @@ class ServiceServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
+        from service.accesslog import RUNNER_OPTIONS
         from service.app import create_app  # models import only once Django is configured
 
         self.app = create_app(self.settings)
-        self._runner = web.AppRunner(self.app)
+        self._runner = web.AppRunner(self.app, **RUNNER_OPTIONS)  # type: ignore[arg-type]
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
