@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from fixtures.bench import BenchConfig
 
 
 @click.command()
@@ -58,7 +63,7 @@ def bench(
     url = os.environ.get("PULP_CONTENT_DATABASE_URL", "")
     postgres = url if url.startswith(("postgres://", "postgresql://")) else None
     designs = DESIGNS if design == "both" else (design,)
-    factory = BenchConfig.quick if quick else BenchConfig
+    factory: Callable[..., BenchConfig] = BenchConfig.quick if quick else BenchConfig
     config = factory(designs=designs, postgres=postgres, **overrides)
     steps = len(designs) * (len(SCENARIOS) + 1)
     with click.progressbar(
