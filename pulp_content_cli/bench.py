@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,9 +67,7 @@ def bench(
     factory: Callable[..., BenchConfig] = BenchConfig.quick if quick else BenchConfig
     config = factory(designs=designs, postgres=postgres, **overrides)
     steps = len(designs) * (len(SCENARIOS) + 1)
-    with click.progressbar(
-        length=steps, label="benchmarking", file=click.get_text_stream("stderr")
-    ) as bar:
+    with click.progressbar(length=steps, label="benchmarking", file=sys.stderr) as bar:
         doc, outcomes = run_bench(config, lambda _: bar.update(1))
     click.echo(table(doc))
     if json_path is not None:
