@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "perf"]
 nox.options.error_on_missing_interpreters = True
 DATABASES = ["sqlite", "postgres"]
 
@@ -28,7 +26,7 @@ def typecheck(session: nox.Session) -> None:
 
 def _pytest(session: nox.Session, database: str, *args: str) -> None:
     session.install(".[test]")
-    env = {"PULP_CONTENT_TEST_DATABASE": database}
+    env = {"PULP_CONTENT_TEST_DATABASE": database, "PERF_OUT": "perf-results"}
     session.run("pytest", *args, *session.posargs, env=env)
 
 
@@ -47,15 +45,14 @@ def functional(session: nox.Session, database: str) -> None:
 
 
 @nox.session
-def perf(session: nox.Session) -> None:
-    """The performance measurements of tests/perf (results in perf-results/)."""
+@nox.parametrize("database", DATABASES)
+def perf(session: nox.Session, database: str) -> None:
+    """`pulp-content bench --quick` on both designs; JSON and PNG kept in perf-results/."""
+    _pytest(session, database, "tests/perf")
+
+
+@nox.session
+def measure(session: nox.Session) -> None:
+    """The README's service figures (wrk and first lazy fetches; needs wrk installed)."""
     session.install(".[test]")
-    session.run(
-        "python",
-        "-m",
-        "tests.perf.measure",
-        "--out",
-        "perf-results",
-        *session.posargs,
-        env={"CI": os.environ.get("CI", "")},
-    )
+    session.run("python", "-m", "tests.perf.measure", "--out", "perf-results", *session.posargs)
