@@ -53,14 +53,30 @@ def migrate() -> None:
     show_default=True,
     help="redirect design: CONTENT.WEB_SERVER, how stored files are handed out.",
 )
-def serve(bind: str, design: str, streamer_port: int | None, web_server: str) -> None:
+@click.option(
+    "--no-redirect",
+    is_flag=True,
+    help="redirect design: REDIRECT.ENABLED false (lazy content answers 404).",
+)
+def serve(
+    bind: str, design: str, streamer_port: int | None, web_server: str, no_redirect: bool
+) -> None:
     """Serve content under /pulp/content/ (and /metrics beside it)."""
     host, port = split_bind(bind)
     current = settings()  # Django is configured before the service's modules load
     if design == "redirect":
         from service.legacy.run import run_redirect
 
-        sys.exit(run_redirect(current, host, port, streamer_port or free_port(host), web_server))
+        sys.exit(
+            run_redirect(
+                current,
+                host,
+                port,
+                streamer_port or free_port(host),
+                web_server,
+                redirect=not no_redirect,
+            )
+        )
     from service.run import run_merged
 
     run_merged(current, host, port)

@@ -15,6 +15,11 @@ log = logging.getLogger("pulp_content.access")
 class AccessLogger(AbstractAccessLogger):
     """Called once a response is finished, so its body length is final."""
 
+    @property
+    def enabled(self) -> bool:
+        # Counting must not depend on the log level; the line itself still does.
+        return True
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         counters = request.app[COUNTERS] if isinstance(request, web.Request) else None
         if counters is not None:

@@ -45,11 +45,17 @@ def commands(host: str, port: int, streamer_port: int) -> list[list[str]]:
 
 
 def run_redirect(
-    settings: Settings, host: str, port: int, streamer_port: int, web_server: str = "django"
+    settings: Settings,
+    host: str,
+    port: int,
+    streamer_port: int,
+    web_server: str = "django",
+    redirect: bool = True,
 ) -> int:
     """Run both processes until one exits or a signal arrives; returns the exit status."""
     content = default_content(streamer_port, host)
     content["WEB_SERVER"] = web_server
+    content["REDIRECT"]["ENABLED"] = redirect
     env = {
         **os.environ,
         ENV: json.dumps(content),

@@ -1,0 +1,1 @@
+Added the old redirect design as a runnable baseline (`pulp-content serve --design redirect`: a Django content view under gunicorn plus a separate streamer), Prometheus counters at `/metrics` on every process of both designs, and `pulp-content bench`, which measures both designs side by side on the same data and writes a table, JSON and a PNG chart.
