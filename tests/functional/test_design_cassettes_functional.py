@@ -52,9 +52,12 @@ def cassette(name: str):  # type: ignore[no-untyped-def]
 
 @contextlib.contextmanager
 def running(*args: str, ports: tuple[int, ...]) -> Iterator[None]:
-    process = subprocess.Popen([sys.executable, "-m", "pulp_content_cli", "serve", *args],
-                               env=dict(os.environ), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pulp_content_cli", "serve", *args],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for port in ports:
             wait_listening(port, process)
@@ -74,17 +77,27 @@ def designs(request) -> Iterator[None]:
     scenario.publish("evidence", [FILE], "on_demand")
     with contextlib.ExitStack() as stack:
         stack.enter_context(running("--bind", f"127.0.0.1:{MERGED}", ports=(MERGED,)))
-        stack.enter_context(running("--design", "redirect", "--bind",
-                                    f"127.0.0.1:{CONTENT_APP}", "--streamer-port",
-                                    str(STREAMER), ports=(CONTENT_APP, STREAMER)))
+        stack.enter_context(
+            running(
+                "--design",
+                "redirect",
+                "--bind",
+                f"127.0.0.1:{CONTENT_APP}",
+                "--streamer-port",
+                str(STREAMER),
+                ports=(CONTENT_APP, STREAMER),
+            )
+        )
         yield
 
 
 async def download(port: int) -> tuple[int, bytes]:
     """What pip or curl -L would do: GET, following redirects."""
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{port}{PATH}") as response:
-            return response.status, await response.read()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}{PATH}") as response,
+    ):
+        return response.status, await response.read()
 
 
 def test_merged_design_answers_a_lazy_download_in_one_request(designs):
