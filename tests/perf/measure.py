@@ -8,7 +8,7 @@
   download straight from the fixture remote, interleaved, and their ratio.
 
 Everything runs as real processes on 127.0.0.1 with a fresh SQLite home, or with a fresh
-PostgreSQL database when PULP_CONTENT_PERF_POSTGRES is set (a postgres:// server URL).
+database on the PostgreSQL server PULP_CONTENT_DATABASE_URL names (as `bench` does).
 Nothing is asserted about time: the figures are printed and written as JSON.
 """
 
@@ -21,72 +21,19 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
 
-CLI = [sys.executable, "-m", "pulp_content_cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from fixtures.bench import CLI, cli, database, free_port, wait_listening
 
 
-def wait_listening(port: int, process: subprocess.Popen[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited early: {process.args}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-@contextmanager
-def database(home: Path) -> Iterator[str]:
-    """A fresh database URL: SQLite in `home`, or a throw-away PostgreSQL database."""
-    server = os.environ.get("PULP_CONTENT_PERF_POSTGRES")
-    if not server:
-        yield f"sqlite:///{home / 'db.sqlite3'}"
-        return
-    import psycopg2
-
-    parts = urlsplit(server)
-    name = f"pulp_content_perf_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(
-        host=parts.hostname,
-        port=parts.port or 5432,
-        user=parts.username,
-        dbname=parts.path.lstrip("/") or "postgres",
-    )
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{server.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
-def cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"pulp-content {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout
+def postgres_server() -> str | None:
+    url = os.environ.get("PULP_CONTENT_DATABASE_URL", "")
+    return url if url.startswith(("postgres://", "postgresql://")) else None
 
 
 def wrk(url: str, seconds: int) -> float:
@@ -130,7 +77,7 @@ def measure(quick: bool) -> dict[str, object]:
     home = Path(tempfile.mkdtemp(prefix="pulp-content-perf-"))
     processes: list[subprocess.Popen[str]] = []
     try:
-        with database(home) as url:
+        with database(postgres_server(), home) as url:
             env = {**os.environ, "PULP_CONTENT_HOME": str(home), "PULP_CONTENT_DATABASE_URL": url}
             if "postgres" in url:
                 cli(env, "migrate")
