@@ -244,3 +244,15 @@ def test_crud_round_trip(world):
     assert json.loads(world.cli("distribution", "show", "solo", "--json"))["version"] == "pub:1"
     world.cli("distribution", "delete", "solo")
     assert len(json.loads(world.cli("distribution", "list", "--json"))) == 1
+
+
+def test_slow_manifest_within_the_read_timeout_syncs(world):
+    world.remote.set_fault("pub/PULP_MANIFEST", Fault("latency", delay=0.5))
+    world.cli("repository", "sync", "pub")
+    assert world.remote.count("/pub/PULP_MANIFEST") == 2
+
+
+def test_manifest_slower_than_the_read_timeout_is_one_clear_error(world):
+    world.cli("remote", "update", "pub", "--sock-read-timeout", "0.5")
+    world.remote.set_fault("pub/PULP_MANIFEST", Fault("latency", delay=2.0))
+    assert "timed out" in refused(world, "repository", "sync", "pub")
