@@ -22,6 +22,8 @@ class Settings:
     database_url: str
     content_prefix: str = CONTENT_PREFIX
     chunk_size: int = 256 * 1024
+    # Seconds a remote artifact that failed is passed over while another one is there.
+    failure_cooldown: float = 300.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -42,7 +44,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     home_text = env.get("PULP_CONTENT_HOME") or "~/.local/share/pulp-content"
     home = Path(home_text).expanduser().resolve()
     url = env.get("PULP_CONTENT_DATABASE_URL") or f"sqlite:///{home / 'db.sqlite3'}"
-    return Settings(home=home, database_url=url)
+    cooldown = env.get("PULP_CONTENT_FAILURE_COOLDOWN", "300")
+    try:
+        failure_cooldown = float(cooldown)
+    except ValueError:
+        raise InvalidInput(
+            f"PULP_CONTENT_FAILURE_COOLDOWN must be seconds, not {cooldown!r}"
+        ) from None
+    return Settings(home=home, database_url=url, failure_cooldown=failure_cooldown)
 
 
 def database_settings(url: str) -> dict[str, object]:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
+
+from aiohttp import ClientResponse, hdrs
 
 from service.errors import DigestMismatch, UpstreamError
 from service.models import DIGESTS
@@ -99,8 +102,10 @@ class SharedDownload:
         persist: Persist,
         upstream: Upstream,
         chunk_size: int,
+        cooldown: float = 0.0,
     ) -> None:
         self.src = src
+        self.cooldown = cooldown
         self.storage = storage
         self.persist = persist
         self.upstream = upstream
@@ -163,7 +168,7 @@ class SharedDownload:
         """Try each remote artifact until one answers; then copy, verify and save."""
         failure: UpstreamError | None = None
         try:
-            for ra in self.src.remote_artifacts:
+            for ra in usable(self.src.remote_artifacts, self.cooldown):
                 try:
                     await self._from(ra)
                     return
@@ -191,22 +196,41 @@ class SharedDownload:
                 self.finished.set_result(None)
 
     async def _from(self, ra: RemoteRef) -> None:
-        async with self.upstream.get(ra.config, ra.url) as answer:
-            if self.size is None:
-                self.size = answer.content_length
-            self.content_type = answer.content_type
-            verifier = Verifier(ra.url, self.size, expected_digests(self.src, ra))
-            out = self._out
-            self.started.set_result(None)
-            async for chunk in chunks(answer, self.chunk_size):
-                verifier.update(chunk)
-                out.write(chunk)
-                out.flush()  # late followers read the file: the bytes must be in it
-                self.tail = (self.written, chunk)
-                self.written += len(chunk)
-                self._announce()
-            digests = verifier.finish()
-            out.close()
+        verifier: Verifier | None = None
+        validator: str | None = None
+        resumes = 0
+        while True:
+            headers: dict[str, str] = {}
+            if verifier is not None:
+                # RFC 9110 §13.1.5: If-Range makes the upstream send the whole (new) file
+                # instead of a range of something that changed under us.
+                headers = {"Range": f"bytes={self.written}-", "If-Range": validator or ""}
+            try:
+                async with self.upstream.get(ra.config, ra.url, headers) as answer:
+                    if verifier is None:
+                        if self.size is None:
+                            self.size = answer.content_length
+                        self.content_type = answer.content_type
+                        verifier = Verifier(ra.url, self.size, expected_digests(self.src, ra))
+                        validator = resumable(answer)
+                        self.started.set_result(None)
+                    elif not continues(answer, self.written, self.size):
+                        raise UpstreamError(ra.url, "could not resume at the same offset")
+                    await self._copy(answer, verifier)
+                    break
+            except UpstreamError as exc:
+                if (
+                    verifier is None
+                    or isinstance(exc, DigestMismatch)
+                    or exc.timeout
+                    or validator is None
+                    or resumes >= MAX_RESUMES
+                ):
+                    raise
+                resumes += 1
+                log.info("resuming %s at byte %d after: %s", ra.url, self.written, exc)
+        digests = verifier.finish()
+        self._out.close()
         if self.size is None:
             self.size = verifier.received
         self.verified = True
@@ -215,6 +239,48 @@ class SharedDownload:
             download = Download(self.path, verifier.received, digests)
             # Shielded: a cancelled task (shutdown) must not leave half a save behind.
             await asyncio.shield(self.persist.commit(self.src, ra, download))
+
+    async def _copy(self, answer: ClientResponse, verifier: Verifier) -> None:
+        out = self._out
+        async for chunk in chunks(answer, self.chunk_size):
+            verifier.update(chunk)
+            out.write(chunk)
+            out.flush()  # late followers read the file: the bytes must be in it
+            self.tail = (self.written, chunk)
+            self.written += len(chunk)
+            self._announce()
+
+
+MAX_RESUMES = 3
+
+
+def resumable(answer: ClientResponse) -> str | None:
+    """The validator to resume this response with (a strong ETag, else Last-Modified),
+    or None when the upstream does not offer byte ranges."""
+    if answer.headers.get(hdrs.ACCEPT_RANGES, "").lower() != "bytes":
+        return None
+    etag = answer.headers.get(hdrs.ETAG)
+    if etag and not etag.startswith("W/"):
+        return etag
+    return answer.headers.get(hdrs.LAST_MODIFIED)
+
+
+def continues(answer: ClientResponse, offset: int, size: int | None) -> bool:
+    """Whether a resumed answer carries exactly the bytes from `offset` on."""
+    if answer.status != 206:
+        return False
+    expected = f"bytes {offset}-{size - 1}/{size}" if size is not None else f"bytes {offset}-"
+    return answer.headers.get(hdrs.CONTENT_RANGE, "").startswith(expected)
+
+
+def usable(refs: tuple[RemoteRef, ...], cooldown: float) -> list[RemoteRef]:
+    """Remote artifacts to try, in order: those that failed within `cooldown` seconds are
+    skipped while another one is there; with no alternative, every one is tried again."""
+    now = dt.datetime.now(dt.UTC)
+    fresh = [
+        r for r in refs if r.failed_at is None or (now - r.failed_at).total_seconds() >= cooldown
+    ]
+    return fresh or list(refs)
 
 
 class Downloads:
@@ -227,7 +293,9 @@ class Downloads:
         upstream: Upstream,
         chunk_size: int,
         share: bool = True,
+        cooldown: float = 0.0,
     ) -> None:
+        self.cooldown = cooldown  # seconds a failed remote artifact is passed over
         self.storage = storage
         self.share = share  # False: every request downloads on its own (the old streamer)
         self.persist = persist

@@ -235,3 +235,52 @@ def test_range_from_an_upstream_that_ignores_range(faulty, client):
     response = client.get(PATH, headers={"Range": "bytes=1000-1999"})
     assert response.status == 206
     assert response.body == FILE.content()[1000:2000]
+
+
+def test_a_dropped_upstream_connection_is_resumed_where_it_broke(faulty, client):
+    """The upstream closes the connection half-way once; the service asks for the rest
+    with Range + If-Range, and the client sees one uninterrupted, correct body."""
+    faulty.remote.set_fault("faulty", Fault("truncate", at=300 * 1024, times=1))
+    response = client.get(PATH)
+    assert response.status == 200 and response.complete
+    assert response.body == FILE.content()
+    assert faulty.remote.count("/faulty/big.bin") == 2
+    assert faulty.remote.ranged["/faulty/big.bin"] == 1
+    resumed = faulty.remote.last_headers["/faulty/big.bin"]
+    assert resumed["Range"] == f"bytes={300 * 1024}-"
+    assert resumed["If-Range"] == f'"{hashlib.sha256(FILE.content()).hexdigest()}"'
+    assert eventually(lambda: not remote_artifact_failed() and saved())
+
+
+def saved() -> bool:
+    from service.models import Artifact
+
+    return Artifact.objects.filter(sha256=hashlib.sha256(FILE.content()).hexdigest()).exists()
+
+
+def test_a_failed_remote_artifact_is_passed_over_during_its_cooldown(faulty, client):
+    from service.models import ContentArtifact, Remote, RemoteArtifact
+
+    mirror_url = faulty.remote.add_repository("mirror", [FILE])
+    mirror = Remote.objects.create(name="mirror", url=mirror_url, policy="on_demand")
+    ca = ContentArtifact.objects.get(relative_path="big.bin")
+    RemoteArtifact.objects.create(content_artifact=ca, remote=mirror,
+                                  url=mirror_url.replace("PULP_MANIFEST", "big.bin"),
+                                  size=FILE.size)
+    faulty.remote.set_fault("faulty", Fault("wrong_bytes"))
+    assert not client.get(PATH).complete  # the first remote artifact, corrupt
+    assert eventually(remote_artifact_failed)
+    faulty.remote.set_fault("faulty", None)
+    ContentArtifact.objects.update(artifact=None)
+    # Within the cooldown the failed one is not asked again, though it has recovered.
+    assert client.get("/pulp/content/faulty/big.bin").body == FILE.content()
+    assert faulty.remote.count("/faulty/big.bin") == 1
+    assert faulty.remote.count("/mirror/big.bin") == 1
+
+
+def test_with_no_alternative_a_failed_remote_artifact_is_tried_again(faulty, client):
+    faulty.remote.set_fault("faulty", Fault("status", status=500))
+    assert client.get(PATH).status == 502
+    assert eventually(remote_artifact_failed)
+    faulty.remote.set_fault("faulty", None)
+    assert client.get(PATH).body == FILE.content()
