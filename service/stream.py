@@ -15,11 +15,13 @@ from __future__ import annotations
 import contextlib
 from typing import IO
 
-from aiohttp import hdrs, web
+from aiohttp import ClientResponse, hdrs, web
 
-from service.download import Downloads, SharedDownload
+from service.download import Downloads, SharedDownload, key_of, usable
+from service.errors import UpstreamError
 from service.resolve import RemoteSource
 from service.serve import Plan, not_modified_response, plan
+from service.upstream import chunks
 
 
 async def stream(
@@ -35,6 +37,10 @@ async def stream(
         if request.method == hdrs.METH_HEAD:
             # Known size and digest: no reason to touch the upstream.
             return decided.response()
+    if decided is not None and decided.status == 206 and decided.start > 0:
+        forwarded = await _forward_range(request, src, downloads, decided)
+        if forwarded is not None:
+            return forwarded
     download = downloads.join(src)
     fobj = download.open()
     try:
@@ -62,6 +68,54 @@ async def stream(
     finally:
         fobj.close()
         download.leave()
+
+
+async def _forward_range(
+    request: web.BaseRequest, src: RemoteSource, downloads: Downloads, decided: Plan
+) -> web.StreamResponse | None:
+    """A range the shared download has not reached yet comes straight from the upstream
+    (when it honours Range), so the client need not wait for the bytes before it; an
+    on_demand artifact is still downloaded whole, once, in the background. None: follow
+    the shared download instead."""
+    running = downloads.active.get(key_of(src)) if downloads.share else None
+    if running is not None and running.written >= decided.start:
+        return None
+    if src.policy != "streamed":
+        downloads.join(src).leave()  # start (or keep) the one full download, unfollowed
+    first, last = decided.start, decided.start + decided.count - 1
+    for ra in usable(src.remote_artifacts, downloads.cooldown):
+        try:
+            async with downloads.upstream.get(
+                ra.config, ra.url, {hdrs.RANGE: f"bytes={first}-{last}"}
+            ) as answer:
+                # RFC 9110 §15.3.7: only a 206 for exactly these bytes will do.
+                expected = f"bytes {first}-{last}/{src.size}"
+                if answer.status != 206 or answer.headers.get(hdrs.CONTENT_RANGE) != expected:
+                    return None
+                return await _relay_range(request, decided.response(), answer, downloads.chunk_size)
+        except UpstreamError:
+            return None  # the shared download tries every remote artifact and reports
+    return None
+
+
+async def _relay_range(
+    request: web.BaseRequest,
+    response: web.StreamResponse,
+    answer: ClientResponse,
+    chunk_size: int,
+) -> web.StreamResponse:
+    await response.prepare(request)
+    try:
+        async for chunk in chunks(answer, chunk_size):
+            await response.write(chunk)
+    except UpstreamError:
+        if request.transport is not None:
+            request.transport.abort()  # the client must see an incomplete transfer
+        return response
+    except ConnectionError:
+        return response
+    await response.write_eof()
+    return response
 
 
 def _ready(download: SharedDownload) -> int:

@@ -98,3 +98,24 @@ def test_streamed_download_stops_when_its_last_client_leaves(scenario, client):
 
     # At 512 KiB/s the 2 MiB download would take four seconds; it stops well before.
     assert eventually(nothing_left, timeout=2.0)
+
+
+def test_a_range_ahead_of_the_download_comes_straight_from_the_upstream(shared, client):
+    """The middle of an uncached artifact: forwarded upstream as a Range, answered
+    without waiting for the bytes before it; the whole artifact is still saved once."""
+    shared.remote.set_fault("shared", Fault("bandwidth", bytes_per_second=1024 * 1024))
+    response = client.get(PATH, headers={"Range": "bytes=1500000-1500999"})
+    assert response.status == 206
+    assert response.body == BIG.content()[1500000:1501000]
+    assert response.headers["Content-Range"] == f"bytes 1500000-1500999/{BIG.size}"
+    assert shared.remote.ranged["/shared/big.img"] == 1
+    assert eventually(linked, timeout=10)
+    assert shared.remote.count("/shared/big.img") == 2  # the range, and one full download
+
+
+def test_a_range_of_streamed_content_downloads_only_the_range(scenario, client):
+    scenario.publish("streamy", [BIG], "streamed")
+    response = client.get("/pulp/content/streamy/big.img", headers={"Range": "bytes=-1000"})
+    assert response.status == 206 and response.body == BIG.content()[-1000:]
+    assert scenario.remote.count("/streamy/big.img") == 1
+    assert scenario.remote.ranged["/streamy/big.img"] == 1

@@ -264,9 +264,12 @@ def test_a_failed_remote_artifact_is_passed_over_during_its_cooldown(faulty, cli
     mirror_url = faulty.remote.add_repository("mirror", [FILE])
     mirror = Remote.objects.create(name="mirror", url=mirror_url, policy="on_demand")
     ca = ContentArtifact.objects.get(relative_path="big.bin")
-    RemoteArtifact.objects.create(content_artifact=ca, remote=mirror,
-                                  url=mirror_url.replace("PULP_MANIFEST", "big.bin"),
-                                  size=FILE.size)
+    RemoteArtifact.objects.create(
+        content_artifact=ca,
+        remote=mirror,
+        url=mirror_url.replace("PULP_MANIFEST", "big.bin"),
+        size=FILE.size,
+    )
     faulty.remote.set_fault("faulty", Fault("wrong_bytes"))
     assert not client.get(PATH).complete  # the first remote artifact, corrupt
     assert eventually(remote_artifact_failed)
