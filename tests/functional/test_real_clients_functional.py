@@ -1,0 +1,150 @@
+"""Real download tools against uncached on_demand content: the bytes must be right."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from fixtures.remote import FileSpec
+
+pytestmark = pytest.mark.functional
+
+BIG = FileSpec("images/disk.img", 20 * 1024 * 1024, 51)
+SMALL = FileSpec("notes.bin", 300_000, 52)
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian: see .ci/run)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def run(*args: str) -> None:
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr or done.stdout
+
+
+@pytest.fixture
+def lazy(scenario, client):
+    base = scenario.publish("real", [BIG, SMALL], "on_demand")
+    return scenario, f"http://127.0.0.1:{client.server.port}{base}"
+
+
+def test_curl_plain_and_range(lazy, tmp_path):
+    _, base = lazy
+    curl = tool("curl")
+    run(curl, "-sSf", "-o", str(tmp_path / "whole"), base + SMALL.relative_path)
+    assert (tmp_path / "whole").read_bytes() == SMALL.content()
+    run(curl, "-sSf", "-r", "1000-1999", "-o", str(tmp_path / "part"), base + BIG.relative_path)
+    assert (tmp_path / "part").read_bytes() == BIG.content()[1000:2000]
+
+
+def test_curl_resumes_an_interrupted_transfer(lazy, tmp_path):
+    _, base = lazy
+    target = tmp_path / "disk.img"
+    target.write_bytes(BIG.content()[: 5 * 1024 * 1024])  # what an interrupted run left
+    run(tool("curl"), "-sSf", "-C", "-", "-o", str(target), base + BIG.relative_path)
+    assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(BIG.content()).digest()
+
+
+def test_wget_continues_an_interrupted_transfer(lazy, tmp_path):
+    _, base = lazy
+    target = tmp_path / "disk.img"
+    target.write_bytes(BIG.content()[:3_000_000])
+    run(tool("wget"), "-q", "-c", "-O", str(target), base + BIG.relative_path)
+    assert target.read_bytes() == BIG.content()
+
+
+def test_aria2c_segmented_download(lazy, tmp_path):
+    scenario, base = lazy
+    run(
+        tool("aria2c"),
+        "-q",
+        "-x8",
+        "-s8",
+        "-k1M",
+        "--allow-overwrite=true",
+        "-d",
+        str(tmp_path),
+        "-o",
+        "disk.img",
+        base + BIG.relative_path,
+    )
+    assert (tmp_path / "disk.img").read_bytes() == BIG.content()
+    path = f"/real/{BIG.relative_path}"
+    full = scenario.remote.count(path) - scenario.remote.ranged[path]
+    assert full <= 1  # at most one full download, plus the forwarded ranges
+
+
+def urlsafe_digest(data: bytes) -> str:
+    """A wheel RECORD's digest: urlsafe base64 of the sha256, unpadded."""
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def wheel(name: str, version: str) -> bytes:
+    """A tiny pure-Python wheel, RECORD and all."""
+    info = f"{name}-{version}.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    tags = "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files = {
+        f"{name}/__init__.py": f"VALUE = {version!r}\n".encode(),
+        f"{info}/METADATA": metadata.encode(),
+        f"{info}/WHEEL": tags.encode(),
+    }
+    record = [f"{path},sha256={urlsafe_digest(data)},{len(data)}" for path, data in files.items()]
+    record.append(f"{name}-{version}.dist-info/RECORD,,")
+    files[f"{name}-{version}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+    return out.getvalue()
+
+
+def test_pip_installs_from_a_lazy_simple_index(scenario, client, tmp_path):
+    """A PEP 503 index and its wheels, synced on_demand: pip resolves and installs."""
+    files = []
+    links = []
+    for name in ("tinypkg", "otherpkg"):
+        data = wheel(name, "1.0")
+        filename = f"{name}-1.0-py3-none-any.whl"
+        files.append(FileSpec.literal(f"packages/{filename}", data))
+        digest = hashlib.sha256(data).hexdigest()
+        page = f'<a href="../../packages/{filename}#sha256={digest}">{filename}</a>\n'
+        files.append(FileSpec.literal(f"simple/{name}/index.html", page.encode()))
+        links.append(f'<a href="{name}/">{name}</a>')
+    files.append(FileSpec.literal("simple/index.html", "\n".join(links).encode()))
+    base = scenario.publish("pypi", files, "on_demand")
+    index = f"http://127.0.0.1:{client.server.port}{base}simple/"
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--isolated",
+        "--disable-pip-version-check",
+        "install",
+        "--no-cache-dir",
+        "--no-deps",
+        "--index-url",
+        index,
+        "--trusted-host",
+        "127.0.0.1",
+        "--target",
+        str(tmp_path / "site"),
+        "tinypkg==1.0",
+        "otherpkg",
+    )
+    assert (tmp_path / "site" / "tinypkg" / "__init__.py").read_text() == "VALUE = '1.0'\n"
+    assert scenario.remote.count("/pypi/packages/tinypkg-1.0-py3-none-any.whl") == 1
