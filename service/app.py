@@ -58,7 +58,14 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def _upstream(app: web.Application) -> AsyncIterator[None]:
     app[UPSTREAM] = HttpUpstream()
-    app[DOWNLOADS] = Downloads(app[STORAGE], app[PERSIST], app[UPSTREAM], app[SETTINGS].chunk_size)
+    settings = app[SETTINGS]
+    app[DOWNLOADS] = Downloads(
+        app[STORAGE],
+        app[PERSIST],
+        app[UPSTREAM],
+        settings.chunk_size,
+        cooldown=settings.failure_cooldown,
+    )
     yield
     await app[DOWNLOADS].aclose()
     await app[UPSTREAM].aclose()

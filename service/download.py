@@ -24,9 +24,10 @@ from typing import IO, Protocol
 from aiohttp import ClientResponse, hdrs
 
 from service.errors import DigestMismatch, UpstreamError
+from service.locks import FileLock, held_elsewhere
 from service.models import DIGESTS
 from service.resolve import RemoteRef, RemoteSource
-from service.storage import FileSystemStorage, artifact_name
+from service.storage import PARTIAL_SUFFIX, FileSystemStorage, artifact_name, lock_of
 from service.upstream import Upstream, chunks
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class SharedDownload:
         upstream: Upstream,
         chunk_size: int,
         cooldown: float = 0.0,
+        lock: FileLock | None = None,
     ) -> None:
         self.src = src
         self.cooldown = cooldown
@@ -111,7 +113,15 @@ class SharedDownload:
         self.upstream = upstream
         self.chunk_size = chunk_size
         self.keep = src.policy != "streamed"
-        self.path = storage.new_partial()
+        # The lock says "a live download writes this partial file" to every process
+        # (the start-up sweep and other workers); held until the file is placed or gone.
+        if lock is None:
+            self.path = storage.new_partial()
+            lock = FileLock(lock_of(self.path))
+            lock.try_acquire()
+        else:
+            self.path = lock.path.with_suffix(PARTIAL_SUFFIX)
+        self.lock = lock
         # Created now, so a follower can open it the moment it joins: a streamed file is
         # removed as soon as its download ends, and an open file outlives that.
         self._out = open(self.path, "wb")  # noqa: SIM115 (closed when the run ends)
@@ -191,6 +201,7 @@ class SharedDownload:
                 self.started.set_exception(UpstreamError(self.src.path, "download cancelled"))
             if not (self.keep and self.verified):
                 self.path.unlink(missing_ok=True)
+            self.lock.release()
             self._announce()
             if not self.finished.done():
                 self.finished.set_result(None)
@@ -283,6 +294,91 @@ def usable(refs: tuple[RemoteRef, ...], cooldown: float) -> list[RemoteRef]:
     return fresh or list(refs)
 
 
+class TailedDownload:
+    """A download another process runs: follow its partial file by polling.
+
+    The other process holds the lock on `<sha256>.lock` while it writes
+    `<sha256>.partial`; it renames the partial into storage once verified (an open file
+    outlives the rename), or removes it and drops the lock on failure.
+    """
+
+    POLL = 0.02
+
+    def __init__(self, src: RemoteSource, storage: FileSystemStorage, chunk_size: int) -> None:
+        assert src.sha256 is not None and src.size is not None
+        self.src = src
+        self.chunk_size = chunk_size
+        self.keep = True
+        self.partial = storage.new_partial(src.sha256)
+        self.final = storage.path_of(artifact_name(src.sha256))
+        self.size: int | None = src.size
+        self.content_type: str | None = None
+        self.written = 0
+        self.tail: tuple[int, bytes] = (0, b"")
+        self.verified = False
+        self.followers = 0
+        loop = asyncio.get_running_loop()
+        self.started: asyncio.Future[None] = loop.create_future()
+        self.started.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self.finished: asyncio.Future[None] = loop.create_future()
+        self._changed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def reusable(self) -> bool:
+        return self.task is None or not self.task.done() or self.verified
+
+    async def changed(self) -> None:
+        await self._changed.wait()
+
+    def open(self) -> IO[bytes]:
+        try:
+            return open(self.partial, "rb")
+        except FileNotFoundError:
+            return open(self.final, "rb")
+
+    def leave(self) -> None:
+        self.followers -= 1
+
+    def _announce(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _gone(self) -> bool:
+        """The other process stopped without placing the file."""
+        return not held_elsewhere(lock_of(self.partial)) and not self.final.exists()
+
+    async def watch(self) -> None:
+        """Poll the other process's progress until the file is placed or abandoned."""
+        try:
+            while not (self.partial.exists() or self.final.exists()):
+                if self._gone():
+                    raise UpstreamError(self.src.path, "the download in another worker failed")
+                await asyncio.sleep(self.POLL)
+            self.started.set_result(None)
+            while True:
+                if self.final.exists():
+                    self.written, self.verified = self.size or 0, True
+                    return
+                with contextlib.suppress(FileNotFoundError):  # placed, or removed: see above
+                    self.written = self.partial.stat().st_size
+                if self._gone():
+                    return  # not verified: followers abort their clients
+                self._announce()
+                await asyncio.sleep(self.POLL)
+        except UpstreamError as exc:
+            self.started.set_exception(exc)
+        finally:
+            if not self.started.done():
+                self.started.set_exception(UpstreamError(self.src.path, "download cancelled"))
+            self._announce()
+            if not self.finished.done():
+                self.finished.set_result(None)
+
+
+Follow = SharedDownload | TailedDownload
+
+
 class Downloads:
     """The downloads in progress in this process, by what they download."""
 
@@ -301,25 +397,44 @@ class Downloads:
         self.persist = persist
         self.upstream = upstream
         self.chunk_size = chunk_size
-        self.active: dict[Hashable, SharedDownload] = {}
+        self.active: dict[Hashable, Follow] = {}
         self.started = 0  # upstream downloads this process began (for tests and metrics)
 
-    def join(self, src: RemoteSource) -> SharedDownload:
+    def join(self, src: RemoteSource) -> Follow:
         """The download of `src` in progress, or a new one; the caller follows it."""
         key = key_of(src)
         download = self.active.get(key) if self.share else None
         if download is None or not download.reusable:
-            download = SharedDownload(
-                src, self.storage, self.persist, self.upstream, self.chunk_size
-            )
+            download = self._begin(src)
             self.active[key] = download
-            self.started += 1
-            download.task = asyncio.ensure_future(download.run())
-            download.task.add_done_callback(self._forget(key, download))
+            download.task.add_done_callback(self._forget(key, download))  # type: ignore[union-attr]
         download.followers += 1
         return download
 
-    def _forget(self, key: Hashable, download: SharedDownload) -> Callable[..., None]:
+    def _begin(self, src: RemoteSource) -> Follow:
+        """Download `src` here, or, when another process already does (its lock on the
+        artifact's partial file is held), follow that process's file."""
+        lock: FileLock | None = None
+        if self.share and src.sha256 and src.size is not None and src.policy != "streamed":
+            self.storage.tmp.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(lock_of(self.storage.new_partial(src.sha256)))
+            acquired = lock.try_acquire()
+            placed = self.storage.path_of(artifact_name(src.sha256)).exists()
+            if not acquired or placed:
+                # Another worker downloads it, or already saved it since we resolved.
+                if acquired:
+                    lock.release()
+                tailed = TailedDownload(src, self.storage, self.chunk_size)
+                tailed.task = asyncio.ensure_future(tailed.watch())
+                return tailed
+        download = SharedDownload(
+            src, self.storage, self.persist, self.upstream, self.chunk_size, self.cooldown, lock
+        )
+        self.started += 1
+        download.task = asyncio.ensure_future(download.run())
+        return download
+
+    def _forget(self, key: Hashable, download: Follow) -> Callable[..., None]:
         def forget() -> None:
             if self.active.get(key) is download:
                 del self.active[key]

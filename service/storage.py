@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from pathlib import Path
 from typing import Protocol
+
+from service.locks import FileLock
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -15,9 +16,14 @@ class Storage(Protocol):
     """Where artifacts live and where downloads are assembled."""
 
     def path_of(self, name: str) -> Path: ...
-    def new_partial(self) -> Path: ...
+    def new_partial(self, name: str | None = None) -> Path: ...
     def place(self, partial: Path, sha256: str) -> str: ...
-    def sweep_partials(self, older_than: float = 0.0) -> int: ...
+    def sweep_partials(self) -> int: ...
+
+
+def lock_of(partial: Path) -> Path:
+    """The lock file whose holder is writing `partial`."""
+    return partial.with_suffix(".lock")
 
 
 def artifact_name(sha256: str) -> str:
@@ -44,10 +50,11 @@ class FileSystemStorage:
             raise ValueError(f"storage name outside the storage root: {name!r}")
         return self.root.joinpath(*parts)
 
-    def new_partial(self) -> Path:
-        """A fresh temp file path for a download in progress."""
+    def new_partial(self, name: str | None = None) -> Path:
+        """A temp file path for a download in progress: `name` (an artifact's sha256, so
+        other processes find it) or a fresh unique one."""
         self.tmp.mkdir(parents=True, exist_ok=True)
-        return self.tmp / f"{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+        return self.tmp / f"{name or uuid.uuid4().hex}{PARTIAL_SUFFIX}"
 
     def place(self, partial: Path, sha256: str) -> str:
         """Move a verified partial file into content-addressed storage; return its name."""
@@ -64,19 +71,21 @@ class FileSystemStorage:
         partial.write_bytes(data)
         return self.place(partial, sha256)
 
-    def sweep_partials(self, older_than: float = 0.0) -> int:
-        """Remove partial files left by a crash; return how many went."""
+    def sweep_partials(self) -> int:
+        """Remove partial files left by a crash (no live download holds their lock);
+        return how many went. Safe while other processes download into the same place."""
         if not self.tmp.is_dir():
             return 0
-        cutoff = time.time() - older_than
         removed = 0
         for entry in self.tmp.glob(f"*{PARTIAL_SUFFIX}"):
+            lock = FileLock(lock_of(entry))
+            if not lock.try_acquire():
+                continue  # a download in progress, in this process or another
             try:
-                if entry.stat().st_mtime <= cutoff:
-                    entry.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                continue
+                entry.unlink(missing_ok=True)
+                removed += 1
+            finally:
+                lock.release()
         return removed
 
     def partials(self) -> list[Path]:

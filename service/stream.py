@@ -17,7 +17,7 @@ from typing import IO
 
 from aiohttp import ClientResponse, hdrs, web
 
-from service.download import Downloads, SharedDownload, key_of, usable
+from service.download import Downloads, Follow, key_of, usable
 from service.errors import UpstreamError
 from service.resolve import RemoteSource
 from service.serve import Plan, not_modified_response, plan
@@ -118,7 +118,7 @@ async def _relay_range(
     return response
 
 
-def _ready(download: SharedDownload) -> int:
+def _ready(download: Follow) -> int:
     """How many bytes of the file a follower may send now.
 
     Until the download is verified the last byte stays back: with a known size, once
@@ -132,7 +132,7 @@ def _ready(download: SharedDownload) -> int:
     return max(0, written - 1)
 
 
-def _next_piece(download: SharedDownload, fobj: IO[bytes], position: int, upto: int) -> bytes:
+def _next_piece(download: Follow, fobj: IO[bytes], position: int, upto: int) -> bytes:
     """Bytes from `position` (before `upto`): from the newest chunk in memory when this
     follower keeps up, else read back from the file (the page cache, as it was just
     written)."""
@@ -146,7 +146,7 @@ def _next_piece(download: SharedDownload, fobj: IO[bytes], position: int, upto: 
 async def _follow(
     request: web.BaseRequest,
     response: web.StreamResponse,
-    download: SharedDownload,
+    download: Follow,
     fobj: IO[bytes],
     start: int,
     end: int | None,
