@@ -54,12 +54,24 @@ def migrate() -> None:
     help="redirect design: CONTENT.WEB_SERVER, how stored files are handed out.",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="merged design: worker processes on the one port (gunicorn's aiohttp worker).",
+)
+@click.option(
     "--no-redirect",
     is_flag=True,
     help="redirect design: REDIRECT.ENABLED false (lazy content answers 404).",
 )
 def serve(
-    bind: str, design: str, streamer_port: int | None, web_server: str, no_redirect: bool
+    bind: str,
+    design: str,
+    streamer_port: int | None,
+    web_server: str,
+    workers: int,
+    no_redirect: bool,
 ) -> None:
     """Serve content under /pulp/content/ (and /metrics beside it)."""
     host, port = split_bind(bind)
@@ -77,6 +89,10 @@ def serve(
                 redirect=not no_redirect,
             )
         )
+    if workers > 1:
+        from service.workers import exec_workers
+
+        exec_workers(current, host, port, workers)
     from service.run import run_merged
 
     run_merged(current, host, port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from service import queries
@@ -36,7 +37,7 @@ class Counters:
             lines += [
                 f"# HELP {metric} {_HELP[name]}",
                 f"# TYPE {metric} counter",
-                f'{metric}{{process="{self.process}"}} {value}',
+                f'{metric}{{process="{self.process}",pid="{os.getpid()}"}} {value}',
             ]
         return "\n".join(lines) + "\n"
 

@@ -39,6 +39,7 @@ def commands(host: str, port: int, streamer_port: int) -> list[list[str]]:
             str(GUNICORN_THREADS),
             "--log-level",
             "warning",
+            "--no-control-socket",
             "service.legacy.wsgi:create_application()",
         ],
     ]

@@ -52,3 +52,55 @@ def test_serve_command_streams_lazy_content_once(scenario):
         output = process.communicate(timeout=30)[0]
     assert f"serving http://127.0.0.1:{port}/pulp/content/" in output
     assert "Traceback" not in output
+
+
+def test_serve_with_two_workers_shares_one_download(scenario):
+    """`serve --workers 2`: two processes on one port; twenty clients of one uncached
+    artifact still make one upstream download."""
+    import re
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fixtures.remote import Fault
+
+    big = FileSpec("big.img", 2 * 1024 * 1024, 6)
+    base = scenario.publish("workers", [big], "on_demand")
+    scenario.remote.set_fault("workers", Fault("bandwidth", bytes_per_second=4 * 1024 * 1024))
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pulp_content_cli",
+            "serve",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def fetch(path: str) -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=60) as r:
+            return r.read()
+
+    try:
+        assert eventually(lambda: listening(port) or process.poll() is not None, timeout=30)
+        assert process.poll() is None
+        pids = set()
+        for _ in range(40):  # both workers answer on the one port
+            pids |= set(re.findall(r'pid="(\d+)"', fetch("/metrics").decode()))
+            if len(pids) == 2:
+                break
+        with ThreadPoolExecutor(20) as pool:
+            bodies = list(pool.map(lambda _: fetch(base + "big.img"), range(20)))
+        assert all(body == big.content() for body in bodies)
+        assert scenario.remote.count("/workers/big.img") == 1
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=60)[0]
+    assert len(pids) == 2, output
+    assert "Traceback" not in output, output

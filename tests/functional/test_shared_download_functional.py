@@ -119,3 +119,44 @@ def test_a_range_of_streamed_content_downloads_only_the_range(scenario, client):
     assert response.status == 206 and response.body == BIG.content()[-1000:]
     assert scenario.remote.count("/streamy/big.img") == 1
     assert scenario.remote.ranged["/streamy/big.img"] == 1
+
+
+@pytest.fixture
+def second_worker(db):
+    """Another service on the same database and storage: a second worker process as far
+    as the download locks can tell (flock is per open file)."""
+    from fixtures.background import Background
+    from tests.functional.conftest import Client, ServiceServer
+
+    server = ServiceServer(db)
+    with Background(server):
+        yield Client(server)
+
+
+def test_workers_share_one_download_through_the_storage(shared, client, second_worker):
+    shared.remote.set_fault("shared", SLOW)
+    first: list = []
+    starter = threading.Thread(target=lambda: first.append(client.get(PATH)))
+    starter.start()
+    assert eventually(lambda: shared.remote.count("/shared/big.img") == 1)
+    other = second_worker.get(PATH)
+    starter.join()
+    assert other.status == 200 and other.complete and other.body == BIG.content()
+    assert first[0].body == BIG.content()
+    assert shared.remote.count("/shared/big.img") == 1
+    assert eventually(linked)
+    assert shared.settings.storage().partials() == []
+
+
+def test_a_failed_download_in_another_worker_aborts_its_followers(shared, client, second_worker):
+    # Stalls past the remote's two-second read timeout half-way: not resumable.
+    shared.remote.set_fault("shared", Fault("stall", at=1024 * 1024, delay=5.0))
+    first: list = []
+    starter = threading.Thread(target=lambda: first.append(client.get(PATH)))
+    starter.start()
+    assert eventually(lambda: shared.remote.count("/shared/big.img") == 1)
+    other = second_worker.get(PATH)
+    starter.join()
+    assert not first[0].complete and not other.complete
+    assert shared.remote.count("/shared/big.img") == 1
+    assert not linked()
