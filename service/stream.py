@@ -80,22 +80,22 @@ async def _forward_range(
     running = downloads.active.get(key_of(src)) if downloads.share else None
     if running is not None and running.written >= decided.start:
         return None
-    if src.policy != "streamed":
-        downloads.join(src).leave()  # start (or keep) the one full download, unfollowed
     first, last = decided.start, decided.start + decided.count - 1
-    for ra in usable(src.remote_artifacts, downloads.cooldown):
-        try:
-            async with downloads.upstream.get(
-                ra.config, ra.url, {hdrs.RANGE: f"bytes={first}-{last}"}
-            ) as answer:
-                # RFC 9110 §15.3.7: only a 206 for exactly these bytes will do.
-                expected = f"bytes {first}-{last}/{src.size}"
-                if answer.status != 206 or answer.headers.get(hdrs.CONTENT_RANGE) != expected:
-                    return None
-                return await _relay_range(request, decided.response(), answer, downloads.chunk_size)
-        except UpstreamError:
-            return None  # the shared download tries every remote artifact and reports
-    return None
+    ra = usable(src.remote_artifacts, downloads.cooldown)[0]
+    try:
+        async with downloads.upstream.get(
+            ra.config, ra.url, {hdrs.RANGE: f"bytes={first}-{last}"}
+        ) as answer:
+            # RFC 9110 §15.3.7: only a 206 for exactly these bytes will do.
+            expected = f"bytes {first}-{last}/{src.size}"
+            if answer.status != 206 or answer.headers.get(hdrs.CONTENT_RANGE) != expected:
+                return None
+            if src.policy != "streamed":
+                # Now that the range is on its way: the one full download, unfollowed.
+                downloads.join(src).leave()
+            return await _relay_range(request, decided.response(), answer, downloads.chunk_size)
+    except UpstreamError:
+        return None  # the shared download tries every remote artifact and reports
 
 
 async def _relay_range(

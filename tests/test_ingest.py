@@ -26,7 +26,7 @@ def test_two_savers_of_the_same_bytes_leave_one_artifact_and_one_file(db):
         try:
             barrier.wait()
             store_artifact(storage, Download(partial, len(data), {"sha256": sha256}))
-        except BaseException as exc:  # noqa: BLE001 (the test reports any)
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connections.close_all()

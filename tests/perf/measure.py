@@ -1,11 +1,19 @@
 """Measure the merged service on this machine; report figures and ratios from one run.
 
-    python -m tests.perf.measure [--out DIR] [--quick]
+    python -m tests.perf.measure [--out DIR] [--quick] [--only service|streaming]
 
+service (needs wrk):
 - stored 4 KiB artifact: requests/s with `wrk -t2 -c32` against one `pulp-content serve`
   worker (no cache), beside the same wrk run against the fixture remote serving the file;
 - first lazy (on_demand) 1 MiB fetch: latency through the service against the same
   download straight from the fixture remote, interleaved, and their ratio.
+
+streaming:
+- upstream downloads for 50 concurrent clients of one uncached 100 MiB artifact;
+- time to first byte of a Range in the middle of an uncached 1 GiB artifact, against the
+  same range straight from the fixture remote;
+- lazy streaming throughput against the direct download, and a late joiner's;
+- the service process's peak RSS (VmHWM) after all of it.
 
 Everything runs as real processes on 127.0.0.1 with a fresh SQLite home, or with a fresh
 database on the PostgreSQL server PULP_CONTENT_DATABASE_URL names (as `bench` does).
@@ -23,12 +31,18 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from fixtures.bench import CLI, cli, database, free_port, wait_listening
+
+MiB = 1024 * 1024
 
 
 def postgres_server() -> str | None:
@@ -36,73 +50,55 @@ def postgres_server() -> str | None:
     return url if url.startswith(("postgres://", "postgresql://")) else None
 
 
-def wrk(url: str, seconds: int) -> float:
-    """Requests/s of `wrk -t2 -c32` against one URL."""
-    out = subprocess.run(
-        ["wrk", "-t2", "-c32", f"-d{seconds}s", url], capture_output=True, text=True, check=True
-    ).stdout
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        raise RuntimeError(f"wrk saw {errors.group(1)} failed responses:\n{out}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert match, out
-    return float(match.group(1))
+@dataclass
+class Running:
+    port: int  # the service
+    upstream: int  # the fixture remote
+    pid: int  # the service process
+    database: str
+    home: Path
+
+    def settle(self, timeout: float = 600) -> None:
+        """Wait until no download is in progress (background ones included)."""
+        deadline = time.monotonic() + timeout
+        while any((self.home / "storage" / "tmp").glob("*.partial")):
+            if time.monotonic() > deadline:
+                raise RuntimeError("downloads still running")
+            time.sleep(0.1)
+
+    def upstream_gets(self, path: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", self.upstream, timeout=30)
+        conn.request("GET", "/_stats")
+        stats = json.loads(conn.getresponse().read())
+        conn.close()
+        return sum(s["count"] for s in stats if s["method"] == "GET" and s["path"] == path)
+
+    def peak_rss_mib(self) -> float:
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        match = re.search(r"VmHWM:\s+(\d+) kB", status)
+        return round(int(match.group(1)) / 1024, 1) if match else -1.0
 
 
-def fetch_seconds(port: int, path: str) -> float:
-    """Wall time of one GET on a fresh connection, body read to the end."""
-    start = time.perf_counter()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    conn.request("GET", path)
-    response = conn.getresponse()
-    body = response.read()
-    conn.close()
-    elapsed = time.perf_counter() - start
-    if response.status != 200 or len(body) != 1024 * 1024:
-        raise RuntimeError(f"GET {path}: {response.status}, {len(body)} bytes")
-    return elapsed
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    return {
-        "median_ms": round(statistics.median(ordered) * 1000, 2),
-        "p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))] * 1000, 2),
-    }
-
-
-def measure(quick: bool) -> dict[str, object]:
-    lazy_files = 10 if quick else 40
-    wrk_seconds = 3 if quick else 10
+@contextmanager
+def running(repos: list[tuple[str, int, int, str]]) -> Iterator[Running]:
+    """The fixture remote serving `repos` (name, count, size, policy), each synced,
+    published and distributed at /pulp/content/<name>/, and one service process."""
     home = Path(tempfile.mkdtemp(prefix="pulp-content-perf-"))
     processes: list[subprocess.Popen[str]] = []
     try:
         with database(postgres_server(), home) as url:
             env = {**os.environ, "PULP_CONTENT_HOME": str(home), "PULP_CONTENT_DATABASE_URL": url}
-            if "postgres" in url:
-                cli(env, "migrate")
+            cli(env, "migrate")
             fixture_port = free_port()
-            fixture = subprocess.Popen(
-                [
-                    *CLI,
-                    "fixture",
-                    "serve",
-                    "--bind",
-                    f"127.0.0.1:{fixture_port}",
-                    "--repository",
-                    "small:1:4096:1",
-                    "--repository",
-                    f"lazy:{lazy_files}:1048576:2",
-                ],
-                env=env,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
+            args = [*CLI, "fixture", "serve", "--bind", f"127.0.0.1:{fixture_port}"]
+            for name, count, size, _ in repos:
+                args += ["--repository", f"{name}:{count}:{size}:2"]
+            fixture = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
             processes.append(fixture)
             assert fixture.stdout is not None
-            lines = [fixture.stdout.readline().strip() for _ in range(3)]
+            lines = [fixture.stdout.readline().strip() for _ in range(len(repos) + 1)]
             manifests = {line.rsplit("/", 2)[-2]: line for line in lines[1:]}
-            for name, policy in (("small", "immediate"), ("lazy", "on_demand")):
+            for name, _, _, policy in repos:
                 cli(env, "remote", "create", name, "--url", manifests[name], "--policy", policy)
                 cli(env, "repository", "create", name, "--remote", name)
                 cli(env, "repository", "sync", name)
@@ -118,62 +114,204 @@ def measure(quick: bool) -> dict[str, object]:
             )
             processes.append(service)
             wait_listening(port, service)
-
-            stored_rps = wrk(f"http://127.0.0.1:{port}/pulp/content/small/small-0.bin", wrk_seconds)
-            direct_rps = wrk(f"http://127.0.0.1:{fixture_port}/small/small-0.bin", wrk_seconds)
-
-            direct, merged = [], []
-            for i in range(lazy_files):
-                # Interleaved, so both see the same machine state.
-                direct.append(fetch_seconds(fixture_port, f"/lazy/lazy-{i}.bin"))
-                merged.append(fetch_seconds(port, f"/pulp/content/lazy/lazy-{i}.bin"))
-            lazy_direct, lazy_merged = summary(direct), summary(merged)
-            return {
-                "environment": {
-                    "python": platform.python_version(),
-                    "machine": platform.machine(),
-                    "cpus": os.cpu_count(),
-                    "database": "postgresql" if "postgres" in url else "sqlite",
-                },
-                "stored_4k": {
-                    "service_requests_per_s": stored_rps,
-                    "fixture_remote_requests_per_s": direct_rps,
-                },
-                "first_lazy_1m": {
-                    "fetches": lazy_files,
-                    "service": lazy_merged,
-                    "direct_from_upstream": lazy_direct,
-                    "ratio_median": round(lazy_merged["median_ms"] / lazy_direct["median_ms"], 2),
-                },
-            }
+            kind = "postgresql" if "postgres" in url else "sqlite"
+            yield Running(port, fixture_port, service.pid, kind, home)
     finally:
         for process in processes:
             process.terminate()
-            process.wait(timeout=30)
+            process.wait(timeout=60)
         shutil.rmtree(home, ignore_errors=True)
 
 
+def wrk(url: str, seconds: int) -> float:
+    """Requests/s of `wrk -t2 -c32` against one URL."""
+    out = subprocess.run(
+        ["wrk", "-t2", "-c32", f"-d{seconds}s", url], capture_output=True, text=True, check=True
+    ).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"wrk saw {errors.group(1)} failed responses:\n{out}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert match, out
+    return float(match.group(1))
+
+
+@dataclass
+class Fetched:
+    ttfb: float
+    total: float
+    size: int
+
+
+def fetch(
+    port: int,
+    path: str,
+    headers: dict[str, str] | None = None,
+    started: threading.Event | None = None,
+) -> Fetched:
+    """One GET on a fresh connection, body read to the end."""
+    start = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    conn.request("GET", path, headers=headers or {})
+    response = conn.getresponse()
+    ttfb = time.perf_counter() - start
+    size = 0
+    while chunk := response.read(MiB):
+        size += len(chunk)
+        if started is not None and size >= 0:
+            started.set()
+    conn.close()
+    if response.status not in (200, 206):
+        raise RuntimeError(f"GET {path}: {response.status}")
+    return Fetched(ttfb, time.perf_counter() - start, size)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "median_ms": round(statistics.median(ordered) * 1000, 2),
+        "p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))] * 1000, 2),
+    }
+
+
+def environment(db: str) -> dict[str, object]:
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "database": db,
+    }
+
+
+def measure_service(quick: bool) -> dict[str, object]:
+    lazy_files = 10 if quick else 40
+    seconds = 3 if quick else 10
+    with running([("small", 1, 4096, "immediate"), ("lazy", lazy_files, MiB, "on_demand")]) as r:
+        stored_rps = wrk(f"http://127.0.0.1:{r.port}/pulp/content/small/small-0.bin", seconds)
+        direct_rps = wrk(f"http://127.0.0.1:{r.upstream}/small/small-0.bin", seconds)
+        direct, merged = [], []
+        for i in range(lazy_files):
+            # Interleaved, so both see the same machine state.
+            direct.append(fetch(r.upstream, f"/lazy/lazy-{i}.bin").total)
+            merged.append(fetch(r.port, f"/pulp/content/lazy/lazy-{i}.bin").total)
+        lazy_direct, lazy_merged = summary(direct), summary(merged)
+        return {
+            "environment": environment(r.database),
+            "stored_4k": {
+                "service_requests_per_s": stored_rps,
+                "fixture_remote_requests_per_s": direct_rps,
+            },
+            "first_lazy_1m": {
+                "fetches": lazy_files,
+                "service": lazy_merged,
+                "direct_from_upstream": lazy_direct,
+                "ratio_median": round(lazy_merged["median_ms"] / lazy_direct["median_ms"], 2),
+            },
+        }
+
+
+def measure_streaming(quick: bool) -> dict[str, object]:
+    shared_size = 20 * MiB if quick else 100 * MiB
+    big_size = 256 * MiB if quick else 1024 * MiB
+    flow_size = 50 * MiB if quick else 200 * MiB
+    clients = 50
+    repos = [
+        ("shared", 1, shared_size, "on_demand"),
+        ("big", 3, big_size, "on_demand"),
+        ("flow", 3, flow_size, "on_demand"),
+    ]
+    with running(repos) as r:
+        # 1. Fifty clients of one uncached artifact.
+        start = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            sizes = list(
+                pool.map(
+                    lambda _: fetch(r.port, "/pulp/content/shared/shared-0.bin").size,
+                    range(clients),
+                )
+            )
+        shared_seconds = time.perf_counter() - start
+        assert all(size == shared_size for size in sizes)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(lambda _: fetch(r.upstream, "/shared/shared-0.bin"), range(clients)))
+        direct_shared_seconds = time.perf_counter() - start
+
+        # 2. A Range in the middle of an uncached 1 GiB artifact, three times.
+        middle = big_size // 2
+        rng = {"Range": f"bytes={middle}-{middle + MiB - 1}"}
+        direct_ttfb = [fetch(r.upstream, f"/big/big-{i}.bin", rng).ttfb for i in range(3)]
+        service_ttfb = []
+        for i in range(3):
+            service_ttfb.append(fetch(r.port, f"/pulp/content/big/big-{i}.bin", rng).ttfb)
+            r.settle()  # the whole artifact is downloaded (and saved) in the background
+
+        # 3. Throughput of one lazy download, and of a client joining it half-way.
+        r.settle()
+        direct = fetch(r.upstream, "/flow/flow-0.bin")
+        through = fetch(r.port, "/pulp/content/flow/flow-1.bin")
+        first_done: list[Fetched] = []
+        halfway = threading.Event()
+
+        def first() -> None:
+            first_done.append(fetch(r.port, "/pulp/content/flow/flow-2.bin", started=halfway))
+
+        leader = threading.Thread(target=first)
+        leader.start()
+        halfway.wait(timeout=120)
+        time.sleep(direct.total / 2)
+        joiner = fetch(r.port, "/pulp/content/flow/flow-2.bin")
+        leader.join()
+
+        def mib_s(f: Fetched) -> float:
+            return round(f.size / MiB / f.total, 1)
+
+        return {
+            "environment": environment(r.database),
+            "concurrent_clients": {
+                "clients": clients,
+                "artifact_mib": shared_size // MiB,
+                "upstream_downloads": r.upstream_gets("/shared/shared-0.bin") - clients,
+                "service_seconds": round(shared_seconds, 2),
+                "direct_seconds_for_the_same_downloads": round(direct_shared_seconds, 2),
+            },
+            "range_in_the_middle": {
+                "artifact_mib": big_size // MiB,
+                "service_ttfb": summary(service_ttfb),
+                "direct_ttfb": summary(direct_ttfb),
+                "ratio_median": round(
+                    statistics.median(service_ttfb) / statistics.median(direct_ttfb), 2
+                ),
+            },
+            "throughput": {
+                "artifact_mib": flow_size // MiB,
+                "direct_mib_s": mib_s(direct),
+                "service_mib_s": mib_s(through),
+                "ratio": round(mib_s(through) / mib_s(direct), 2),
+                "late_joiner_mib_s": mib_s(joiner),
+                "first_client_mib_s": mib_s(first_done[0]),
+            },
+            "peak_rss_mib": r.peak_rss_mib(),
+        }
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--out", default="perf-results")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=["service", "streaming"])
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
-    result = measure(args.quick)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "service.json").write_text(json.dumps(result, indent=2) + "\n")
-    stored, lazy = result["stored_4k"], result["first_lazy_1m"]
-    print(json.dumps(result["environment"]))
-    print(
-        f"stored 4 KiB, wrk -t2 -c32: service {stored['service_requests_per_s']:.0f} req/s, "  # type: ignore[index]
-        f"fixture remote {stored['fixture_remote_requests_per_s']:.0f} req/s"
-    )  # type: ignore[index]
-    print(
-        f"first lazy 1 MiB fetch: service {lazy['service']['median_ms']} ms median, "  # type: ignore[index]
-        f"direct {lazy['direct_from_upstream']['median_ms']} ms, "  # type: ignore[index]
-        f"ratio {lazy['ratio_median']}x"
-    )  # type: ignore[index]
+    if args.only != "streaming":
+        if shutil.which("wrk") is None:
+            raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
+        service = measure_service(args.quick)
+        (Path(args.out) / "service.json").write_text(json.dumps(service, indent=2) + "\n")
+        print(json.dumps(service, indent=2))
+    if args.only != "service":
+        streaming = measure_streaming(args.quick)
+        (Path(args.out) / "streaming.json").write_text(json.dumps(streaming, indent=2) + "\n")
+        print(json.dumps(streaming, indent=2))
 
 
 if __name__ == "__main__":
