@@ -1,0 +1,1 @@
+Added shared lazy downloads: one upstream download per artifact however many clients (and, with the new `serve --workers N`, worker processes) ask for it, late clients served from the bytes on disk first, Range requests forwarded upstream ahead of the download, dropped upstream connections resumed with Range + If-Range, and a cooldown for remote artifacts that failed.
