@@ -386,3 +386,109 @@ def distribution_delete(name: str) -> None:
 
     delete_named(Distribution, name)
     click.echo(f"deleted distribution {name}")
+
+
+@click.group()
+def guard() -> None:
+    """Content guards: who may fetch from a distribution."""
+    settings()  # the database is ready before any subcommand imports the models
+
+
+@guard.command("create")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["header", "basic", "signed-url", "x509"]), required=True)
+@click.option(
+    "--header",
+    help="header: the header to check; x509: the header carrying the "
+    "client certificate (default X-Client-Cert).",
+)
+@click.option("--value", "values", multiple=True, help="header: a permitted value (repeatable).")
+@click.option(
+    "--user",
+    "users",
+    multiple=True,
+    metavar="NAME:PASSWORD",
+    help="basic: a user (repeatable); only a PBKDF2 hash is stored.",
+)
+@click.option("--ca-cert", type=click.Path(dir_okay=False), help="x509: PEM of the trusted CA.")
+@click.option("--key", help="signed-url: the HMAC key (default: a random one).")
+def guard_create(
+    name: str,
+    kind: str,
+    header: str | None,
+    values: tuple[str, ...],
+    users: tuple[str, ...],
+    ca_cert: str | None,
+    key: str | None,
+) -> None:
+    """Create a guard; attach it with `distribution update NAME --guard GUARD`."""
+    from service.catalog import create_guard
+
+    create_guard(
+        name,
+        kind,
+        header=header,
+        values=values,
+        users=users,
+        key=key,
+        ca_pem=read_file_option(ca_cert),
+    )
+    click.echo(f"created {kind} guard {name}")
+
+
+@guard.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def guard_list(as_json: bool) -> None:
+    """List guards."""
+    from service.catalog import guard_as_dict
+    from service.models import ContentGuard
+
+    docs = [guard_as_dict(g) for g in ContentGuard.objects.order_by("name")]
+    if as_json:
+        echo_json(docs)
+    for doc in [] if as_json else docs:
+        click.echo(f"{doc['name']}\t{doc['kind']}\t{', '.join(doc['distributions'])}")
+
+
+@guard.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def guard_show(name: str, as_json: bool) -> None:
+    """Show one guard (without its secrets)."""
+    from service.catalog import get_named, guard_as_dict
+    from service.models import ContentGuard
+
+    doc = guard_as_dict(get_named(ContentGuard, name))
+    if as_json:
+        echo_json(doc)
+        return
+    for field, value in doc.items():
+        click.echo(f"{field}: {value}")
+
+
+@guard.command("delete")
+@click.argument("name")
+def guard_delete(name: str) -> None:
+    """Delete a guard (distributions that used it are no longer guarded)."""
+    from service.catalog import delete_named
+    from service.models import ContentGuard
+
+    delete_named(ContentGuard, name)
+    click.echo(f"deleted guard {name}")
+
+
+@click.command()
+@click.argument("url")
+@click.option(
+    "--expires",
+    type=int,
+    default=3600,
+    show_default=True,
+    help="Seconds the signed URL stays valid.",
+)
+def sign(url: str, expires: int) -> None:
+    """Print URL signed for its distribution's signed-url guard."""
+    current = settings()
+    from service.catalog import sign_url
+
+    click.echo(sign_url(url, expires, current.content_prefix))

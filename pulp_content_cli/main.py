@@ -8,7 +8,14 @@ import sys
 import click
 
 from pulp_content_cli.bench import bench
-from pulp_content_cli.catalog import distribution, publication, remote, repository
+from pulp_content_cli.catalog import (
+    distribution,
+    guard,
+    publication,
+    remote,
+    repository,
+    sign,
+)
 from pulp_content_cli.common import Group, echo_json, parse_headers, settings
 from pulp_content_cli.fixture import fixture
 from service.config import DEFAULT_BIND, load_settings
@@ -157,5 +164,5 @@ def resolve(path: str, as_json: bool, headers: tuple[str, ...]) -> None:
         )
 
 
-for command in (remote, repository, publication, distribution, fixture, bench):
+for command in (remote, repository, publication, distribution, guard, sign, fixture, bench):
     cli.add_command(command)

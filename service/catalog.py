@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from django.db import IntegrityError, transaction
 from django.db.models import Model, ProtectedError
 
+from service import guards
 from service.errors import InvalidInput
 from service.models import (
     POLICIES,
@@ -322,3 +324,46 @@ def distribution_as_dict(dist: Distribution) -> dict[str, Any]:
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def create_guard(name: str, kind: str, **options: Any) -> ContentGuard:
+    _unique_name(ContentGuard, name)
+    return ContentGuard.objects.create(
+        name=name, kind=kind, settings=guards.settings_for(kind, **options)
+    )
+
+
+def guard_as_dict(guard: ContentGuard) -> dict[str, Any]:
+    used_by = sorted(guard.distribution_set.values_list("name", flat=True))
+    return {
+        "name": guard.name,
+        "kind": guard.kind,
+        **guards.public(guard.kind, guard.settings),
+        "distributions": used_by,
+    }
+
+
+def sign_url(url: str, expires_in: int, prefix: str) -> str:
+    """`url` with `expires` and `signature` for the signed-url guard of its distribution."""
+    parts = urlsplit(url)
+    path = parts.path
+    if not path.startswith(prefix):
+        raise InvalidInput(f"{url!r} is not under {prefix}")
+    segments = path[len(prefix) :].strip("/").split("/")
+    candidates = ["/".join(segments[: i + 1]) for i in range(len(segments))]
+    dist = (
+        Distribution.objects.filter(base_path__in=candidates)
+        .select_related("content_guard")
+        .first()
+    )
+    if dist is None:
+        raise InvalidInput(f"no distribution serves {path}")
+    guard = dist.content_guard
+    if guard is None or guard.kind != "signed-url":
+        raise InvalidInput(f"distribution {dist.name!r} has no signed-url guard")
+    if expires_in <= 0:
+        raise InvalidInput("--expires must be a positive number of seconds")
+    expires = int(time.time()) + expires_in
+    signed = guards.signature(guard.settings["key"], path, expires)
+    query = f"{parts.query}&" if parts.query else ""
+    return urlunsplit(parts._replace(query=f"{query}expires={expires}&signature={signed}"))

@@ -39,7 +39,7 @@ async def content(request: web.Request) -> web.StreamResponse:
     """GET or HEAD anything under the content prefix."""
     with queries.counting() as counter:
         resolution = await request.app[RESOLVER](
-            request.raw_path.split("?", 1)[0],
+            request.raw_path,
             dict(request.headers),
             request.app[SETTINGS].content_prefix,
         )

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urljoin
+from urllib.parse import parse_qsl, unquote, urljoin
 
 from django.db import connection
 
@@ -129,7 +129,9 @@ def resolve(
     headers: Mapping[str, str] | None = None,
     prefix: str = CONTENT_PREFIX,
 ) -> Resolution:
-    """Resolve a URL path such as `/pulp/content/base/dir/file.iso` (still percent-encoded)."""
+    """Resolve a URL path such as `/pulp/content/base/dir/file.iso` (still percent-encoded;
+    a query string, if any, is what signed-URL guards read)."""
+    raw_path, _, query_string = raw_path.partition("?")
     decoded = unquote(raw_path)
     if not decoded.startswith(prefix) and decoded != prefix.rstrip("/"):
         return NotFound(decoded, reason=f"not under {prefix}")
@@ -144,9 +146,8 @@ def resolve(
         return _list_distributions(decoded, prefix, "/".join(segments), trailing)
     ref = DistributionRef(dist.name, dist.base_path)
     if dist.guard_kind is not None:
-        refusal = guards.check(
-            dist.guard_kind, dist.guard_settings, guards.RequestFacts(decoded, headers or {})
-        )
+        facts = guards.RequestFacts(decoded, headers or {}, dict(parse_qsl(query_string)))
+        refusal = guards.check(dist.guard_kind, dist.guard_settings, facts)
         if refusal is not None:
             return Forbidden(
                 decoded, ref, None, None, refusal.reason, refusal.status, refusal.challenge

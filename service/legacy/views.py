@@ -37,7 +37,7 @@ def content(request: HttpRequest, path: str) -> HttpResponse | StreamingHttpResp
         return HttpResponseNotFound()
     guard = found.distribution.content_guard
     if guard is not None:
-        facts = guards.RequestFacts(request.path, dict(request.headers))
+        facts = guards.RequestFacts(request.path, dict(request.headers), request.GET.dict())
         refusal = guards.check(guard.kind, guard.settings, facts)
         if refusal is not None:
             return HttpResponseForbidden(refusal.reason)

@@ -1,0 +1,175 @@
+"""Content guards on stored, lazy and listed content: allowed and refused, before any byte."""
+
+from __future__ import annotations
+
+import base64
+import time
+from urllib.parse import quote
+
+import pytest
+import trustme
+
+from fixtures.remote import FileSpec
+from service import guards
+
+pytestmark = pytest.mark.functional
+
+STORED = FileSpec("stored.bin", 5000, 61)
+LAZY = FileSpec("lazy.bin", 7000, 62)
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@pytest.fixture
+def guarded(scenario):
+    """Two guarded distributions under g/: one immediate, one on_demand."""
+    scenario.publish("eager", [STORED], "immediate", base_path="g/eager")
+    scenario.publish("lazy", [LAZY], "on_demand", base_path="g/lazy")
+    scenario.publish("open", [FileSpec("open.bin", 10, 63)], "immediate", base_path="open")
+
+    def attach(name: str, kind: str, *options: str) -> None:
+        scenario.cli("guard", "create", name, "--kind", kind, *options)
+        for dist in ("eager", "lazy"):
+            scenario.cli("distribution", "update", dist, "--guard", name)
+
+    scenario.attach = attach
+    return scenario
+
+
+PATHS = {
+    "stored": ("/pulp/content/g/eager/stored.bin", STORED.content()),
+    "lazy": ("/pulp/content/g/lazy/lazy.bin", LAZY.content()),
+    "listing": ("/pulp/content/g/eager/", None),
+}
+
+
+def assert_allowed(client, path: str, body: bytes | None, headers: dict[str, str]) -> None:
+    response = client.get(path, headers)
+    assert response.status == 200, response.body
+    if body is not None:
+        assert response.body == body
+
+
+def assert_refused(client, path: str, headers: dict[str, str], status: int) -> bytes:
+    response = client.get(path, headers)
+    assert response.status == status, response.body
+    assert len(response.body) < 200  # a short reason, never content
+    return response.body
+
+
+@pytest.mark.parametrize("what", list(PATHS))
+def test_header_guard(guarded, client, what):
+    guarded.attach("token", "header", "--header", "X-Token", "--value", "abc", "--value", "def")
+    path, body = PATHS[what]
+    assert_refused(client, path, {}, 403)
+    assert_refused(client, path, {"X-Token": "nope"}, 403)
+    assert_allowed(client, path, body, {"X-Token": "def"})
+
+
+@pytest.mark.parametrize("what", list(PATHS))
+def test_basic_guard(guarded, client, what):
+    guarded.attach("people", "basic", "--user", "alice:s3cret-pw", "--user", "bob:other")
+    path, body = PATHS[what]
+    missing = client.get(path)
+    assert missing.status == 401
+    assert missing.headers["WWW-Authenticate"].startswith('Basic realm="pulp-content"')
+    reason = assert_refused(client, path, basic("alice", "wrong"), 401)
+    assert b"s3cret" not in reason
+    assert_refused(client, path, {"Authorization": "Basic !!!not-base64"}, 401)
+    assert_allowed(client, path, body, basic("alice", "s3cret-pw"))
+    assert_allowed(client, path, body, basic("alice", "s3cret-pw"))  # cached verification
+
+
+def test_basic_guard_stores_no_plaintext(guarded):
+    from service.models import ContentGuard
+
+    guarded.attach("people", "basic", "--user", "alice:s3cret-pw")
+    stored = ContentGuard.objects.get(name="people").settings
+    assert "s3cret-pw" not in str(stored)
+    assert stored["users"]["alice"].startswith("pbkdf2_sha256$")
+    assert "s3cret" not in guarded.cli("guard", "show", "people")
+
+
+@pytest.mark.parametrize("what", list(PATHS))
+def test_signed_url_guard(guarded, client, what):
+    guarded.attach("links", "signed-url")
+    path, body = PATHS[what]
+    signed = guarded.cli("sign", f"http://localhost{path}", "--expires", "60").strip()
+    signed_path = signed.removeprefix("http://localhost")
+    assert "signature=" in signed_path
+    assert_allowed(client, signed_path, body, {})
+    assert_refused(client, path, {}, 403)  # unsigned
+    tampered = signed_path.replace("signature=", "signature=0")
+    assert_refused(client, tampered, {}, 403)
+    other = "/pulp/content/g/eager/other.bin" + signed_path[signed_path.index("?"):]
+    assert_refused(client, other, {}, 403)  # the signature binds the path
+
+
+def test_signed_url_expires(guarded, client):
+    from service.models import ContentGuard
+
+    guarded.attach("links", "signed-url")
+    key = ContentGuard.objects.get(name="links").settings["key"]
+    path = PATHS["stored"][0]
+    past = int(time.time()) - 1
+    expired = f"{path}?expires={past}&signature={guards.signature(key, path, past)}"
+    assert b"expired" in assert_refused(client, expired, {}, 403)
+
+
+def test_sign_refuses_a_distribution_without_a_signed_url_guard(guarded):
+    from click.testing import CliRunner
+
+    from pulp_content_cli.main import cli as pulp_content
+
+    result = CliRunner().invoke(pulp_content, ["sign", "http://x/pulp/content/open/open.bin"])
+    assert result.exit_code == 1
+    assert "has no signed-url guard" in result.stderr
+
+
+@pytest.mark.parametrize("what", list(PATHS))
+def test_x509_guard(guarded, client, tmp_path, what):
+    ca, stranger = trustme.CA(), trustme.CA()
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem.bytes())
+    guarded.attach("certs", "x509", "--ca-cert", str(tmp_path / "ca.pem"))
+    good = ca.issue_cert("client.example").cert_chain_pems[0].bytes().decode()
+    bad = stranger.issue_cert("client.example").cert_chain_pems[0].bytes().decode()
+    path, body = PATHS[what]
+    assert_refused(client, path, {}, 403)
+    assert_refused(client, path, {"X-Client-Cert": quote(bad)}, 403)
+    assert_refused(client, path, {"X-Client-Cert": "garbage"}, 403)
+    assert_allowed(client, path, body, {"X-Client-Cert": quote(good)})
+
+
+def test_guarded_distributions_are_left_out_of_listings(guarded, client):
+    guarded.attach("token", "header", "--header", "X-Token", "--value", "abc")
+    root = client.get("/pulp/content/").body.decode()
+    assert 'href="open/"' in root and 'href="g/"' not in root
+
+
+def test_refused_lazy_content_never_reaches_the_upstream(guarded, client):
+    guarded.attach("token", "header", "--header", "X-Token", "--value", "abc")
+    client.get(PATHS["lazy"][0])
+    client.head(PATHS["lazy"][0])
+    assert guarded.remote.count("/lazy/lazy.bin") == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--kind", "header"], "needs --header"),
+        (["--kind", "basic"], "needs at least one --user"),
+        (["--kind", "basic", "--user", "nopassword"], "NAME:PASSWORD"),
+        (["--kind", "x509"], "needs --ca-cert"),
+    ],
+)
+def test_bad_guard_input(guarded, args, message):
+    from click.testing import CliRunner
+
+    from pulp_content_cli.main import cli as pulp_content
+
+    result = CliRunner().invoke(pulp_content, ["guard", "create", "g", *args])
+    assert result.exit_code == 1
+    assert message in result.stderr and "Traceback" not in result.output
