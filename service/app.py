@@ -7,6 +7,8 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from asgiref.sync import sync_to_async
+from django.db import DatabaseError
 
 from service.config import Settings, configure_django
 from service.download import Downloads
@@ -44,6 +46,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get(prefix + "{path:.*}", content)
     # Beside the content prefix, never inside it: no base path can shadow them.
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/health", health)
     app.cleanup_ctx.append(_upstream)
     app.on_startup.append(_sweep)
     return app
@@ -54,6 +57,23 @@ async def metrics(request: web.Request) -> web.Response:
     counters = request.app[COUNTERS]
     counters.upstream_requests = request.app[UPSTREAM].requests
     return web.Response(text=counters.render(), content_type="text/plain")
+
+
+async def health(request: web.Request) -> web.Response:
+    """Ready when the database answers: 200, else 503 (for load balancers and probes)."""
+    try:
+        await sync_to_async(_ping, thread_sensitive=False)()
+    except DatabaseError as exc:
+        log.warning("health check: the database does not answer: %s", exc.__class__.__name__)
+        return web.json_response({"status": "unavailable", "database": "down"}, status=503)
+    return web.json_response({"status": "ok", "database": "ok"})
+
+
+def _ping() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
 
 
 async def _upstream(app: web.Application) -> AsyncIterator[None]:

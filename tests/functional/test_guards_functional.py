@@ -104,7 +104,7 @@ def test_signed_url_guard(guarded, client, what):
     assert_refused(client, path, {}, 403)  # unsigned
     tampered = signed_path.replace("signature=", "signature=0")
     assert_refused(client, tampered, {}, 403)
-    other = "/pulp/content/g/eager/other.bin" + signed_path[signed_path.index("?"):]
+    other = "/pulp/content/g/eager/other.bin" + signed_path[signed_path.index("?") :]
     assert_refused(client, other, {}, 403)  # the signature binds the path
 
 
