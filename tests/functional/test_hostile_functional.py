@@ -47,7 +47,8 @@ HOSTILE = {
     "LF in the path": b"GET /pulp/content/h/f\nX-Injected: 1 HTTP/1.1\r\nHost: x\r\n\r\n",
     "encoded CRLF in the path": b"GET /pulp/content/h/f.bin%0d%0aX-Injected:%201 HTTP/1.1\r\n"
     b"Host: x\r\n\r\n",
-    "encoded traversal": b"GET /pulp/content/h/%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
+    "encoded traversal": b"GET /pulp/content/h/%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\n"
+    b"Host: x\r\n\r\n",
     "NUL in the path": b"GET /pulp/content/h/f%00.bin HTTP/1.1\r\nHost: x\r\n\r\n",
     "garbage request line": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,
     "huge Content-Length on GET": b"GET /pulp/content/h/f.bin HTTP/1.1\r\nHost: x\r\n"
