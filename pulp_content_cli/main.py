@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -68,6 +69,17 @@ def migrate() -> None:
     help="merged design: worker processes on the one port (gunicorn's aiohttp worker).",
 )
 @click.option(
+    "--delegate",
+    type=click.Choice(["nginx", "apache"]),
+    help="Hand stored files to the front web server: X-Accel-Redirect (nginx) or "
+    "X-Sendfile (apache). Lazy content still streams through the service.",
+)
+@click.option(
+    "--delegate-prefix",
+    help="nginx: the internal location that maps onto the storage directory "
+    "(default /pulp/storage/).",
+)
+@click.option(
     "--no-redirect",
     is_flag=True,
     help="redirect design: REDIRECT.ENABLED false (lazy content answers 404).",
@@ -78,10 +90,17 @@ def serve(
     streamer_port: int | None,
     web_server: str,
     workers: int,
+    delegate: str | None,
+    delegate_prefix: str | None,
     no_redirect: bool,
 ) -> None:
-    """Serve content under /pulp/content/ (and /metrics beside it)."""
+    """Serve content under /pulp/content/ (and /metrics and /health beside it)."""
     host, port = split_bind(bind)
+    # Through the environment, so gunicorn's workers see them too.
+    if delegate:
+        os.environ["PULP_CONTENT_DELEGATE"] = delegate
+    if delegate_prefix:
+        os.environ["PULP_CONTENT_DELEGATE_PREFIX"] = delegate_prefix
     current = settings()  # Django is configured before the service's modules load
     if design == "redirect":
         from service.legacy.run import run_redirect
@@ -154,7 +173,7 @@ def resolve(path: str, as_json: bool, headers: tuple[str, ...]) -> None:
     current = settings()
     with queries.counting() as counter:
         resolution = run(path, parse_headers(headers), current.content_prefix)
-    doc = describe(resolution, counter.count)
+    doc = describe(resolution, counter.count, delegate=current.delegate is not None)
     if as_json:
         echo_json(doc)
         return

@@ -24,6 +24,9 @@ class Settings:
     chunk_size: int = 256 * 1024
     # Seconds a remote artifact that failed is passed over while another one is there.
     failure_cooldown: float = 300.0
+    # Hand stored files to the front web server: None, "nginx" or "apache".
+    delegate: str | None = None
+    delegate_prefix: str = "/pulp/storage/"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -51,7 +54,17 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise InvalidInput(
             f"PULP_CONTENT_FAILURE_COOLDOWN must be seconds, not {cooldown!r}"
         ) from None
-    return Settings(home=home, database_url=url, failure_cooldown=failure_cooldown)
+    delegate = env.get("PULP_CONTENT_DELEGATE") or None
+    if delegate not in (None, "nginx", "apache"):
+        raise InvalidInput(f"PULP_CONTENT_DELEGATE must be nginx or apache, not {delegate!r}")
+    prefix = env.get("PULP_CONTENT_DELEGATE_PREFIX") or "/pulp/storage/"
+    return Settings(
+        home=home,
+        database_url=url,
+        failure_cooldown=failure_cooldown,
+        delegate=delegate,
+        delegate_prefix="/" + prefix.strip("/") + "/",
+    )
 
 
 def database_settings(url: str) -> dict[str, object]:

@@ -22,7 +22,7 @@ from service.resolve import (
     Resolution,
     resolve,
 )
-from service.serve import serve
+from service.serve import delegated, serve
 from service.stream import stream
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,15 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
     try:
         match resolution:
             case LocalArtifact() as hit:
+                settings = request.app[SETTINGS]
+                if settings.delegate is not None:
+                    return delegated(
+                        request,
+                        hit,
+                        request.app[STORAGE],
+                        settings.delegate,
+                        settings.delegate_prefix,
+                    )
                 return await serve(request, hit, request.app[STORAGE])
             case RemoteSource() as src:
                 return await stream(request, src, request.app[DOWNLOADS])

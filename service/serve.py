@@ -65,6 +65,25 @@ def not_modified_response(
     return web.Response(status=304, headers=headers)
 
 
+def delegated(
+    request: web.BaseRequest,
+    hit: LocalArtifact,
+    storage: FileSystemStorage,
+    web_server: str,
+    prefix: str,
+) -> web.Response:
+    """Hand a stored file to the front web server (it does Range and HEAD itself)."""
+    art, relative = hit.artifact, hit.relative_path or ""
+    if not_modified(request, art.sha256, hit.last_modified):
+        return not_modified_response(relative, art.sha256, hit.last_modified)
+    headers = representation_headers(relative, art.sha256, hit.last_modified)
+    if web_server == "nginx":
+        headers["X-Accel-Redirect"] = prefix + art.storage_path
+    else:
+        headers["X-Sendfile"] = str(storage.path_of(art.storage_path))
+    return web.Response(status=200, headers=headers)
+
+
 async def serve(
     request: web.BaseRequest, hit: LocalArtifact, storage: FileSystemStorage
 ) -> web.StreamResponse:
