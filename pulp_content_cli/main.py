@@ -24,12 +24,24 @@ from service.config import DEFAULT_BIND, load_settings
 
 @click.group(cls=Group)
 @click.version_option(package_name="pulp-content")
-def cli() -> None:
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True),
+    envvar="PULP_CONTENT_CONFIG",
+    help="A TOML settings file; its keys mirror the PULP_CONTENT_* environment variables "
+    "(home, database_url, ...), which win over it.",
+)
+def cli(config_file: str | None) -> None:
     """Serve Pulp repositories: stored artifacts and lazy (on-demand) content in one service.
 
     Data lives in $PULP_CONTENT_HOME (default ~/.local/share/pulp-content);
     $PULP_CONTENT_DATABASE_URL selects PostgreSQL (postgres://user@host:port/db).
     """
+    if config_file:
+        from service.config import apply_config_file
+
+        apply_config_file(config_file, os.environ)
 
 
 @cli.command()
@@ -80,6 +92,11 @@ def migrate() -> None:
     "(default /pulp/storage/).",
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(["plain", "json"]),
+    help="Access log lines as text (default) or one JSON object each.",
+)
+@click.option(
     "--no-redirect",
     is_flag=True,
     help="redirect design: REDIRECT.ENABLED false (lazy content answers 404).",
@@ -92,6 +109,7 @@ def serve(
     workers: int,
     delegate: str | None,
     delegate_prefix: str | None,
+    log_format: str | None,
     no_redirect: bool,
 ) -> None:
     """Serve content under /pulp/content/ (and /metrics and /health beside it)."""
@@ -101,6 +119,8 @@ def serve(
         os.environ["PULP_CONTENT_DELEGATE"] = delegate
     if delegate_prefix:
         os.environ["PULP_CONTENT_DELEGATE_PREFIX"] = delegate_prefix
+    if log_format:
+        os.environ["PULP_CONTENT_LOG_FORMAT"] = log_format
     current = settings()  # Django is configured before the service's modules load
     if design == "redirect":
         from service.legacy.run import run_redirect

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from service.keys import COUNTERS
+from service.keys import COUNTERS, SERVED_FROM, SETTINGS
 
 log = logging.getLogger("pulp_content.access")
 
@@ -25,14 +26,35 @@ class AccessLogger(AbstractAccessLogger):
         if counters is not None:
             counters.requests += 1
             counters.bytes_sent += response.body_length
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        served_from = request.get(SERVED_FROM, "-") if isinstance(request, web.Request) else "-"
+        settings = request.app[SETTINGS] if isinstance(request, web.Request) else None
+        if settings is not None and settings.log_format == "json":
+            self.logger.info(
+                json.dumps(
+                    {
+                        "remote": request.remote,
+                        "method": request.method,
+                        # The path only: a signed URL's query is a credential.
+                        "path": request.path,
+                        "status": response.status,
+                        "bytes_sent": response.body_length,  # with headers, like $bytes_sent
+                        "duration_ms": round(time * 1000, 1),
+                        "served_from": served_from,
+                    }
+                )
+            )
+            return
         self.logger.info(
-            '%s "%s %s" %d %d %.1fms',
+            '%s "%s %s" %d %d %.1fms %s',
             request.remote,
             request.method,
-            request.path_qs,
+            request.path,
             response.status,
             response.body_length,
             time * 1000,
+            served_from,
         )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tomllib
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -27,6 +29,7 @@ class Settings:
     # Hand stored files to the front web server: None, "nginx" or "apache".
     delegate: str | None = None
     delegate_prefix: str = "/pulp/storage/"
+    log_format: str = "plain"  # or "json": one object per access log line
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -39,6 +42,35 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite:")
+
+
+CONFIG_KEYS = (
+    "home",
+    "database_url",
+    "failure_cooldown",
+    "delegate",
+    "delegate_prefix",
+    "log_format",
+)
+
+
+def apply_config_file(path: str, environ: MutableMapping[str, str]) -> None:
+    """Read a TOML settings file into `environ` as PULP_CONTENT_* defaults: variables
+    already set win, and every process started from here (workers) sees the same."""
+    try:
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidInput(f"cannot read config file {path}: {exc}") from None
+    unknown = sorted(set(values) - set(CONFIG_KEYS))
+    if unknown:
+        raise InvalidInput(
+            f"unknown keys in {path}: {', '.join(unknown)} (known: {', '.join(CONFIG_KEYS)})"
+        )
+    for key, value in values.items():
+        if not isinstance(value, str | int | float):
+            raise InvalidInput(f"{path}: {key} must be a string or a number")
+        environ.setdefault(f"PULP_CONTENT_{key.upper()}", str(value))
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -58,12 +90,16 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if delegate not in (None, "nginx", "apache"):
         raise InvalidInput(f"PULP_CONTENT_DELEGATE must be nginx or apache, not {delegate!r}")
     prefix = env.get("PULP_CONTENT_DELEGATE_PREFIX") or "/pulp/storage/"
+    log_format = env.get("PULP_CONTENT_LOG_FORMAT") or "plain"
+    if log_format not in ("plain", "json"):
+        raise InvalidInput(f"PULP_CONTENT_LOG_FORMAT must be plain or json, not {log_format!r}")
     return Settings(
         home=home,
         database_url=url,
         failure_cooldown=failure_cooldown,
         delegate=delegate,
         delegate_prefix="/" + prefix.strip("/") + "/",
+        log_format=log_format,
     )
 
 

@@ -134,6 +134,7 @@ class SharedDownload:
         self.verified = False
         self.error: UpstreamError | None = None
         self.followers = 0
+        self.joins = 0  # requests that joined, ever (the first one began it)
         loop = asyncio.get_running_loop()
         self.started: asyncio.Future[None] = loop.create_future()
         # Followers may all have left before a failure is known; nobody else must care.
@@ -317,6 +318,7 @@ class TailedDownload:
         self.tail: tuple[int, bytes] = (0, b"")
         self.verified = False
         self.followers = 0
+        self.joins = 0
         loop = asyncio.get_running_loop()
         self.started: asyncio.Future[None] = loop.create_future()
         self.started.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -409,6 +411,7 @@ class Downloads:
             self.active[key] = download
             download.task.add_done_callback(self._forget(key, download))  # type: ignore[union-attr]
         download.followers += 1
+        download.joins += 1
         return download
 
     def _begin(self, src: RemoteSource) -> Follow:
@@ -449,11 +452,16 @@ class Downloads:
 
         return done
 
-    async def aclose(self) -> None:
-        """Let on_demand downloads finish saving; stop streamed ones (shutdown)."""
-        pending = [d.task for d in self.active.values() if d.task is not None]
+    async def aclose(self, timeout: float = 30.0) -> None:
+        """Shutdown: streamed downloads stop; on_demand ones get `timeout` seconds to finish
+        and be saved, then are cancelled (their partial files are removed either way)."""
         for download in self.active.values():
             if not download.keep and download.task is not None:
                 download.task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*pending, return_exceptions=True)
+        pending = [d.task for d in self.active.values() if d.task is not None and not d.task.done()]
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=timeout)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)

@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 
 from service import queries
 from service.errors import NotResolved, RangeError, UpstreamError
-from service.keys import DOWNLOADS, QUERY_LOG, RESOLVER, SETTINGS, STORAGE
+from service.keys import DOWNLOADS, QUERY_LOG, RESOLVER, SERVED_FROM, SETTINGS, STORAGE
 from service.listing import render_listing
 from service.resolve import (
     Forbidden,
@@ -56,6 +56,7 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
         match resolution:
             case LocalArtifact() as hit:
                 settings = request.app[SETTINGS]
+                request[SERVED_FROM] = "delegated" if settings.delegate else "storage"
                 if settings.delegate is not None:
                     return delegated(
                         request,

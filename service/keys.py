@@ -26,3 +26,5 @@ QUERY_LOG = web.AppKey("query_log", deque)
 Resolver = Callable[..., Awaitable[Any]]
 RESOLVER: web.AppKey[Resolver] = web.AppKey("resolver")
 COUNTERS = web.AppKey("counters", Counters)
+# Where a request's bytes came from (storage | delegated | upstream | shared download).
+SERVED_FROM = web.RequestKey("served_from", str)

@@ -11,7 +11,7 @@ _HELP = {
     "requests": "Requests this process handled.",
     "db_queries": "Database queries this process ran.",
     "upstream_requests": "Requests this process sent to upstream remotes.",
-    "bytes_sent": "Response body bytes this process sent itself.",
+    "bytes_sent": "Bytes this process wrote in responses, headers included.",
 }
 
 

@@ -17,8 +17,9 @@ from typing import IO
 
 from aiohttp import ClientResponse, hdrs, web
 
-from service.download import Downloads, Follow, key_of, usable
+from service.download import Downloads, Follow, SharedDownload, key_of, usable
 from service.errors import UpstreamError
+from service.keys import SERVED_FROM
 from service.resolve import RemoteSource
 from service.serve import Plan, not_modified_response, plan
 from service.upstream import chunks
@@ -42,6 +43,12 @@ async def stream(
         if forwarded is not None:
             return forwarded
     download = downloads.join(src)
+    # The access log's served-from: this request began the download, or joined one.
+    request[SERVED_FROM] = (
+        "upstream"
+        if download.followers == 1 and isinstance(download, SharedDownload)
+        else "shared download"
+    )
     fobj = download.open()
     try:
         await download.started
@@ -93,6 +100,7 @@ async def _forward_range(
             if src.policy != "streamed":
                 # Now that the range is on its way: the one full download, unfollowed.
                 downloads.join(src).leave()
+            request[SERVED_FROM] = "upstream"
             return await _relay_range(request, decided.response(), answer, downloads.chunk_size)
     except UpstreamError:
         return None  # the shared download tries every remote artifact and reports

@@ -86,9 +86,10 @@ class CountingMiddleware:
 
     def __call__(self, request: HttpRequest) -> Any:
         response = self.get_response(request)
-        sent = 0
+        # Headers and body, as the aiohttp processes count (their body_length).
+        sent = len(response.serialize_headers())
         if not response.has_header("X-SENDFILE") and not response.has_header("X-Accel-Redirect"):
-            sent = int(response.get("Content-Length") or 0)
+            sent += int(response.get("Content-Length") or 0)
         with _LOCK:  # gunicorn runs several threads in this process
             COUNTERS.requests += 1
             COUNTERS.bytes_sent += sent

@@ -1,0 +1,140 @@
+"""Running it for real: the access log, the settings file, a graceful shutdown."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from fixtures.background import Background
+from fixtures.bench import free_port, wait_listening
+from fixtures.remote import Fault, FileSpec
+from tests.functional.conftest import Client, ServiceServer
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.functional
+
+FILE = FileSpec("f.bin", 2 * 1024 * 1024, 91)
+
+
+def access_lines(caplog) -> list[dict]:
+    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "pulp_content.access"]
+
+
+def test_json_access_log_says_where_each_answer_came_from(scenario, db, caplog):
+    caplog.set_level(logging.INFO, logger="pulp_content.access")
+    scenario.publish("eager", [FileSpec("s.bin", 100, 92)], "immediate")
+    base = scenario.publish("lazy", [FILE], "on_demand")
+    scenario.remote.set_fault("lazy", Fault("bandwidth", bytes_per_second=4 * 1024 * 1024))
+    server = ServiceServer(replace(db, log_format="json"))
+    with Background(server):
+        client = Client(server)
+        client.get("/pulp/content/eager/s.bin")
+        threads = [threading.Thread(target=client.get, args=(base + "f.bin",)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.2)
+        for thread in threads:
+            thread.join()
+        client.get("/pulp/content/nowhere")
+        assert eventually(lambda: len(access_lines(caplog)) >= 4)
+    lines = access_lines(caplog)
+    by_path = {}
+    for line in lines:
+        by_path.setdefault(line["path"], []).append(line)
+    assert by_path["/pulp/content/eager/s.bin"][0]["served_from"] == "storage"
+    lazy = sorted(line["served_from"] for line in by_path[base + "f.bin"])
+    assert lazy == ["shared download", "upstream"]
+    assert {line["status"] for line in by_path[base + "f.bin"]} == {200}
+    assert FILE.size < by_path[base + "f.bin"][0]["bytes_sent"] < FILE.size + 1024
+    assert by_path["/pulp/content/nowhere"][0]["status"] == 404
+    assert set(lines[0]) == {
+        "remote",
+        "method",
+        "path",
+        "status",
+        "bytes_sent",
+        "duration_ms",
+        "served_from",
+    }
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pulp_content_cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_settings_file_keys_mirror_the_environment(tmp_path):
+    home = tmp_path / "home"
+    config = tmp_path / "pulp-content.toml"
+    config.write_text(f'home = "{home}"\nlog_format = "json"\nfailure_cooldown = 60\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULP_CONTENT_")}
+    done = run_cli("--config", str(config), "remote", "list", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert (home / "db.sqlite3").exists()
+    # The environment wins over the file.
+    other = tmp_path / "other"
+    done = run_cli(
+        "--config", str(config), "remote", "list", env={**env, "PULP_CONTENT_HOME": str(other)}
+    )
+    assert done.returncode == 0 and (other / "db.sqlite3").exists()
+    config.write_text('homedir = "/x"\n')
+    bad = run_cli("--config", str(config), "remote", "list", env=env)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == [
+        f"Error: unknown keys in {config}: homedir (known: home, database_url, "
+        "failure_cooldown, delegate, delegate_prefix, log_format)"
+    ]
+
+
+def test_sigterm_lets_an_in_flight_download_finish_and_leaves_no_partial(scenario):
+    base = scenario.publish("lazy", [FILE], "on_demand")
+    scenario.remote.set_fault("lazy", Fault("bandwidth", bytes_per_second=2 * 1024 * 1024))
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pulp_content_cli", "serve", "--bind", f"127.0.0.1:{port}"],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_listening(port, process)
+    results: list[bytes | Exception] = []
+
+    def fetch() -> None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{base}f.bin", timeout=60) as r:
+                results.append(r.read())
+        except Exception as exc:
+            results.append(exc)
+
+    client = threading.Thread(target=fetch)
+    client.start()
+    assert eventually(lambda: scenario.remote.count("/lazy/f.bin") == 1)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    client.join(timeout=60)
+    storage = scenario.settings.storage()
+    assert storage.partials() == []
+    assert list(Path(storage.tmp).glob("*.lock")) == []
+    from service.models import ContentArtifact
+
+    saved = ContentArtifact.objects.get(relative_path="f.bin").artifact
+    assert saved is not None, results  # finished within the grace period, and saved whole
+    assert storage.path_of(saved.file).read_bytes() == FILE.content()
