@@ -39,23 +39,43 @@ def guarded(scenario):
     return scenario
 
 
+DELEGATED = b"(handed to the front web server)"
 PATHS = {
     "stored": ("/pulp/content/g/eager/stored.bin", STORED.content()),
     "lazy": ("/pulp/content/g/lazy/lazy.bin", LAZY.content()),
     "listing": ("/pulp/content/g/eager/", None),
+    "delegated": ("/pulp/content/g/eager/stored.bin", DELEGATED),
 }
+
+
+@pytest.fixture
+def client(request, db):
+    """The service; for the `delegated` case, one that hands stored files to nginx."""
+    from dataclasses import replace
+
+    from fixtures.background import Background
+    from tests.functional.conftest import Client, ServiceServer
+
+    what = request.node.callspec.params.get("what") if hasattr(request.node, "callspec") else None
+    settings = replace(db, delegate="nginx") if what == "delegated" else db
+    server = ServiceServer(settings)
+    with Background(server):
+        yield Client(server)
 
 
 def assert_allowed(client, path: str, body: bytes | None, headers: dict[str, str]) -> None:
     response = client.get(path, headers)
     assert response.status == 200, response.body
-    if body is not None:
+    if body is DELEGATED:
+        assert response.headers["X-Accel-Redirect"].startswith("/pulp/storage/artifact/")
+    elif body is not None:
         assert response.body == body
 
 
 def assert_refused(client, path: str, headers: dict[str, str], status: int) -> bytes:
     response = client.get(path, headers)
     assert response.status == status, response.body
+    assert "X-Accel-Redirect" not in response.headers
     assert len(response.body) < 200  # a short reason, never content
     return response.body
 
