@@ -73,6 +73,9 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
             case Redirect(location=location):
                 raise web.HTTPMovedPermanently(location)
             case Forbidden(reason=why, status=status, challenge=challenge):
+                # The path without its query (a signed URL's query is a credential);
+                # reasons never carry secrets.
+                log.info("refused %s %s: %s", request.method, request.path, why)
                 headers: dict[str, str] | None = (
                     {hdrs.WWW_AUTHENTICATE: challenge} if challenge else None
                 )

@@ -1,0 +1,1 @@
+Added delegation of stored files to nginx (`X-Accel-Redirect`, with a shipped site configuration) or Apache (`X-Sendfile`), content guards of four kinds (header, basic, signed-url with `pulp-content sign`, x509), `GET /health`, an access log that says where each answer came from (plain or JSON), a TOML settings file, and a graceful shutdown that lets in-flight downloads finish.
