@@ -7,7 +7,8 @@ from typing import Any
 import click
 
 from pulp_content_cli.common import (
-    echo_json,
+    emit_list,
+    emit_one,
     parse_headers,
     progress_callbacks,
     read_file_option,
@@ -125,10 +126,7 @@ def remote_list(as_json: bool) -> None:
     from service.models import Remote
 
     docs = [remote_as_dict(r) for r in Remote.objects.order_by("name")]
-    if as_json:
-        echo_json(docs)
-    for doc in [] if as_json else docs:
-        click.echo(f"{doc['name']}\t{doc['policy']}\t{doc['url']}")
+    emit_list(docs, as_json, lambda doc: f"{doc['name']}\t{doc['policy']}\t{doc['url']}")
 
 
 @remote.command("show")
@@ -140,11 +138,7 @@ def remote_show(name: str, as_json: bool) -> None:
     from service.models import Remote
 
     doc = remote_as_dict(get_named(Remote, name))
-    if as_json:
-        echo_json(doc)
-        return
-    for key, value in doc.items():
-        click.echo(f"{key}: {value}")
+    emit_one(doc, as_json)
 
 
 @remote.command("delete")
@@ -206,10 +200,11 @@ def repository_list(as_json: bool) -> None:
         }
         for r in Repository.objects.select_related("remote").order_by("name")
     ]
-    if as_json:
-        echo_json(docs)
-    for doc in [] if as_json else docs:
-        click.echo(f"{doc['name']}\tversion {doc['latest_version']}\tremote {doc['remote']}")
+    emit_list(
+        docs,
+        as_json,
+        lambda doc: f"{doc['name']}\tversion {doc['latest_version']}\tremote {doc['remote']}",
+    )
 
 
 @repository.command("delete")
@@ -257,10 +252,7 @@ def publication_list(as_json: bool) -> None:
         }
         for p in Publication.objects.select_related("repository_version__repository").order_by("pk")
     ]
-    if as_json:
-        echo_json(docs)
-    for doc in [] if as_json else docs:
-        click.echo(f"{doc['id']}\t{doc['repository']}:{doc['version']}")
+    emit_list(docs, as_json, lambda doc: f"{doc['id']}\t{doc['repository']}:{doc['version']}")
 
 
 def source_options(func: Any) -> Any:
@@ -355,10 +347,7 @@ def distribution_list(as_json: bool) -> None:
             "repository", "repository_version__repository", "remote", "content_guard"
         ).order_by("base_path")
     ]
-    if as_json:
-        echo_json(docs)
-    for doc in [] if as_json else docs:
-        click.echo(f"{doc['name']}\t{doc['base_path']}")
+    emit_list(docs, as_json, lambda doc: f"{doc['name']}\t{doc['base_path']}")
 
 
 @distribution.command("show")
@@ -370,11 +359,7 @@ def distribution_show(name: str, as_json: bool) -> None:
     from service.models import Distribution
 
     doc = distribution_as_dict(get_named(Distribution, name))
-    if as_json:
-        echo_json(doc)
-        return
-    for key, value in doc.items():
-        click.echo(f"{key}: {value}")
+    emit_one(doc, as_json)
 
 
 @distribution.command("delete")
@@ -444,10 +429,11 @@ def guard_list(as_json: bool) -> None:
     from service.models import ContentGuard
 
     docs = [guard_as_dict(g) for g in ContentGuard.objects.order_by("name")]
-    if as_json:
-        echo_json(docs)
-    for doc in [] if as_json else docs:
-        click.echo(f"{doc['name']}\t{doc['kind']}\t{', '.join(doc['distributions'])}")
+    emit_list(
+        docs,
+        as_json,
+        lambda doc: f"{doc['name']}\t{doc['kind']}\t{', '.join(doc['distributions'])}",
+    )
 
 
 @guard.command("show")
@@ -459,11 +445,7 @@ def guard_show(name: str, as_json: bool) -> None:
     from service.models import ContentGuard
 
     doc = guard_as_dict(get_named(ContentGuard, name))
-    if as_json:
-        echo_json(doc)
-        return
-    for field, value in doc.items():
-        click.echo(f"{field}: {value}")
+    emit_one(doc, as_json)
 
 
 @guard.command("delete")

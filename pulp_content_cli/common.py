@@ -88,3 +88,23 @@ def progress_callbacks() -> tuple[Callable[[int], None], Callable[[int], None], 
             state.pop("bar").__exit__(None, None, None)
 
     return on_total, advance, close
+
+
+def emit_list(
+    docs: list[dict[str, Any]], as_json: bool, line: Callable[[dict[str, Any]], str]
+) -> None:
+    """A `list` command's output: JSON, or one line per item."""
+    if as_json:
+        echo_json(docs)
+        return
+    for doc in docs:
+        click.echo(line(doc))
+
+
+def emit_one(doc: dict[str, Any], as_json: bool) -> None:
+    """A `show` command's output: JSON, or `key: value` lines."""
+    if as_json:
+        echo_json(doc)
+        return
+    for key, value in doc.items():
+        click.echo(f"{key}: {value}")

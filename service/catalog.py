@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
+from dataclasses import fields
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,23 +32,12 @@ from service.models import (
     RepositoryVersionContent,
 )
 from service.paths import clean_base_path, nested
+from service.remoteconfig import RemoteConfig
 from service.storage import FileSystemStorage
 
-REMOTE_FIELDS = (
-    "url",
-    "policy",
-    "username",
-    "password",
-    "headers",
-    "ca_cert",
-    "client_cert",
-    "client_key",
-    "tls_validation",
-    "proxy_url",
-    "connect_timeout",
-    "sock_read_timeout",
-    "total_timeout",
-    "download_concurrency",
+# What a user may set on a remote: every download setting but the identity.
+REMOTE_FIELDS = tuple(
+    f.name for f in fields(RemoteConfig) if f.name not in ("id", "name", "updated")
 )
 SECRET_FIELDS = ("password", "client_key")
 

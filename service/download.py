@@ -11,6 +11,7 @@ ones. Nothing here touches the ORM: saving goes through `Persist`.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import datetime as dt
@@ -93,38 +94,14 @@ def key_of(src: RemoteSource) -> Hashable:
     return ("url", src.remote_artifacts[0].url)
 
 
-class SharedDownload:
-    """One download in progress (or just finished), and what its followers need to know."""
+class Progress(abc.ABC):
+    """What followers of a download read: how far it got, the verdict, and a way to wait
+    for either. SharedDownload runs one; TailedDownload watches another process's."""
 
-    def __init__(
-        self,
-        src: RemoteSource,
-        storage: FileSystemStorage,
-        persist: Persist,
-        upstream: Upstream,
-        chunk_size: int,
-        cooldown: float = 0.0,
-        lock: FileLock | None = None,
-    ) -> None:
+    def __init__(self, src: RemoteSource, chunk_size: int, keep: bool) -> None:
         self.src = src
-        self.cooldown = cooldown
-        self.storage = storage
-        self.persist = persist
-        self.upstream = upstream
         self.chunk_size = chunk_size
-        self.keep = src.policy != "streamed"
-        # The lock says "a live download writes this partial file" to every process
-        # (the start-up sweep and other workers); held until the file is placed or gone.
-        if lock is None:
-            self.path = storage.new_partial()
-            lock = FileLock(lock_of(self.path))
-            lock.try_acquire()
-        else:
-            self.path = lock.path.with_suffix(PARTIAL_SUFFIX)
-        self.lock = lock
-        # Created now, so a follower can open it the moment it joins: a streamed file is
-        # removed as soon as its download ends, and an open file outlives that.
-        self._out = open(self.path, "wb")  # noqa: SIM115 (closed when the run ends)
+        self.keep = keep
         self.size: int | None = src.size
         self.content_type: str | None = None
         self.written = 0
@@ -132,7 +109,6 @@ class SharedDownload:
         # instead of reading it back from the file.
         self.tail: tuple[int, bytes] = (0, b"")
         self.verified = False
-        self.error: UpstreamError | None = None
         self.followers = 0
         self.joins = 0  # requests that joined, ever (the first one began it)
         loop = asyncio.get_running_loop()
@@ -143,21 +119,13 @@ class SharedDownload:
         self._changed = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
-    # -- for followers -------------------------------------------------------------------
     async def changed(self) -> None:
         """Wait until more bytes, the verdict or a failure arrive."""
         await self._changed.wait()
 
-    def open(self) -> IO[bytes]:
-        """The file being written (or, once saved, the stored artifact) for reading."""
-        try:
-            return open(self.path, "rb")
-        except FileNotFoundError:
-            if not self.verified or not self.keep:
-                raise
-            # Moved into storage between our check and the open.
-            sha256 = self.src.sha256 or ""
-            return open(self.storage.path_of(artifact_name(sha256)), "rb")
+    def _announce(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     @property
     def reusable(self) -> bool:
@@ -170,11 +138,63 @@ class SharedDownload:
         if self.followers == 0 and not self.keep and self.task and not self.task.done():
             self.task.cancel()
 
-    # -- the download ----------------------------------------------------------------------
-    def _announce(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+    @abc.abstractmethod
+    def open(self) -> IO[bytes]:
+        """The file being written (or, once saved, the stored artifact) for reading."""
 
+    def _close(self) -> None:
+        """The run is over: wake every follower; a start that never came is a failure."""
+        if not self.started.done():
+            self.started.set_exception(UpstreamError(self.src.path, "download cancelled"))
+        self._announce()
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+
+class SharedDownload(Progress):
+    """One download in progress (or just finished), and what its followers need to know."""
+
+    def __init__(
+        self,
+        src: RemoteSource,
+        storage: FileSystemStorage,
+        persist: Persist,
+        upstream: Upstream,
+        chunk_size: int,
+        cooldown: float = 0.0,
+        lock: FileLock | None = None,
+    ) -> None:
+        super().__init__(src, chunk_size, keep=src.policy != "streamed")
+        self.cooldown = cooldown
+        self.storage = storage
+        self.persist = persist
+        self.upstream = upstream
+        # The lock says "a live download writes this partial file" to every process
+        # (the start-up sweep and other workers); held until the file is placed or gone.
+        if lock is None:
+            self.path = storage.new_partial()
+            lock = FileLock(lock_of(self.path))
+            lock.try_acquire()
+        else:
+            self.path = lock.path.with_suffix(PARTIAL_SUFFIX)
+        self.lock = lock
+        # Created now, so a follower can open it the moment it joins: a streamed file is
+        # removed as soon as its download ends, and an open file outlives that.
+        self._out = open(self.path, "wb")  # noqa: SIM115 (closed when the run ends)
+        self.error: UpstreamError | None = None
+
+    def open(self) -> IO[bytes]:
+        """The file being written (or, once saved, the stored artifact) for reading."""
+        try:
+            return open(self.path, "rb")
+        except FileNotFoundError:
+            if not self.verified or not self.keep:
+                raise
+            # Moved into storage between our check and the open.
+            sha256 = self.src.sha256 or ""
+            return open(self.storage.path_of(artifact_name(sha256)), "rb")
+
+    # -- the download ----------------------------------------------------------------------
     async def run(self) -> None:
         """Try each remote artifact until one answers; then copy, verify and save."""
         failure: UpstreamError | None = None
@@ -198,14 +218,10 @@ class SharedDownload:
             self.started.set_exception(failure)
         finally:
             self._out.close()
-            if not self.started.done():
-                self.started.set_exception(UpstreamError(self.src.path, "download cancelled"))
             if not (self.keep and self.verified):
                 self.path.unlink(missing_ok=True)
             self.lock.release()
-            self._announce()
-            if not self.finished.done():
-                self.finished.set_result(None)
+            self._close()
 
     async def _from(self, ra: RemoteRef) -> None:
         verifier: Verifier | None = None
@@ -295,7 +311,7 @@ def usable(refs: tuple[RemoteRef, ...], cooldown: float) -> list[RemoteRef]:
     return fresh or list(refs)
 
 
-class TailedDownload:
+class TailedDownload(Progress):
     """A download another process runs: follow its partial file by polling.
 
     The other process holds the lock on `<sha256>.lock` while it writes
@@ -307,44 +323,15 @@ class TailedDownload:
 
     def __init__(self, src: RemoteSource, storage: FileSystemStorage, chunk_size: int) -> None:
         assert src.sha256 is not None and src.size is not None
-        self.src = src
-        self.chunk_size = chunk_size
-        self.keep = True
+        super().__init__(src, chunk_size, keep=True)
         self.partial = storage.new_partial(src.sha256)
         self.final = storage.path_of(artifact_name(src.sha256))
-        self.size: int | None = src.size
-        self.content_type: str | None = None
-        self.written = 0
-        self.tail: tuple[int, bytes] = (0, b"")
-        self.verified = False
-        self.followers = 0
-        self.joins = 0
-        loop = asyncio.get_running_loop()
-        self.started: asyncio.Future[None] = loop.create_future()
-        self.started.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self.finished: asyncio.Future[None] = loop.create_future()
-        self._changed = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    @property
-    def reusable(self) -> bool:
-        return self.task is None or not self.task.done() or self.verified
-
-    async def changed(self) -> None:
-        await self._changed.wait()
 
     def open(self) -> IO[bytes]:
         try:
             return open(self.partial, "rb")
         except FileNotFoundError:
             return open(self.final, "rb")
-
-    def leave(self) -> None:
-        self.followers -= 1
-
-    def _announce(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
 
     def _gone(self) -> bool:
         """The other process stopped without placing the file."""
@@ -371,14 +358,7 @@ class TailedDownload:
         except UpstreamError as exc:
             self.started.set_exception(exc)
         finally:
-            if not self.started.done():
-                self.started.set_exception(UpstreamError(self.src.path, "download cancelled"))
-            self._announce()
-            if not self.finished.done():
-                self.finished.set_result(None)
-
-
-Follow = SharedDownload | TailedDownload
+            self._close()
 
 
 class Downloads:
@@ -399,10 +379,10 @@ class Downloads:
         self.persist = persist
         self.upstream = upstream
         self.chunk_size = chunk_size
-        self.active: dict[Hashable, Follow] = {}
+        self.active: dict[Hashable, Progress] = {}
         self.started = 0  # upstream downloads this process began (for tests and metrics)
 
-    def join(self, src: RemoteSource) -> Follow:
+    def join(self, src: RemoteSource) -> Progress:
         """The download of `src` in progress, or a new one; the caller follows it."""
         key = key_of(src)
         download = self.active.get(key) if self.share else None
@@ -414,7 +394,7 @@ class Downloads:
         download.joins += 1
         return download
 
-    def _begin(self, src: RemoteSource) -> Follow:
+    def _begin(self, src: RemoteSource) -> Progress:
         """Download `src` here, or, when another process already does (its lock on the
         artifact's partial file is held), follow that process's file."""
         lock: FileLock | None = None
@@ -437,7 +417,7 @@ class Downloads:
         download.task = asyncio.ensure_future(download.run())
         return download
 
-    def _forget(self, key: Hashable, download: Follow) -> Callable[..., None]:
+    def _forget(self, key: Hashable, download: Progress) -> Callable[..., None]:
         def forget() -> None:
             if self.active.get(key) is download:
                 del self.active[key]

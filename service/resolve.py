@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urljoin
 
@@ -399,25 +399,8 @@ def _file(
     )
 
 
-_REMOTE_COLUMNS = (
-    "id",
-    "name",
-    "url",
-    "policy",
-    "updated",
-    "username",
-    "password",
-    "headers",
-    "ca_cert",
-    "client_cert",
-    "client_key",
-    "tls_validation",
-    "proxy_url",
-    "connect_timeout",
-    "sock_read_timeout",
-    "total_timeout",
-    "download_concurrency",
-)
+# A RemoteConfig is built straight from these columns of the remote table.
+_REMOTE_COLUMNS = tuple(f.name for f in fields(RemoteConfig))
 _REMOTE_ARTIFACTS = f"""
     SELECT ra.id, ra.url, ra.size, ra.failed_at, {", ".join(f"ra.{d}" for d in DIGESTS)},
            {", ".join(f"r.{c}" for c in _REMOTE_COLUMNS)}

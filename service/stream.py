@@ -17,7 +17,7 @@ from typing import IO
 
 from aiohttp import ClientResponse, hdrs, web
 
-from service.download import Downloads, Follow, SharedDownload, key_of, usable
+from service.download import Downloads, Progress, SharedDownload, key_of, usable
 from service.errors import UpstreamError
 from service.keys import SERVED_FROM
 from service.resolve import RemoteSource
@@ -126,7 +126,7 @@ async def _relay_range(
     return response
 
 
-def _ready(download: Follow) -> int:
+def _ready(download: Progress) -> int:
     """How many bytes of the file a follower may send now.
 
     Until the download is verified the last byte stays back: with a known size, once
@@ -140,7 +140,7 @@ def _ready(download: Follow) -> int:
     return max(0, written - 1)
 
 
-def _next_piece(download: Follow, fobj: IO[bytes], position: int, upto: int) -> bytes:
+def _next_piece(download: Progress, fobj: IO[bytes], position: int, upto: int) -> bytes:
     """Bytes from `position` (before `upto`): from the newest chunk in memory when this
     follower keeps up, else read back from the file (the page cache, as it was just
     written)."""
@@ -154,7 +154,7 @@ def _next_piece(download: Follow, fobj: IO[bytes], position: int, upto: int) -> 
 async def _follow(
     request: web.BaseRequest,
     response: web.StreamResponse,
-    download: Follow,
+    download: Progress,
     fobj: IO[bytes],
     start: int,
     end: int | None,
