@@ -166,6 +166,55 @@ def fetch(
     return Fetched(ttfb, time.perf_counter() - start, size)
 
 
+def curl(port: int, path: str) -> Fetched:
+    """One GET with curl, which, unlike a Python client, leaves the CPU to the servers."""
+    out = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{time_starttransfer} %{time_total} %{size_download}",
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return Fetched(float(out[0]), float(out[1]), int(out[2]))
+
+
+def rss_under_load(r: Running, files: int, size: int) -> dict[str, object]:
+    """Peak RSS of the service while `files` clients each stream a different uncached
+    artifact of `size` bytes at once (curl clients, bodies thrown away)."""
+    r.settle()
+    before = r.peak_rss_mib()
+    clients = [
+        subprocess.Popen(
+            [
+                "curl",
+                "-sS",
+                "-o",
+                "/dev/null",
+                f"http://127.0.0.1:{r.port}/pulp/content/rss/rss-{i}.bin",
+            ]
+        )
+        for i in range(files)
+    ]
+    start = time.perf_counter()
+    for client in clients:
+        client.wait(timeout=1800)
+    return {
+        "clients": files,
+        "artifact_mib": size // MiB,
+        "seconds": round(time.perf_counter() - start, 1),
+        "failed_clients": sum(1 for c in clients if c.returncode != 0),
+        "peak_rss_mib_before": before,
+        "peak_rss_mib": r.peak_rss_mib(),
+    }
+
+
 def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     return {
@@ -215,7 +264,9 @@ def measure_streaming(quick: bool) -> dict[str, object]:
     big_size = 256 * MiB if quick else 1024 * MiB
     flow_size = 50 * MiB if quick else 200 * MiB
     clients = 50
+    rss_files, rss_size = 20, (64 * MiB if quick else 1024 * MiB)
     repos = [
+        ("rss", rss_files, rss_size, "streamed"),
         ("shared", 1, shared_size, "on_demand"),
         ("big", 3, big_size, "on_demand"),
         ("flow", 3, flow_size, "on_demand"),
@@ -248,8 +299,8 @@ def measure_streaming(quick: bool) -> dict[str, object]:
 
         # 3. Throughput of one lazy download, and of a client joining it half-way.
         r.settle()
-        direct = fetch(r.upstream, "/flow/flow-0.bin")
-        through = fetch(r.port, "/pulp/content/flow/flow-1.bin")
+        direct = curl(r.upstream, "/flow/flow-0.bin")
+        through = curl(r.port, "/pulp/content/flow/flow-1.bin")
         first_done: list[Fetched] = []
         halfway = threading.Event()
 
@@ -291,7 +342,8 @@ def measure_streaming(quick: bool) -> dict[str, object]:
                 "late_joiner_mib_s": mib_s(joiner),
                 "first_client_mib_s": mib_s(first_done[0]),
             },
-            "peak_rss_mib": r.peak_rss_mib(),
+            "peak_rss_mib_after_the_above": r.peak_rss_mib(),
+            "rss_under_load": rss_under_load(r, rss_files, rss_size),
         }
 
 
