@@ -44,11 +44,8 @@ async def stream(
             return forwarded
     download = downloads.join(src)
     # The access log's served-from: this request began the download, or joined one.
-    request[SERVED_FROM] = (
-        "upstream"
-        if download.followers == 1 and isinstance(download, SharedDownload)
-        else "shared download"
-    )
+    began = isinstance(download, SharedDownload) and download.joins == 1
+    request[SERVED_FROM] = "upstream" if began else "shared download"
     fobj = download.open()
     try:
         await download.started
