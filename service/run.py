@@ -6,8 +6,7 @@ import logging
 
 from aiohttp import web
 
-from service.accesslog import AccessLogger
-from service.accesslog import log as access_log
+from service.accesslog import RUNNER_OPTIONS
 from service.app import create_app
 from service.config import Settings
 
@@ -22,8 +21,7 @@ def run_merged(settings: Settings, host: str, port: int) -> None:
         app,
         host=host,
         port=port,
-        access_log_class=AccessLogger,
-        access_log=access_log,
+        **RUNNER_OPTIONS,  # type: ignore[arg-type]
         print=lambda _: print(
             f"pulp-content serving http://{host}:{port}{settings.content_prefix} "
             f"(storage {settings.storage_root})",

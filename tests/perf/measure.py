@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fixtures.bench import CLI, cli, database, free_port, wait_listening
+from fixtures.bench import CLI, database, fixture_remote, free_port, load, wait_listening
 
 MiB = 1024 * 1024
 
@@ -86,24 +86,10 @@ def running(repos: list[tuple[str, int, int, str]]) -> Iterator[Running]:
     home = Path(tempfile.mkdtemp(prefix="pulp-content-perf-"))
     processes: list[subprocess.Popen[str]] = []
     try:
-        with database(postgres_server(), home) as url:
+        served = {name: (count, size) for name, count, size, _ in repos}
+        with database(postgres_server(), home) as url, fixture_remote(served, seed=2) as upstream:
             env = {**os.environ, "PULP_CONTENT_HOME": str(home), "PULP_CONTENT_DATABASE_URL": url}
-            cli(env, "migrate")
-            fixture_port = free_port()
-            args = [*CLI, "fixture", "serve", "--bind", f"127.0.0.1:{fixture_port}"]
-            for name, count, size, _ in repos:
-                args += ["--repository", f"{name}:{count}:{size}:2"]
-            fixture = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
-            processes.append(fixture)
-            assert fixture.stdout is not None
-            lines = [fixture.stdout.readline().strip() for _ in range(len(repos) + 1)]
-            manifests = {line.rsplit("/", 2)[-2]: line for line in lines[1:]}
-            for name, _, _, policy in repos:
-                cli(env, "remote", "create", name, "--url", manifests[name], "--policy", policy)
-                cli(env, "repository", "create", name, "--remote", name)
-                cli(env, "repository", "sync", name)
-                pub = cli(env, "publication", "create", "--repository", name).split()[-1]
-                cli(env, "distribution", "create", name, "--base-path", name, "--publication", pub)
+            load(env, upstream.manifests, {name: policy for name, _, _, policy in repos})
             port = free_port()
             service = subprocess.Popen(
                 [*CLI, "serve", "--bind", f"127.0.0.1:{port}"],
@@ -115,7 +101,7 @@ def running(repos: list[tuple[str, int, int, str]]) -> Iterator[Running]:
             processes.append(service)
             wait_listening(port, service)
             kind = "postgresql" if "postgres" in url else "sqlite"
-            yield Running(port, fixture_port, service.pid, kind, home)
+            yield Running(port, upstream.port, service.pid, kind, home)
     finally:
         for process in processes:
             process.terminate()
