@@ -8,12 +8,14 @@ PostgreSQL fails the run instead of skipping it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -205,3 +207,40 @@ class Scenario:
 @pytest.fixture
 def scenario(cli: CliRunner, upstream: FixtureRemote, db: Settings) -> Scenario:
     return Scenario(cli, upstream, db)
+
+
+def _admin_or_skip() -> Any:
+    admin = _postgres_admin()
+    if isinstance(admin, str):
+        if os.environ.get("CI"):
+            pytest.fail(admin)
+        pytest.skip(admin)
+    return admin
+
+
+def drop_postgres(url: str) -> None:
+    """Drop the database of `url`, even while a service is connected to it."""
+    admin = _admin_or_skip()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        admin.close()
+
+
+@contextlib.contextmanager
+def throwaway_postgres(prefix: str) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped afterwards. Skips without a
+    server, fails with CI set."""
+    admin = _admin_or_skip()
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        admin.close()
+    url = f"{POSTGRES.rsplit('/', 1)[0]}/{name}"
+    try:
+        yield url
+    finally:
+        drop_postgres(url)

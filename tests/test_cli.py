@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 
@@ -194,22 +193,10 @@ def test_sqlite_home_needs_no_setup(tmp_path):
 
 
 def test_unmigrated_postgres_asks_for_migrate(tmp_path):
-    from tests.conftest import POSTGRES, _postgres_admin
+    from tests.conftest import throwaway_postgres
 
-    admin = _postgres_admin()
-    if isinstance(admin, str):
-        if os.environ.get("CI"):
-            pytest.fail(admin)
-        pytest.skip(admin)
-    name = f"pulp_content_unmigrated_{uuid.uuid4().hex[:8]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    env = {
-        **os.environ,
-        "PULP_CONTENT_HOME": str(tmp_path),
-        "PULP_CONTENT_DATABASE_URL": f"{POSTGRES.rsplit('/', 1)[0]}/{name}",
-    }
-    try:
+    with throwaway_postgres("pulp_content_unmigrated") as url:
+        env = {**os.environ, "PULP_CONTENT_HOME": str(tmp_path), "PULP_CONTENT_DATABASE_URL": url}
         refused = run_command("remote", "list", env=env)
         assert refused.returncode == 1
         assert refused.stderr.strip().splitlines() == [
@@ -218,10 +205,6 @@ def test_unmigrated_postgres_asks_for_migrate(tmp_path):
         assert run_command("migrate", env=env).returncode == 0
         listed = run_command("remote", "list", "--json", env=env)
         assert listed.returncode == 0 and json.loads(listed.stdout) == []
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def test_unreachable_database_is_one_line(tmp_path):

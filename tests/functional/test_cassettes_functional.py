@@ -12,30 +12,20 @@ fixture remote:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-import vcr
 from vcr.cassette import Cassette
 
-import fixtures
 from fixtures.background import Background
 from fixtures.remote import FileSpec, FixtureRemote
+from tests.cassettes import RECORD, cassette
 from tests.conftest import Scenario
 
 pytestmark = pytest.mark.functional
 
-RECORD = os.environ.get("PULP_CONTENT_RECORD") == "1"
 PORT = 48173  # fixed: recorded URLs carry it
-CASSETTES = Path(fixtures.__file__).parent / "cassettes"
 FILES = [FileSpec("a.bin", 2048, 21), FileSpec("dir/b.bin", 1024, 22)]
-
-
-def only_the_upstream(request: vcr.request.Request) -> vcr.request.Request | None:
-    return request if urlsplit(request.uri).port == PORT else None
 
 
 @pytest.fixture
@@ -50,18 +40,6 @@ def recorded(cli, db) -> Iterator[Scenario]:
         yield Scenario(cli, remote, db)
 
 
-def cassette(name: str):  # type: ignore[no-untyped-def]
-    if RECORD:
-        # Recording appends to a cassette that exists: start from an empty one.
-        (CASSETTES / f"{name}.yaml").unlink(missing_ok=True)
-    return vcr.VCR(
-        cassette_library_dir=str(CASSETTES),
-        record_mode="all" if RECORD else "none",
-        before_record_request=only_the_upstream,
-        match_on=["method", "scheme", "host", "port", "path", "query"],
-    ).use_cassette(f"{name}.yaml")
-
-
 def upstream_requests(cass: Cassette, path: str | None = None) -> int:
     """Upstream requests the test made: played back, or recorded while recording."""
     if RECORD:
@@ -72,7 +50,7 @@ def upstream_requests(cass: Cassette, path: str | None = None) -> int:
 
 
 def test_on_demand_file_fetched_three_times_hits_the_upstream_once(recorded, client):
-    with cassette("on_demand_three_fetches") as cass:
+    with cassette("on_demand_three_fetches", (PORT,)) as cass:
         base = recorded.publish("cas-od", FILES, "on_demand")
         for _ in range(3):
             response = client.get(base + "a.bin")
@@ -83,7 +61,7 @@ def test_on_demand_file_fetched_three_times_hits_the_upstream_once(recorded, cli
 
 
 def test_streamed_file_is_fetched_every_time(recorded, client):
-    with cassette("streamed_two_fetches") as cass:
+    with cassette("streamed_two_fetches", (PORT,)) as cass:
         base = recorded.publish("cas-st", FILES, "streamed")
         for _ in range(2):
             assert client.get(base + "dir/b.bin").body == FILES[1].content()
@@ -92,7 +70,7 @@ def test_streamed_file_is_fetched_every_time(recorded, client):
 
 
 def test_immediate_never_touches_the_upstream_at_serve_time(recorded, client):
-    with cassette("immediate_sync_then_serve") as cass:
+    with cassette("immediate_sync_then_serve", (PORT,)) as cass:
         base = recorded.publish("cas-im", FILES, "immediate")
         during_sync = upstream_requests(cass)
         for spec in FILES * 2:

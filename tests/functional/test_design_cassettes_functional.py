@@ -15,39 +15,20 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-import vcr
 
-import fixtures
 from fixtures.bench import wait_listening
 from fixtures.remote import FileSpec
+from tests.cassettes import RECORD, cassette
 
 pytestmark = pytest.mark.functional
 
-RECORD = os.environ.get("PULP_CONTENT_RECORD") == "1"
-CASSETTES = Path(fixtures.__file__).parent / "cassettes"
 MERGED, CONTENT_APP, STREAMER = 48190, 48191, 48192  # fixed: recorded URLs carry them
 FILE = FileSpec("evidence.bin", 1500, 41)
 PATH = "/pulp/content/evidence/evidence.bin"
-
-
-def client_side(request: vcr.request.Request) -> vcr.request.Request | None:
-    return request if urlsplit(request.uri).port in (MERGED, CONTENT_APP, STREAMER) else None
-
-
-def cassette(name: str):  # type: ignore[no-untyped-def]
-    if RECORD:
-        (CASSETTES / f"{name}.yaml").unlink(missing_ok=True)
-    return vcr.VCR(
-        cassette_library_dir=str(CASSETTES),
-        record_mode="all" if RECORD else "none",
-        before_record_request=client_side,
-        match_on=["method", "scheme", "host", "port", "path"],
-    ).use_cassette(f"{name}.yaml")
 
 
 @contextlib.contextmanager
@@ -101,7 +82,7 @@ async def download(port: int) -> tuple[int, bytes]:
 
 
 def test_merged_design_answers_a_lazy_download_in_one_request(designs):
-    with cassette("design_merged_lazy_download") as cass:
+    with cassette("design_merged_lazy_download", (MERGED, CONTENT_APP, STREAMER)) as cass:
         status, body = asyncio.run(download(MERGED))
     assert (status, body) == (200, FILE.content())
     assert [r["status"]["code"] for r in cass.responses] == [200]
@@ -109,7 +90,7 @@ def test_merged_design_answers_a_lazy_download_in_one_request(designs):
 
 
 def test_redirect_design_needs_a_302_and_a_second_request(designs):
-    with cassette("design_redirect_lazy_download") as cass:
+    with cassette("design_redirect_lazy_download", (MERGED, CONTENT_APP, STREAMER)) as cass:
         status, body = asyncio.run(download(CONTENT_APP))
     assert (status, body) == (200, FILE.content())
     assert [r["status"]["code"] for r in cass.responses] == [302, 200]

@@ -143,50 +143,31 @@ def test_sigterm_lets_an_in_flight_download_finish_and_leaves_no_partial(scenari
 
 def test_health_is_503_when_the_database_goes_away(tmp_path):
     """A service on a PostgreSQL database that is then dropped: /health says so."""
-    import uuid
+    from tests.conftest import drop_postgres, throwaway_postgres
 
-    from tests.conftest import POSTGRES, _postgres_admin
-
-    admin = _postgres_admin()
-    if isinstance(admin, str):
-        if os.environ.get("CI"):
-            pytest.fail(admin)
-        pytest.skip(admin)
-    name = f"pulp_content_health_{uuid.uuid4().hex[:8]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    env = {
-        **os.environ,
-        "PULP_CONTENT_HOME": str(tmp_path),
-        "PULP_CONTENT_DATABASE_URL": f"{POSTGRES.rsplit('/', 1)[0]}/{name}",
-    }
-    port = free_port()
-    process = None
-    try:
+    with throwaway_postgres("pulp_content_health") as url:
+        env = {**os.environ, "PULP_CONTENT_HOME": str(tmp_path), "PULP_CONTENT_DATABASE_URL": url}
         assert run_cli("migrate", env=env).returncode == 0
+        port = free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "pulp_content_cli", "serve", "--bind", f"127.0.0.1:{port}"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_listening(port, process)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as r:
-            assert r.status == 200
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30)
-            raise AssertionError("expected 503")
-        except urllib.error.HTTPError as exc:
-            assert exc.code == 503
-            assert json.loads(exc.read())["database"] == "down"
-            exc.close()
-        assert process.poll() is None  # still up, still answering
-    finally:
-        if process is not None:
+            wait_listening(port, process)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as r:
+                assert r.status == 200
+            drop_postgres(url)
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30)
+                raise AssertionError("expected 503")
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 503
+                assert json.loads(exc.read())["database"] == "down"
+                exc.close()
+            assert process.poll() is None  # still up, still answering
+        finally:
             process.terminate()
             process.wait(timeout=30)
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()

@@ -34,6 +34,20 @@ def assert_nothing_saved(settings) -> None:
     assert settings.storage().partials() == []
 
 
+def add_mirror(faulty) -> None:
+    """A second remote (the fixture's "mirror" repository) holding the same file."""
+    from service.models import ContentArtifact, Remote, RemoteArtifact
+
+    mirror_url = faulty.remote.add_repository("mirror", [FILE])
+    mirror = Remote.objects.create(name="mirror", url=mirror_url, policy="on_demand")
+    RemoteArtifact.objects.create(
+        content_artifact=ContentArtifact.objects.get(relative_path="big.bin"),
+        remote=mirror,
+        url=mirror_url.replace("PULP_MANIFEST", "big.bin"),
+        size=FILE.size,
+    )
+
+
 @pytest.fixture
 def faulty(scenario):
     scenario.publish("faulty", [FILE], "on_demand")
@@ -88,17 +102,7 @@ def test_failure_after_the_first_byte_aborts_the_client(faulty, client, fault):
 
 def test_next_remote_artifact_is_tried_before_the_first_byte(faulty, client):
     """Two remotes hold the same content; the first one fails, the second serves."""
-    from service.models import ContentArtifact, Remote, RemoteArtifact
-
-    mirror_url = faulty.remote.add_repository("mirror", [FILE])
-    mirror = Remote.objects.create(name="mirror", url=mirror_url, policy="on_demand")
-    ca = ContentArtifact.objects.get(relative_path="big.bin")
-    RemoteArtifact.objects.create(
-        content_artifact=ca,
-        remote=mirror,
-        url=mirror_url.replace("PULP_MANIFEST", "big.bin"),
-        size=FILE.size,
-    )
+    add_mirror(faulty)
     faulty.remote.set_fault("faulty", Fault("status", status=500))
     response = client.get(PATH)
     assert response.status == 200 and response.body == FILE.content()
@@ -259,17 +263,7 @@ def saved() -> bool:
 
 
 def test_a_failed_remote_artifact_is_passed_over_during_its_cooldown(faulty, client):
-    from service.models import ContentArtifact, Remote, RemoteArtifact
-
-    mirror_url = faulty.remote.add_repository("mirror", [FILE])
-    mirror = Remote.objects.create(name="mirror", url=mirror_url, policy="on_demand")
-    ca = ContentArtifact.objects.get(relative_path="big.bin")
-    RemoteArtifact.objects.create(
-        content_artifact=ca,
-        remote=mirror,
-        url=mirror_url.replace("PULP_MANIFEST", "big.bin"),
-        size=FILE.size,
-    )
+    add_mirror(faulty)
     faulty.remote.set_fault("faulty", Fault("wrong_bytes"))
     assert not client.get(PATH).complete  # the first remote artifact, corrupt
     assert eventually(remote_artifact_failed)
