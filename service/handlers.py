@@ -40,7 +40,7 @@ async def content(request: web.Request) -> web.StreamResponse:
     with queries.counting() as counter:
         resolution = await request.app[RESOLVER](
             request.raw_path,
-            dict(request.headers),
+            request.headers,  # read-only; only a guard looks at it
             request.app[SETTINGS].content_prefix,
         )
         try:
