@@ -16,14 +16,24 @@ class FileLock:
         self._fd: int | None = None
 
     def try_acquire(self) -> bool:
-        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        while True:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            # A holder removes the file as it lets go: if we opened it just before, our
+            # lock is on a file nobody else will look at. Try again with the one at `path`.
+            try:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                self._fd = fd
+                return True
+            fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
-            return False
-        self._fd = fd
-        return True
 
     def release(self) -> None:
         if self._fd is None:

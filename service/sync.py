@@ -34,7 +34,7 @@ from service.models import (
 )
 from service.paths import BadPath, clean_relative_path
 from service.remoteconfig import RemoteConfig
-from service.storage import FileSystemStorage, artifact_name
+from service.storage import FileSystemStorage, PartialBatch, artifact_name
 from service.upstream import HttpUpstream, chunks
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -93,14 +93,14 @@ async def fetch_manifest(upstream: HttpUpstream, remote: RemoteConfig) -> str:
 
 async def fetch_artifact(
     upstream: HttpUpstream,
-    storage: FileSystemStorage,
+    batch: PartialBatch,
     remote: RemoteConfig,
     url: str,
     line: ManifestLine,
 ) -> Download:
     """Download one file to a partial file and verify it; the partial is removed on failure."""
     verifier = Verifier(url, line.size, {"sha256": line.sha256})
-    partial = storage.new_partial()
+    partial = batch.new()
     try:
         async with upstream.get(remote, url) as response:
             with open(partial, "wb") as out:
@@ -123,7 +123,7 @@ async def read_manifest(remote: RemoteConfig) -> str:
 
 
 async def fetch_all(
-    storage: FileSystemStorage,
+    batch: PartialBatch,
     remote: RemoteConfig,
     lines: list[ManifestLine],
     progress: Progress,
@@ -135,7 +135,7 @@ async def fetch_all(
     async def one(line: ManifestLine) -> Download:
         async with limit:
             url = urljoin(remote.url, line.relative_path)
-            done = await fetch_artifact(upstream, storage, remote, url, line)
+            done = await fetch_artifact(upstream, batch, remote, url, line)
         progress(1)
         return done
 
@@ -145,11 +145,8 @@ async def fetch_all(
     except BaseException:
         for task in tasks:
             task.cancel()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        for result in results:
-            if isinstance(result, Download) and result.partial is not None:
-                result.partial.unlink(missing_ok=True)
-        raise
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise  # the caller closes the batch, which removes the partial files
     finally:
         await upstream.aclose()
 
@@ -178,17 +175,13 @@ def sync(
         missing = list({ln.sha256: ln for ln in lines if ln.sha256 not in have}.values())
     if on_total is not None:
         on_total(len(missing))
-    downloads = (
-        asyncio.run(fetch_all(storage, config, missing, progress or (lambda n: None)))
-        if missing
-        else []
-    )
-    try:
+    with storage.batch() as batch:
+        downloads = (
+            asyncio.run(fetch_all(batch, config, missing, progress or (lambda n: None)))
+            if missing
+            else []
+        )
         return record_version(storage, repo, remote_row, lines, downloads)
-    finally:
-        for download in downloads:
-            if download.partial is not None:
-                download.partial.unlink(missing_ok=True)
 
 
 def record_version(
