@@ -10,6 +10,7 @@ from aiohttp import web
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError
 
+from service.accesslog import one_line_bad_requests
 from service.config import Settings, configure_django
 from service.download import Downloads
 from service.handlers import content, resolver
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings) -> web.Application:
     """The merged content service: content under the prefix, nothing else at the root."""
     configure_django(settings)
+    one_line_bad_requests()
     app = web.Application()
     app[SETTINGS] = settings
     app[STORAGE] = FileSystemStorage(settings.storage_root)

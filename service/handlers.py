@@ -35,6 +35,9 @@ def resolver(concurrent: bool) -> Callable[..., Awaitable[Resolution]]:
     return sync_to_async(resolve, thread_sensitive=not concurrent)
 
 
+CLIENT_CLOSED_REQUEST = 499
+
+
 async def content(request: web.Request) -> web.StreamResponse:
     """GET or HEAD anything under the content prefix."""
     with queries.counting() as counter:
@@ -45,6 +48,10 @@ async def content(request: web.Request) -> web.StreamResponse:
         )
         try:
             response = await answer(request, resolution)
+        except ConnectionError:
+            # The client hung up before its answer began (segmented downloaders drop
+            # connections they no longer need). Logged with nginx's 499.
+            response = web.Response(status=CLIENT_CLOSED_REQUEST, reason="Client Closed Request")
         finally:
             request.app[QUERY_LOG].append((request.method, request.path, counter.count))
     return response

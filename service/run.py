@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-
 from aiohttp import web
 
-from service.accesslog import RUNNER_OPTIONS
+from service.accesslog import RUNNER_OPTIONS, configure_logging
 from service.app import create_app
 from service.config import Settings
 
 
 def run_merged(settings: Settings, host: str, port: int) -> None:
     """Serve until interrupted; prints where it listens."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     app = create_app(settings)
     web.run_app(
         app,

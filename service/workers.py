@@ -26,9 +26,10 @@ async def create_runner() -> web.AppRunner:
 
     settings = load_settings()
     configure_django(settings)  # before anything imports the models
-    from service.accesslog import RUNNER_OPTIONS
+    from service.accesslog import RUNNER_OPTIONS, configure_logging
     from service.app import create_app
 
+    configure_logging()  # gunicorn configures its own loggers only
     return web.AppRunner(create_app(settings), **RUNNER_OPTIONS)  # type: ignore[arg-type]
 
 

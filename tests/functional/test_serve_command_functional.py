@@ -103,3 +103,5 @@ def test_serve_with_two_workers_shares_one_download(scenario):
         process.terminate()
         output = process.communicate(timeout=60)[0]
     assert "Traceback" not in output, output
+    # Each worker writes the access log: one line per request.
+    assert output.count(f'"GET {base}big.img" 200') == 20, output

@@ -1,0 +1,37 @@
+"""The logging filter that turns aiohttp's malformed-request tracebacks into one line."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp.http_exceptions import BadStatusLine, LineTooLong
+
+from service.accesslog import OneLineBadRequests
+
+
+def record(exc: BaseException) -> logging.LogRecord:
+    return logging.LogRecord(
+        "aiohttp.server",
+        logging.ERROR,
+        __file__,
+        1,
+        "Error handling request from %s",
+        ("203.0.113.9",),
+        (type(exc), exc, None),
+    )
+
+
+def test_a_client_error_becomes_one_info_line():
+    line = record(LineTooLong(b"x" * 10_000, 8190))
+    assert OneLineBadRequests().filter(line)
+    assert line.levelno == logging.INFO and line.exc_info is None
+    text = logging.Formatter().format(line)
+    assert text.startswith("refused a malformed request from 203.0.113.9: 400 Got more than")
+    assert "\n" not in text and len(text) < 250
+
+
+def test_other_errors_keep_their_traceback():
+    line = record(RuntimeError("a bug"))
+    assert OneLineBadRequests().filter(line)
+    assert line.levelno == logging.ERROR and line.exc_info is not None
+    assert OneLineBadRequests().filter(record(BadStatusLine("GARBAGE")))
