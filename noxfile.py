@@ -26,7 +26,13 @@ def typecheck(session: nox.Session) -> None:
 
 def _pytest(session: nox.Session, database: str, *args: str) -> None:
     session.install(".[test]")
-    env = {"PULP_CONTENT_TEST_DATABASE": database, "PERF_OUT": "perf-results"}
+    env = {
+        "PULP_CONTENT_TEST_DATABASE": database,
+        # On PostgreSQL the functional tests talk to `serve --workers 2`, as deployed;
+        # on SQLite to one worker in the test process.
+        "PULP_CONTENT_TEST_WORKERS": "2" if database == "postgres" else "1",
+        "PERF_OUT": "perf-results",
+    }
     session.run("pytest", *args, *session.posargs, env=env)
 
 

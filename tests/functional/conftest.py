@@ -1,4 +1,9 @@
-"""The merged service on a real socket, on its own thread and loop, and a plain HTTP client.
+"""The merged service on a real socket, and a plain HTTP client.
+
+By default the service runs in the test process, on its own thread and loop. With
+PULP_CONTENT_TEST_WORKERS=N (N > 1; `nox` sets 2 for PostgreSQL) the `client` fixture
+runs `pulp-content serve --workers N` instead: N gunicorn worker processes on one
+port, on the test's database and storage, as a deployment runs it.
 
 Tests stay synchronous: they set up data through the CLI and the ORM, and talk HTTP
 with http.client, which reports an aborted transfer as IncompleteRead.
@@ -7,8 +12,16 @@ with http.client, which reports an aborted transfer as IncompleteRead.
 from __future__ import annotations
 
 import http.client
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -19,16 +32,33 @@ from service.config import Settings
 from tests.helpers import eventually
 
 
+class Errors(logging.Handler):
+    """Keeps what aiohttp logs at ERROR: an exception a handler let escape."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def report(self) -> str:
+        return "\n".join(logging.Formatter().format(r) for r in self.records)
+
+
 class ServiceServer:
-    """create_app(settings) behind an AppRunner on 127.0.0.1 and a free port."""
+    """create_app(settings) behind an AppRunner on 127.0.0.1 and a free port. As with a
+    process, an exception that escapes a handler fails the test at stop."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.port = 0
         self.app: web.Application | None = None
         self._runner: web.AppRunner | None = None
+        self._errors = Errors()
 
     async def start(self) -> None:
+        logging.getLogger("aiohttp.server").addHandler(self._errors)
         from service.accesslog import RUNNER_OPTIONS
         from service.app import create_app  # models import only once Django is configured
 
@@ -42,6 +72,83 @@ class ServiceServer:
     async def stop(self) -> None:
         assert self._runner is not None
         await self._runner.cleanup()
+        logging.getLogger("aiohttp.server").removeHandler(self._errors)
+        assert not self._errors.records, self._errors.report()
+
+    def descriptors(self) -> int:
+        """Open file descriptors of the process serving requests."""
+        return len(os.listdir("/proc/self/fd"))
+
+
+WORKERS = int(os.environ.get("PULP_CONTENT_TEST_WORKERS", "1"))
+
+
+class ServiceProcess:
+    """`pulp-content serve --workers N` on 127.0.0.1 and a free port, in the settings'
+    home and database; its output goes to a log file, checked for tracebacks at stop."""
+
+    app = None  # nothing to introspect in another process
+
+    def __init__(self, settings: Settings, workers: int) -> None:
+        self.settings = settings
+        self.workers = workers
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self._log = Path(tempfile.mkstemp(prefix="pulp-content-serve-", suffix=".log")[1])
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ServiceProcess:
+        env = dict(
+            os.environ,
+            PULP_CONTENT_HOME=str(self.settings.home),
+            PULP_CONTENT_DATABASE_URL=self.settings.database_url,
+        )
+        command = [sys.executable, "-m", "pulp_content_cli", "serve"]
+        command += ["--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}"]
+        with self._log.open("wb") as out:
+            self._process = subprocess.Popen(command, env=env, stdout=out, stderr=out)
+        if not eventually(self._healthy, timeout=60):
+            self.__exit__()
+            raise AssertionError(f"serve did not come up:\n{self.output()}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        output = self.output()
+        self._log.unlink(missing_ok=True)
+        assert "Traceback" not in output, output
+
+    def _healthy(self) -> bool:
+        assert self._process is not None
+        if self._process.poll() is not None:
+            return True  # exited: __enter__ reports it
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request("GET", "/health")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+    def output(self) -> str:
+        return self._log.read_text(errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        assert self._process is not None
+        pid = self._process.pid
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+    def descriptors(self) -> int:
+        """Open file descriptors of the worker processes, together."""
+        return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in self.worker_pids())
 
 
 @dataclass
@@ -55,7 +162,7 @@ class Reply:
 class Client:
     """GET and HEAD against the service; never follows redirects (each request counts)."""
 
-    def __init__(self, server: ServiceServer) -> None:
+    def __init__(self, server: ServiceServer | ServiceProcess) -> None:
         self.server = server
         self.sent = 0
 
@@ -84,7 +191,7 @@ class Client:
         reaches the client before the handler returns)."""
         from service.keys import QUERY_LOG
 
-        assert self.server.app is not None
+        assert self.server.app is not None, "queries are counted in the test process only"
         log = self.server.app[QUERY_LOG]
         assert eventually(lambda: len(log) >= self.sent)
         return log[-1][2]
@@ -92,6 +199,19 @@ class Client:
 
 @pytest.fixture
 def client(db: Settings) -> Iterator[Client]:
+    """A client of the service: in this process, or `serve --workers N` (see above)."""
+    if WORKERS > 1:
+        with ServiceProcess(db, WORKERS) as process:
+            yield Client(process)
+        return
+    server = ServiceServer(db)
+    with Background(server):
+        yield Client(server)
+
+
+@pytest.fixture
+def inprocess_client(db: Settings) -> Iterator[Client]:
+    """A client of the service in this process, for tests that look inside it."""
     server = ServiceServer(db)
     with Background(server):
         yield Client(server)

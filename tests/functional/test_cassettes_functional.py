@@ -29,6 +29,12 @@ FILES = [FileSpec("a.bin", 2048, 21), FileSpec("dir/b.bin", 1024, 22)]
 
 
 @pytest.fixture
+def client(inprocess_client):
+    """vcrpy patches aiohttp in this process: the service must run here to be replayed."""
+    return inprocess_client
+
+
+@pytest.fixture
 def recorded(cli, db) -> Iterator[Scenario]:
     """A scenario whose upstream is the fixture remote on PORT: live when recording,
     absent (replayed) otherwise."""

@@ -260,7 +260,7 @@ def test_hostile_paths_are_refused(scenario, client, path):
         ("lazy", {"sqlite": 6, "postgresql": 5}),
     ],
 )
-def test_query_budget(scenario, client, kind, expected):
+def test_query_budget(scenario, inprocess_client, kind, expected):
     from django.db import connection
 
     scenario.publish("eager", FILES[:2], "immediate")
@@ -273,6 +273,6 @@ def test_query_budget(scenario, client, kind, expected):
         "listing": "/pulp/content/eager/dir/",
         "lazy": "/pulp/content/budget/a.iso",
     }[kind]
-    response = client.get(path)
+    response = inprocess_client.get(path)
     assert response.complete
-    assert client.last_queries() == expected[connection.vendor]
+    assert inprocess_client.last_queries() == expected[connection.vendor]

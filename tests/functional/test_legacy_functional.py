@@ -106,7 +106,9 @@ def test_redirect_disabled_answers_404(scenario):
     assert scenario.remote.count("/lazy/a.bin") == 0
 
 
-def test_merged_metrics_sit_beside_the_content_prefix(scenario, client):
+def test_merged_metrics_sit_beside_the_content_prefix(scenario, inprocess_client):
+    """One process's counters (each worker of `serve --workers N` answers for itself)."""
+    client = inprocess_client
     base = scenario.publish("lazy", FILES, "on_demand")
     client.get(base + "a.bin")
 
