@@ -26,7 +26,6 @@ from service.keys import (
     UPSTREAM,
 )
 from service.metrics import Counters
-from service.storage import FileSystemStorage
 from service.upstream import HttpUpstream
 
 log = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ def create_app(settings: Settings) -> web.Application:
     one_line_bad_requests()
     app = web.Application()
     app[SETTINGS] = settings
-    app[STORAGE] = FileSystemStorage(settings.storage_root)
+    app[STORAGE] = settings.storage()  # download claims: flocks, or advisory locks on PG
     app[PERSIST] = OrmPersist(app[STORAGE])
     app[QUERY_LOG] = deque(maxlen=1000)
     app[RESOLVER] = resolver(concurrent=not settings.is_sqlite)
@@ -92,6 +91,7 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
     await app[DOWNLOADS].aclose()
     await app[UPSTREAM].aclose()
     app[PERSIST].close()
+    app[STORAGE].locks.close()  # every download has ended: no claim is left
 
 
 async def _sweep(app: web.Application) -> None:

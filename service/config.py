@@ -37,7 +37,9 @@ class Settings:
         return self.home / "storage"
 
     def storage(self) -> FileSystemStorage:
-        return FileSystemStorage(self.storage_root)
+        from service.locks import locks_for
+
+        return FileSystemStorage(self.storage_root, locks_for(self.database_url))
 
     @property
     def is_sqlite(self) -> bool:
@@ -132,6 +134,19 @@ def database_settings(url: str) -> dict[str, object]:
             "CONN_MAX_AGE": None,
         }
     raise InvalidInput(f"invalid database URL {url!r}: use postgres://... or sqlite:///...")
+
+
+def connect_params(url: str) -> dict[str, object]:
+    """psycopg2.connect() keywords for a postgres:// URL."""
+    params = database_settings(url)
+    return {
+        "dbname": params["NAME"],
+        "user": params["USER"],
+        "password": params["PASSWORD"],
+        "host": params["HOST"],
+        "port": params["PORT"] or 5432,
+        "connect_timeout": 5,
+    }
 
 
 def configure_django(settings: Settings, **extra: object) -> None:

@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,10 @@ from typing import IO, Protocol
 from aiohttp import ClientResponse, hdrs
 
 from service.errors import DigestMismatch, UpstreamError
-from service.locks import FileLock, held_elsewhere
+from service.locks import Claim
 from service.models import DIGESTS
 from service.resolve import RemoteRef, RemoteSource
-from service.storage import PARTIAL_SUFFIX, FileSystemStorage, artifact_name, lock_of
+from service.storage import FileSystemStorage, artifact_name
 from service.upstream import Upstream, chunks
 
 log = logging.getLogger(__name__)
@@ -162,22 +163,21 @@ class SharedDownload(Progress):
         upstream: Upstream,
         chunk_size: int,
         cooldown: float = 0.0,
-        lock: FileLock | None = None,
+        claimed: tuple[Path, Claim] | None = None,
     ) -> None:
         super().__init__(src, chunk_size, keep=src.policy != "streamed")
         self.cooldown = cooldown
         self.storage = storage
         self.persist = persist
         self.upstream = upstream
-        # The lock says "a live download writes this partial file" to every process
+        # The claim says "a live download writes this partial file" to every process
         # (the start-up sweep and other workers); held until the file is placed or gone.
-        if lock is None:
-            self.path = storage.new_partial()
-            lock = FileLock(lock_of(self.path))
-            lock.try_acquire()
-        else:
-            self.path = lock.path.with_suffix(PARTIAL_SUFFIX)
-        self.lock = lock
+        if claimed is None:
+            path = storage.new_partial()
+            claim = storage.locks.claim(path)
+            assert claim is not None, "a fresh name: nobody else has it"
+            claimed = path, claim
+        self.path, self.claim = claimed
         # Created now, so a follower can open it the moment it joins: a streamed file is
         # removed as soon as its download ends, and an open file outlives that.
         self._out = open(self.path, "wb")  # noqa: SIM115 (closed when the run ends)
@@ -220,7 +220,7 @@ class SharedDownload(Progress):
             self._out.close()
             if not (self.keep and self.verified):
                 self.path.unlink(missing_ok=True)
-            self.lock.release()
+            self.claim.release()
             self._close()
 
     async def _from(self, ra: RemoteRef) -> None:
@@ -314,16 +314,20 @@ def usable(refs: tuple[RemoteRef, ...], cooldown: float) -> list[RemoteRef]:
 class TailedDownload(Progress):
     """A download another process runs: follow its partial file by polling.
 
-    The other process holds the lock on `<sha256>.lock` while it writes
-    `<sha256>.partial`; it renames the partial into storage once verified (an open file
-    outlives the rename), or removes it and drops the lock on failure.
+    The other process holds the claim on `<sha256>.partial` (`service.locks`) while it
+    writes it; it renames the partial into storage once verified (an open file outlives
+    the rename), or removes it and drops the claim on failure. Whether the claim is still
+    held is asked only when the file has not grown since the last look.
     """
 
     POLL = 0.02
+    ASK_EVERY = 0.25  # seconds between questions to the claims (a database round trip)
 
     def __init__(self, src: RemoteSource, storage: FileSystemStorage, chunk_size: int) -> None:
         assert src.sha256 is not None and src.size is not None
         super().__init__(src, chunk_size, keep=True)
+        self.storage = storage
+        self._asked = 0.0
         self.partial = storage.new_partial(src.sha256)
         self.final = storage.path_of(artifact_name(src.sha256))
 
@@ -335,7 +339,11 @@ class TailedDownload(Progress):
 
     def _gone(self) -> bool:
         """The other process stopped without placing the file."""
-        return not held_elsewhere(lock_of(self.partial)) and not self.final.exists()
+        now = time.monotonic()
+        if now - self._asked < self.ASK_EVERY:
+            return False
+        self._asked = now
+        return not self.storage.locks.held(self.partial) and not self.final.exists()
 
     async def watch(self) -> None:
         """Poll the other process's progress until the file is placed or abandoned."""
@@ -349,11 +357,13 @@ class TailedDownload(Progress):
                 if self.final.exists():
                     self.written, self.verified = self.size or 0, True
                     return
+                before = self.written
                 with contextlib.suppress(FileNotFoundError):  # placed, or removed: see above
                     self.written = self.partial.stat().st_size
-                if self._gone():
+                if self.written > before:
+                    self._announce()
+                elif self._gone():
                     return  # not verified: followers abort their clients
-                self._announce()
                 await asyncio.sleep(self.POLL)
         except UpstreamError as exc:
             self.started.set_exception(exc)
@@ -395,23 +405,23 @@ class Downloads:
         return download
 
     def _begin(self, src: RemoteSource) -> Progress:
-        """Download `src` here, or, when another process already does (its lock on the
-        artifact's partial file is held), follow that process's file."""
-        lock: FileLock | None = None
+        """Download `src` here, or, when another process already does (it holds the claim
+        on the artifact's partial file), follow that process's file."""
+        claimed: tuple[Path, Claim] | None = None
         if self.share and src.sha256 and src.size is not None and src.policy != "streamed":
-            self.storage.tmp.mkdir(parents=True, exist_ok=True)
-            lock = FileLock(lock_of(self.storage.new_partial(src.sha256)))
-            acquired = lock.try_acquire()
+            partial = self.storage.new_partial(src.sha256)
+            claim = self.storage.locks.claim(partial)
             placed = self.storage.path_of(artifact_name(src.sha256)).exists()
-            if not acquired or placed:
+            if claim is None or placed:
                 # Another worker downloads it, or already saved it since we resolved.
-                if acquired:
-                    lock.release()
+                if claim is not None:
+                    claim.release()
                 tailed = TailedDownload(src, self.storage, self.chunk_size)
                 tailed.task = asyncio.ensure_future(tailed.watch())
                 return tailed
+            claimed = partial, claim
         download = SharedDownload(
-            src, self.storage, self.persist, self.upstream, self.chunk_size, self.cooldown, lock
+            src, self.storage, self.persist, self.upstream, self.chunk_size, self.cooldown, claimed
         )
         self.started += 1
         download.task = asyncio.ensure_future(download.run())

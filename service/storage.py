@@ -9,9 +9,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from service.locks import FileLock
+from service.locks import PARTIAL_SUFFIX, Claim, FileLocks, Locks
 
-PARTIAL_SUFFIX = ".partial"
+__all__ = ["PARTIAL_SUFFIX", "FileSystemStorage", "PartialBatch", "artifact_name"]
 
 
 class Storage(Protocol):
@@ -24,24 +24,19 @@ class Storage(Protocol):
     def sweep_partials(self) -> int: ...
 
 
-def lock_of(partial: Path) -> Path:
-    """The lock file whose holder is writing `partial`: `<name>.lock` for `<name>.partial`,
-    and for every `<name>-<n>.partial` of a batch."""
-    return partial.with_name(partial.name.removesuffix(PARTIAL_SUFFIX).split("-")[0] + ".lock")
-
-
 class PartialBatch:
     """Partial files under one lock, held from creation until the batch is closed: for
     work that keeps many files until it is done (a sync), so that a service starting on
     the same storage meanwhile does not sweep them away as a crash's leftovers."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, locks: Locks) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.tmp = tmp
         self.name = uuid.uuid4().hex
         self._numbers = itertools.count()
-        self.lock = FileLock(tmp / f"{self.name}.lock")
-        self.lock.try_acquire()  # a fresh name: nobody else has it
+        claim = locks.claim(tmp / f"{self.name}{PARTIAL_SUFFIX}")
+        assert claim is not None, "a fresh name: nobody else has it"
+        self.claim: Claim = claim
 
     def new(self) -> Path:
         return self.tmp / f"{self.name}-{next(self._numbers)}{PARTIAL_SUFFIX}"
@@ -50,7 +45,7 @@ class PartialBatch:
         """Remove what is left of the batch's partial files, and drop the lock."""
         for leftover in self.tmp.glob(f"{self.name}-*{PARTIAL_SUFFIX}"):
             leftover.unlink(missing_ok=True)
-        self.lock.release()
+        self.claim.release()
 
     def __enter__(self) -> PartialBatch:
         return self
@@ -70,9 +65,10 @@ class FileSystemStorage:
     """Artifacts under `root/artifact/`, partial downloads under `root/tmp/` (same filesystem,
     so a verified download moves into place with one atomic rename)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, locks: Locks | None = None) -> None:
         self.root = root.resolve()
         self.tmp = self.root / "tmp"
+        self.locks: Locks = locks or FileLocks()
 
     def path_of(self, name: str) -> Path:
         """The absolute path of a stored file; refuses names that could leave the root.
@@ -89,11 +85,15 @@ class FileSystemStorage:
         """A temp file path for a download in progress: `name` (an artifact's sha256, so
         other processes find it) or a fresh unique one."""
         self.tmp.mkdir(parents=True, exist_ok=True)
-        return self.tmp / f"{name or uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+        return self.partial_of(name or uuid.uuid4().hex)
+
+    def partial_of(self, name: str) -> Path:
+        """Where the partial file of download `name` is (or would be)."""
+        return self.tmp / f"{name}{PARTIAL_SUFFIX}"
 
     def batch(self) -> PartialBatch:
         """A set of partial files kept (and locked) together until it is closed."""
-        return PartialBatch(self.tmp)
+        return PartialBatch(self.tmp, self.locks)
 
     def place(self, partial: Path, sha256: str) -> str:
         """Move a verified partial file into content-addressed storage; return its name."""
@@ -118,14 +118,14 @@ class FileSystemStorage:
             return 0
         removed = 0
         for entry in self.tmp.glob(f"*{PARTIAL_SUFFIX}"):
-            lock = FileLock(lock_of(entry))
-            if not lock.try_acquire():
+            claim = self.locks.claim(entry)
+            if claim is None:
                 continue  # a download in progress, in this process or another
             try:
                 entry.unlink(missing_ok=True)
                 removed += 1
             finally:
-                lock.release()
+                claim.release()
         return removed
 
     def partials(self) -> list[Path]:

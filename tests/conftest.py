@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from fixtures.background import Background
 from fixtures.remote import FixtureRemote
-from service.config import Settings, configure_django, database_settings
+from service.config import Settings, configure_django, connect_params
 
 POSTGRES = os.environ.get(
     "PULP_CONTENT_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres"
@@ -34,16 +34,8 @@ def _postgres_admin() -> object:
     """A connection to the PostgreSQL server, or an error message."""
     import psycopg2
 
-    params = database_settings(POSTGRES)
     try:
-        conn = psycopg2.connect(
-            dbname=params["NAME"],
-            user=params["USER"],
-            password=params["PASSWORD"],
-            host=params["HOST"],
-            port=params["PORT"] or 5432,
-            connect_timeout=5,
-        )
+        conn = psycopg2.connect(**connect_params(POSTGRES))
     except psycopg2.OperationalError as exc:
         return f"PostgreSQL is not reachable at {POSTGRES}: {str(exc).strip()}"
     conn.autocommit = True

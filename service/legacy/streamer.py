@@ -20,7 +20,6 @@ from service.legacy.lookup import Missing, find
 from service.metrics import Counters
 from service.remoteconfig import RemoteConfig
 from service.resolve import DistributionRef, RemoteRef, RemoteSource
-from service.storage import FileSystemStorage
 from service.stream import stream
 from service.upstream import HttpUpstream
 
@@ -83,7 +82,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 def create_streamer(settings: Settings) -> web.Application:
     configure_django(settings)
-    storage = FileSystemStorage(settings.storage_root)
+    storage = settings.storage()
     persist = OrmPersist(storage)
     app = web.Application()
     app[COUNTERS] = Counters("legacy-streamer")
