@@ -392,6 +392,19 @@ class Downloads:
         self.active: dict[Hashable, Progress] = {}
         self.started = 0  # upstream downloads this process began (for tests and metrics)
 
+    def written(self, src: RemoteSource) -> int:
+        """How many bytes of `src` a download running in this process, or another
+        process's partial file, already holds (0: none runs)."""
+        running = self.active.get(key_of(src))
+        if running is not None:
+            return running.written
+        if src.sha256 is None or src.policy == "streamed":
+            return 0
+        try:
+            return self.storage.partial_of(src.sha256).stat().st_size
+        except FileNotFoundError:
+            return 0
+
     def join(self, src: RemoteSource) -> Progress:
         """The download of `src` in progress, or a new one; the caller follows it."""
         key = key_of(src)

@@ -17,7 +17,7 @@ from typing import IO
 
 from aiohttp import ClientResponse, hdrs, web
 
-from service.download import Downloads, Progress, SharedDownload, key_of, usable
+from service.download import Downloads, Progress, SharedDownload, usable
 from service.errors import UpstreamError
 from service.keys import SERVED_FROM
 from service.resolve import RemoteSource
@@ -81,9 +81,8 @@ async def _forward_range(
     (when it honours Range), so the client need not wait for the bytes before it; an
     on_demand artifact is still downloaded whole, once, in the background. None: follow
     the shared download instead."""
-    running = downloads.active.get(key_of(src)) if downloads.share else None
-    if running is not None and running.written >= decided.start:
-        return None
+    if downloads.share and downloads.written(src) >= decided.start:
+        return None  # already on disk, here or in another worker's partial file
     first, last = decided.start, decided.start + decided.count - 1
     ra = usable(src.remote_artifacts, downloads.cooldown)[0]
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import socket
 import threading
@@ -159,3 +160,20 @@ def test_a_failed_download_in_another_worker_aborts_its_followers(shared, client
     assert not first[0].complete and not other.complete
     assert shared.remote.count("/shared/big.img") == 1
     assert not linked()
+
+
+def test_a_late_range_in_another_worker_reads_the_partial_file(shared, client, second_worker):
+    """Bytes another worker has already written are not fetched upstream again."""
+    shared.remote.set_fault("shared", SLOW)
+    first: list = []
+    starter = threading.Thread(target=lambda: first.append(client.get(PATH)))
+    starter.start()
+    assert eventually(lambda: shared.remote.count("/shared/big.img") == 1)
+    partial = shared.settings.storage().partial_of(hashlib.sha256(BIG.content()).hexdigest())
+    assert eventually(lambda: partial.exists() and partial.stat().st_size > 1000)
+    late = second_worker.get(PATH, headers={"Range": "bytes=1000-"})
+    starter.join()
+    assert late.status == 206 and late.body == BIG.content()[1000:]
+    assert first[0].body == BIG.content()
+    assert shared.remote.count("/shared/big.img") == 1
+    assert shared.remote.ranged["/shared/big.img"] == 0
