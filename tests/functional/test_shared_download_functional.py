@@ -27,6 +27,16 @@ def linked() -> bool:
     return ContentArtifact.objects.filter(relative_path="big.img", artifact__isnull=False).exists()
 
 
+def begin_download(shared, client) -> tuple[threading.Thread, list]:
+    """GET PATH on a thread of its own; returns once the upstream has been asked. Join the
+    thread, then the list holds the reply."""
+    replies: list = []
+    thread = threading.Thread(target=lambda: replies.append(client.get(PATH)))
+    thread.start()
+    assert eventually(lambda: shared.remote.count("/shared/big.img") == 1)
+    return thread, replies
+
+
 @pytest.fixture
 def shared(scenario):
     scenario.publish("shared", [BIG], "on_demand")
@@ -45,10 +55,7 @@ def test_concurrent_clients_share_one_upstream_download(shared, client):
 
 def test_late_joiner_gets_the_bytes_on_disk_then_the_live_ones(shared, client):
     shared.remote.set_fault("shared", SLOW)
-    first: list = []
-    starter = threading.Thread(target=lambda: first.append(client.get(PATH)))
-    starter.start()
-    assert eventually(lambda: shared.remote.count("/shared/big.img") == 1)
+    starter, first = begin_download(shared, client)
     time.sleep(0.2)  # the download is well under way
     late = client.get(PATH, headers={"Range": "bytes=100-"})
     starter.join()
@@ -135,10 +142,7 @@ def second_worker(db):
 
 def test_workers_share_one_download_through_the_storage(shared, client, second_worker):
     shared.remote.set_fault("shared", SLOW)
-    first: list = []
-    starter = threading.Thread(target=lambda: first.append(client.get(PATH)))
-    starter.start()
-    assert eventually(lambda: shared.remote.count("/shared/big.img") == 1)
+    starter, first = begin_download(shared, client)
     other = second_worker.get(PATH)
     starter.join()
     assert other.status == 200 and other.complete and other.body == BIG.content()
@@ -151,10 +155,7 @@ def test_workers_share_one_download_through_the_storage(shared, client, second_w
 def test_a_failed_download_in_another_worker_aborts_its_followers(shared, client, second_worker):
     # Stalls past the remote's two-second read timeout half-way: not resumable.
     shared.remote.set_fault("shared", Fault("stall", at=1024 * 1024, delay=5.0))
-    first: list = []
-    starter = threading.Thread(target=lambda: first.append(client.get(PATH)))
-    starter.start()
-    assert eventually(lambda: shared.remote.count("/shared/big.img") == 1)
+    starter, first = begin_download(shared, client)
     other = second_worker.get(PATH)
     starter.join()
     assert not first[0].complete and not other.complete
@@ -165,10 +166,7 @@ def test_a_failed_download_in_another_worker_aborts_its_followers(shared, client
 def test_a_late_range_in_another_worker_reads_the_partial_file(shared, client, second_worker):
     """Bytes another worker has already written are not fetched upstream again."""
     shared.remote.set_fault("shared", SLOW)
-    first: list = []
-    starter = threading.Thread(target=lambda: first.append(client.get(PATH)))
-    starter.start()
-    assert eventually(lambda: shared.remote.count("/shared/big.img") == 1)
+    starter, first = begin_download(shared, client)
     partial = shared.settings.storage().partial_of(hashlib.sha256(BIG.content()).hexdigest())
     assert eventually(lambda: partial.exists() and partial.stat().st_size > 1000)
     late = second_worker.get(PATH, headers={"Range": "bytes=1000-"})
