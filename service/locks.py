@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from service import queries
+
 log = logging.getLogger(__name__)
 PARTIAL_SUFFIX = ".partial"
 
@@ -155,6 +157,7 @@ class AdvisoryLocks:
     def _ask(self, sql: str, key: int) -> bool:
         import psycopg2
 
+        queries.note(sql)  # a round trip like any other: the request's count shows it
         with self._mutex:
             for attempt in (1, 2):
                 try:

@@ -44,13 +44,19 @@ def counting() -> Iterator[QueryCounter]:
         _current.reset(token)
 
 
-def _count(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+def note(sql: str) -> None:
+    """Count one statement: Django's connections do it for every statement they run;
+    the download claims' own connection (`service.locks`) calls this itself."""
     counter = _current.get()
     if counter is not None:
         counter.count += 1
         counter.statements.append(sql)
     with _total_lock:
         _total[0] += 1
+
+
+def _count(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+    note(sql)
     return execute(sql, params, many, context)
 
 

@@ -20,6 +20,7 @@ from service.legacy.lookup import Missing, find
 from service.metrics import Counters
 from service.remoteconfig import RemoteConfig
 from service.resolve import DistributionRef, RemoteRef, RemoteSource
+from service.storage import FileSystemStorage
 from service.stream import stream
 from service.upstream import HttpUpstream
 
@@ -82,7 +83,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 def create_streamer(settings: Settings) -> web.Application:
     configure_django(settings)
-    storage = settings.storage()
+    storage = FileSystemStorage(settings.storage_root)  # as in 2018: no shared download claims
     persist = OrmPersist(storage)
     app = web.Application()
     app[COUNTERS] = Counters("legacy-streamer")
