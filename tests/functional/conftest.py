@@ -11,6 +11,7 @@ with http.client, which reports an aborted transfer as IncompleteRead.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import os
@@ -75,9 +76,9 @@ class ServiceServer:
         logging.getLogger("aiohttp.server").removeHandler(self._errors)
         assert not self._errors.records, self._errors.report()
 
-    def descriptors(self) -> int:
-        """Open file descriptors of the process serving requests."""
-        return len(os.listdir("/proc/self/fd"))
+    def descriptors(self) -> list[str]:
+        """What the open file descriptors of the process serving requests point to."""
+        return _descriptors(os.getpid())
 
 
 WORKERS = int(os.environ.get("PULP_CONTENT_TEST_WORKERS", "1"))
@@ -146,9 +147,17 @@ class ServiceProcess:
         pid = self._process.pid
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
-    def descriptors(self) -> int:
-        """Open file descriptors of the worker processes, together."""
-        return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in self.worker_pids())
+    def descriptors(self) -> list[str]:
+        """What the open file descriptors of the worker processes point to, together."""
+        return [target for pid in self.worker_pids() for target in _descriptors(pid)]
+
+
+def _descriptors(pid: int) -> list[str]:
+    targets = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(FileNotFoundError):  # closed while we looked
+            targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return targets
 
 
 @dataclass

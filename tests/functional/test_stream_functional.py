@@ -160,9 +160,10 @@ def test_service_keeps_serving_and_leaks_no_descriptors(faulty, client):
     before = client.server.descriptors()
     faulty_round(90)
     after = client.server.descriptors()
-    # A leak of one descriptor per failure would add 180; pooled keep-alive sockets
-    # may come and go by a few.
-    assert after - before < 5
+    # A leak of one descriptor per failure would add 180; pooled keep-alive sockets and
+    # the database connections of new executor threads may come and go by a few.
+    new = sorted(set(after) - set(before))
+    assert len(after) - len(before) < 10, new
     assert faulty.settings.storage().partials() == []
 
 
