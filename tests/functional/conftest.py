@@ -206,16 +206,23 @@ class Client:
         return log[-1][2]
 
 
+@contextlib.contextmanager
+def running_service(settings: Settings) -> Iterator[Client]:
+    """The service started on `settings`: in this process, or `serve --workers N`."""
+    if WORKERS > 1:
+        with ServiceProcess(settings, WORKERS) as process:
+            yield Client(process)
+        return
+    server = ServiceServer(settings)
+    with Background(server):
+        yield Client(server)
+
+
 @pytest.fixture
 def client(db: Settings) -> Iterator[Client]:
     """A client of the service: in this process, or `serve --workers N` (see above)."""
-    if WORKERS > 1:
-        with ServiceProcess(db, WORKERS) as process:
-            yield Client(process)
-        return
-    server = ServiceServer(db)
-    with Background(server):
-        yield Client(server)
+    with running_service(db) as started:
+        yield started
 
 
 @pytest.fixture

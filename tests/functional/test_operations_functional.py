@@ -20,7 +20,7 @@ import pytest
 from fixtures.background import Background
 from fixtures.bench import free_port, wait_listening
 from fixtures.remote import Fault, FileSpec
-from tests.functional.conftest import Client, ServiceServer
+from tests.functional.conftest import Client, ServiceServer, running_service
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.functional
@@ -171,3 +171,12 @@ def test_health_is_503_when_the_database_goes_away(tmp_path):
         finally:
             process.terminate()
             process.wait(timeout=30)
+
+
+def test_start_up_sweeps_the_partial_files_a_crash_left(db):
+    storage = db.storage()
+    leftover = storage.new_partial("f" * 64)
+    leftover.write_bytes(b"half a download")
+    with running_service(db) as started:
+        assert started.get("/pulp/content/").status == 200
+        assert storage.partials() == []

@@ -87,6 +87,37 @@ def test_on_demand_download_completes_after_every_client_left(shared, client):
     assert shared.remote.count("/shared/big.img") == 1
 
 
+def test_a_slow_client_holds_back_neither_the_download_nor_the_others(scenario, client):
+    """A client that stops reading after the first bytes: another client of the same
+    download still gets every byte, and the artifact is saved, while the slow one is
+    still connected (its bytes wait in the file, not in the service's memory)."""
+    big = FileSpec("large.img", 16 * 1024 * 1024, 12)
+    # The premise: the kernel cannot hold the rest of the body for the slow client (its
+    # receive buffer is set to 4 KiB below; a send buffer grows to tcp_wmem's maximum).
+    with open("/proc/sys/net/ipv4/tcp_wmem") as wmem:
+        assert int(wmem.read().split()[2]) < big.size // 2
+    scenario.publish("slow", [big], "on_demand")
+    scenario.remote.set_fault("slow", Fault("bandwidth", bytes_per_second=32 * 1024 * 1024))
+    path = "/pulp/content/slow/large.img"
+    with socket.socket() as slow:
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", client.server.port))
+        slow.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert slow.recv(1024).startswith(b"HTTP/1.1 200")
+        fast = client.get(path)
+        assert fast.complete and fast.body == big.content()
+
+        def saved() -> bool:
+            from service.models import ContentArtifact
+
+            return ContentArtifact.objects.filter(
+                relative_path="large.img", artifact__isnull=False
+            ).exists()
+
+        assert eventually(saved)
+    assert scenario.remote.count("/slow/large.img") == 1
+
+
 def test_streamed_download_stops_when_its_last_client_leaves(scenario, client):
     scenario.publish("streamy", [BIG], "streamed")
     scenario.remote.set_fault("streamy", Fault("bandwidth", bytes_per_second=512 * 1024))
