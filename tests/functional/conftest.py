@@ -11,6 +11,7 @@ with http.client, which reports an aborted transfer as IncompleteRead.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import logging
@@ -75,6 +76,10 @@ class ServiceServer:
         await self._runner.cleanup()
         logging.getLogger("aiohttp.server").removeHandler(self._errors)
         assert not self._errors.records, self._errors.report()
+        # Nothing the service started may outlive it: downloads, followers, saves.
+        await asyncio.sleep(0)
+        leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert not leftover, leftover
 
     def descriptors(self) -> list[str]:
         """What the open file descriptors of the process serving requests point to."""
