@@ -67,8 +67,10 @@ def test_wget_continues_an_interrupted_transfer(lazy, tmp_path):
     assert target.read_bytes() == BIG.content()
 
 
-def test_aria2c_segmented_download(lazy, tmp_path):
-    scenario, base = lazy
+def test_aria2c_segmented_download(scenario, client, tmp_path):
+    """The issue's case: `aria2c -x8 -s8` on an uncached 200 MiB on_demand artifact."""
+    huge = FileSpec("images/huge.img", 200 * 1024 * 1024, 53)
+    base = scenario.publish("segmented", [huge], "on_demand")
     run(
         tool("aria2c"),
         "-q",
@@ -79,13 +81,22 @@ def test_aria2c_segmented_download(lazy, tmp_path):
         "-d",
         str(tmp_path),
         "-o",
-        "disk.img",
-        base + BIG.relative_path,
+        "huge.img",
+        f"http://127.0.0.1:{client.server.port}{base}{huge.relative_path}",
     )
-    assert (tmp_path / "disk.img").read_bytes() == BIG.content()
-    path = f"/real/{BIG.relative_path}"
+    expected = scenario.remote.repositories["segmented"].digests[huge.relative_path]
+    assert file_sha256(tmp_path / "huge.img") == expected
+    path = f"/segmented/{huge.relative_path}"
     full = scenario.remote.count(path) - scenario.remote.ranged[path]
     assert full <= 1  # at most one full download, plus the forwarded ranges
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def urlsafe_digest(data: bytes) -> str:
