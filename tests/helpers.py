@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
+
+from fixtures.bench import CLI
 
 
 def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -14,3 +17,11 @@ def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+def run_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`pulp-content ARGS` in a fresh process, with exactly `env` (Django in the test
+    process is set up for the test database; this one sets itself up from `env`)."""
+    return subprocess.run(
+        [*CLI, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from fixtures.remote import Fault, FileSpec
 from pulp_content_cli.main import cli as pulp_content
+from tests.helpers import run_command
 
 FILES = [FileSpec("a.iso", 2048, 1), FileSpec("dir/b.txt", 10, 2)]
 
@@ -169,18 +168,6 @@ def test_immediate_sync_with_a_corrupt_file_saves_nothing(world):
     world.cli("remote", "update", "pub", "--policy", "immediate")
     world.remote.set_fault("pub/dir/b.txt", Fault("wrong_bytes"))
     assert "sha256 mismatch" in refused(world, "repository", "sync", "pub")
-
-
-def run_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`pulp-content ARGS` in a fresh process (Django here is set up for the test database)."""
-    return subprocess.run(
-        [sys.executable, "-m", "pulp_content_cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_sqlite_home_needs_no_setup(tmp_path):

@@ -21,7 +21,7 @@ from fixtures.background import Background
 from fixtures.bench import free_port, wait_listening
 from fixtures.remote import Fault, FileSpec
 from tests.functional.conftest import Client, ServiceServer, running_service
-from tests.helpers import eventually
+from tests.helpers import eventually, run_command
 
 pytestmark = pytest.mark.functional
 
@@ -70,33 +70,22 @@ def test_json_access_log_says_where_each_answer_came_from(scenario, db, caplog):
     }
 
 
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pulp_content_cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_settings_file_keys_mirror_the_environment(tmp_path):
     home = tmp_path / "home"
     config = tmp_path / "pulp-content.toml"
     config.write_text(f'home = "{home}"\nlog_format = "json"\nfailure_cooldown = 60\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULP_CONTENT_")}
-    done = run_cli("--config", str(config), "remote", "list", "--json", env=env)
+    done = run_command("--config", str(config), "remote", "list", "--json", env=env)
     assert done.returncode == 0, done.stderr
     assert (home / "db.sqlite3").exists()
     # The environment wins over the file.
     other = tmp_path / "other"
-    done = run_cli(
+    done = run_command(
         "--config", str(config), "remote", "list", env={**env, "PULP_CONTENT_HOME": str(other)}
     )
     assert done.returncode == 0 and (other / "db.sqlite3").exists()
     config.write_text('homedir = "/x"\n')
-    bad = run_cli("--config", str(config), "remote", "list", env=env)
+    bad = run_command("--config", str(config), "remote", "list", env=env)
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [
         f"Error: unknown keys in {config}: homedir (known: home, database_url, "
@@ -147,7 +136,7 @@ def test_health_is_503_when_the_database_goes_away(tmp_path):
 
     with throwaway_postgres("pulp_content_health") as url:
         env = {**os.environ, "PULP_CONTENT_HOME": str(tmp_path), "PULP_CONTENT_DATABASE_URL": url}
-        assert run_cli("migrate", env=env).returncode == 0
+        assert run_command("migrate", env=env).returncode == 0
         port = free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "pulp_content_cli", "serve", "--bind", f"127.0.0.1:{port}"],
