@@ -164,22 +164,17 @@ class Scenario:
     def repository(self, name: str, files: list, policy: str = "on_demand") -> str:  # type: ignore[type-arg]
         """Generated files served by the fixture remote, synced into repository `name`."""
         url = self.remote.add_repository(name, files)
-        self.cli(
-            "remote",
-            "create",
-            name,
-            "--url",
-            url,
-            "--policy",
-            policy,
-            "--sock-read-timeout",
-            "2",
-            "--connect-timeout",
-            "2",
+        self.sync_from(
+            name, url, "--policy", policy, "--sock-read-timeout", "2", "--connect-timeout", "2"
         )
+        return url
+
+    def sync_from(self, name: str, url: str, *remote_options: str) -> None:
+        """Remote `name` at `url` (with these `remote create` options) and repository
+        `name` synced from it."""
+        self.cli("remote", "create", name, "--url", url, *remote_options)
         self.cli("repository", "create", name, "--remote", name)
         self.cli("repository", "sync", name)
-        return url
 
     def publish(
         self,

@@ -116,23 +116,8 @@ def test_remote_basic_auth(scenario, client):
     scenario.remote.add_repository("private", [FILE, other])
     scenario.remote.set_fault("private", Fault("basic_auth", username="u", password="p"))
     url = scenario.remote.manifest_url("private")
-    scenario.cli(
-        "remote",
-        "create",
-        "private",
-        "--url",
-        url,
-        "--policy",
-        "on_demand",
-        "--username",
-        "u",
-        "--password",
-        "p",
-        "--header",
-        "X-Mirror: test",
-    )
-    scenario.cli("repository", "create", "private", "--remote", "private")
-    scenario.cli("repository", "sync", "private")
+    auth = ("--username", "u", "--password", "p", "--header", "X-Mirror: test")
+    scenario.sync_from("private", url, "--policy", "on_demand", *auth)
     scenario.cli(
         "distribution", "create", "private", "--base-path", "private", "--repository", "private"
     )
@@ -178,11 +163,7 @@ def test_tls_remote_with_its_ca(scenario, client, tmp_path):
         ca = tmp_path / "ca.pem"
         assert secure.ca_pem is not None
         ca.write_bytes(secure.ca_pem)
-        scenario.cli(
-            "remote", "create", "tls", "--url", url, "--policy", "on_demand", "--ca-cert", str(ca)
-        )
-        scenario.cli("repository", "create", "tls", "--remote", "tls")
-        scenario.cli("repository", "sync", "tls")
+        scenario.sync_from("tls", url, "--policy", "on_demand", "--ca-cert", str(ca))
         scenario.cli("distribution", "create", "tls", "--base-path", "tls", "--repository", "tls")
         response = client.get("/pulp/content/tls/big.bin")
         assert response.status == 200 and response.body == FILE.content()
@@ -203,21 +184,8 @@ def test_tls_remote_with_its_ca(scenario, client, tmp_path):
 
 def test_extra_headers_reach_the_upstream(scenario, client):
     url = scenario.remote.add_repository("headers", [FILE])
-    scenario.cli(
-        "remote",
-        "create",
-        "headers",
-        "--url",
-        url,
-        "--policy",
-        "on_demand",
-        "--header",
-        "X-Mirror-Token: abc123",
-        "--header",
-        "Accept-Language: en",
-    )
-    scenario.cli("repository", "create", "headers", "--remote", "headers")
-    scenario.cli("repository", "sync", "headers")
+    headers = ("--header", "X-Mirror-Token: abc123", "--header", "Accept-Language: en")
+    scenario.sync_from("headers", url, "--policy", "on_demand", *headers)
     scenario.cli(
         "distribution", "create", "headers", "--base-path", "headers", "--repository", "headers"
     )
