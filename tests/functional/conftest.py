@@ -17,9 +17,7 @@ import http.client
 import logging
 import os
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ import pytest
 from aiohttp import web
 
 from fixtures.background import Background
+from fixtures.bench import CLI, free_port
 from fixtures.remote import bound_port
 from service.config import Settings
 from tests.helpers import eventually
@@ -98,9 +97,7 @@ class ServiceProcess:
     def __init__(self, settings: Settings, workers: int) -> None:
         self.settings = settings
         self.workers = workers
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
+        self.port = free_port()
         self._log = Path(tempfile.mkstemp(prefix="pulp-content-serve-", suffix=".log")[1])
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -110,7 +107,7 @@ class ServiceProcess:
             PULP_CONTENT_HOME=str(self.settings.home),
             PULP_CONTENT_DATABASE_URL=self.settings.database_url,
         )
-        command = [sys.executable, "-m", "pulp_content_cli", "serve"]
+        command = [*CLI, "serve"]
         command += ["--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}"]
         with self._log.open("wb") as out:
             self._process = subprocess.Popen(command, env=env, stdout=out, stderr=out)

@@ -13,14 +13,13 @@ import asyncio
 import contextlib
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 
-from fixtures.bench import wait_listening
+from fixtures.bench import CLI, wait_listening
 from fixtures.remote import FileSpec
 from tests.cassettes import RECORD, cassette
 
@@ -34,7 +33,7 @@ PATH = "/pulp/content/evidence/evidence.bin"
 @contextlib.contextmanager
 def running(*args: str, ports: tuple[int, ...]) -> Iterator[None]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "pulp_content_cli", "serve", *args],
+        [*CLI, "serve", *args],
         env=dict(os.environ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

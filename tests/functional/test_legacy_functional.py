@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
-from fixtures.bench import free_port, wait_listening
+from fixtures.bench import CLI, free_port, wait_listening
 from fixtures.remote import FileSpec
 from service.metrics import parse
 from tests.functional.conftest import Client
@@ -32,9 +31,7 @@ def redirect_design(*options: str) -> Iterator[tuple[Client, Client]]:
     port, streamer = free_port(), free_port()
     process = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "pulp_content_cli",
+            *CLI,
             "serve",
             "--design",
             "redirect",

@@ -7,13 +7,12 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fixtures.bench import free_port, wait_listening
+from fixtures.bench import CLI, free_port, wait_listening
 from fixtures.remote import FileSpec
 from tests.functional.conftest import Client
 
@@ -69,9 +68,7 @@ def behind_nginx(scenario, tmp_path) -> Iterator[tuple[Client, object]]:
     service_port, nginx_port = free_port(), free_port()
     service = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "pulp_content_cli",
+            *CLI,
             "serve",
             "--delegate",
             "nginx",

@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.background import Background
-from fixtures.bench import free_port, wait_listening
+from fixtures.bench import CLI, free_port, wait_listening
 from fixtures.remote import Fault, FileSpec
 from tests.functional.conftest import Client, ServiceServer, running_service
 from tests.helpers import eventually, run_command
@@ -98,7 +97,7 @@ def test_sigterm_lets_an_in_flight_download_finish_and_leaves_no_partial(scenari
     scenario.remote.set_fault("lazy", Fault("bandwidth", bytes_per_second=2 * 1024 * 1024))
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "pulp_content_cli", "serve", "--bind", f"127.0.0.1:{port}"],
+        [*CLI, "serve", "--bind", f"127.0.0.1:{port}"],
         env=dict(os.environ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -139,7 +138,7 @@ def test_health_is_503_when_the_database_goes_away(tmp_path):
         assert run_command("migrate", env=env).returncode == 0
         port = free_port()
         process = subprocess.Popen(
-            [sys.executable, "-m", "pulp_content_cli", "serve", "--bind", f"127.0.0.1:{port}"],
+            [*CLI, "serve", "--bind", f"127.0.0.1:{port}"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from fixtures.bench import CLI
 
 LAZY = ("on_demand_first_fetch", "streamed")
 
@@ -29,9 +30,7 @@ def results() -> dict:
     json_path, png_path = out / f"bench-{database}.json", out / f"bench-{database}.png"
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "pulp_content_cli",
+            *CLI,
             "bench",
             "--quick",
             "--json",
