@@ -1,4 +1,4 @@
-"""vcrpy cassettes in fixtures/cassettes/: replayed by default, recorded again with
+"""vcrpy cassettes in pulp_content/fixtures/cassettes/: replayed by default, recorded again with
 PULP_CONTENT_RECORD=1 (against live processes on fixed ports)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import vcr
 
-import fixtures
+from pulp_content import fixtures
 
 RECORD = os.environ.get("PULP_CONTENT_RECORD") == "1"
 CASSETTES = Path(fixtures.__file__).parent / "cassettes"

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from fixtures.background import Background
-from fixtures.remote import FixtureRemote
-from service.config import Settings, configure_django, connect_params
+from pulp_content.fixtures.background import Background
+from pulp_content.fixtures.remote import FixtureRemote
+from pulp_content.service.config import Settings, configure_django, connect_params
 
 POSTGRES = os.environ.get(
     "PULP_CONTENT_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres"
@@ -96,7 +96,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     """The run's settings; the schema is migrated once."""
-    from service.database import migrate
+    from pulp_content.service.database import migrate
 
     current: Settings = _RUN["settings"]  # type: ignore[assignment]
     migrate(current)
@@ -138,7 +138,7 @@ def cli(db: Settings) -> CliRunner:
 
 def run_cli(runner: CliRunner, *args: str) -> str:
     """Invoke `pulp-content ARGS`; fails the test with the output if it did not exit 0."""
-    from pulp_content_cli.main import cli
+    from pulp_content.cli.main import cli
 
     result = runner.invoke(cli, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -6,7 +6,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from fixtures.bench import CLI
+from pulp_content.fixtures.bench import CLI
 
 
 def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:

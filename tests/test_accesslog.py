@@ -6,7 +6,7 @@ import logging
 
 from aiohttp.http_exceptions import BadStatusLine, LineTooLong
 
-from service.accesslog import OneLineBadRequests
+from pulp_content.service.accesslog import OneLineBadRequests
 
 
 def record(exc: BaseException) -> logging.LogRecord:

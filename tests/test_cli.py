@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from fixtures.remote import Fault, FileSpec
-from pulp_content_cli.main import cli as pulp_content
+from pulp_content.cli.main import cli as pulp_content
+from pulp_content.fixtures.remote import Fault, FileSpec
 from tests.helpers import run_command
 
 FILES = [FileSpec("a.iso", 2048, 1), FileSpec("dir/b.txt", 10, 2)]

@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 
-from service.headers import content_type, repr_digest
+from pulp_content.service.headers import content_type, repr_digest
 
 
 @pytest.mark.parametrize(

@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 import threading
 
-from service.download import Download
-from service.ingest import store_artifact
+from pulp_content.service.download import Download
+from pulp_content.service.ingest import store_artifact
 
 
 def test_two_savers_of_the_same_bytes_leave_one_artifact_and_one_file(db):
     from django.db import connections
 
-    from service.models import Artifact
+    from pulp_content.service.models import Artifact
 
     storage = db.storage()
     data = b"the same bytes, downloaded twice" * 1000

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from service.paths import BadPath, clean_base_path, clean_relative_path, nested, split_request_path
+from pulp_content.service.paths import (
+    BadPath,
+    clean_base_path,
+    clean_relative_path,
+    nested,
+    split_request_path,
+)
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ import posixpath
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.errors import RangeError
-from service.paths import BadPath, split_request_path
-from service.ranges import parse_range
+from pulp_content.service.errors import RangeError
+from pulp_content.service.paths import BadPath, split_request_path
+from pulp_content.service.ranges import parse_range
 
 segment = st.text(min_size=0, max_size=12)
 

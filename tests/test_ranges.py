@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.errors import RangeError
-from service.ranges import ByteRange, parse_range
+from pulp_content.service.errors import RangeError
+from pulp_content.service.ranges import ByteRange, parse_range
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from fixtures.remote import FileSpec
+from pulp_content.fixtures.remote import FileSpec
 
 FILES = [FileSpec("a.iso", 2048, 1), FileSpec("dir/b.txt", 10, 2)]
 
@@ -97,7 +97,7 @@ def test_plain_output_is_readable(scenario):
 
 
 def test_guard_of_an_unknown_kind_refuses(scenario):
-    from service.models import ContentGuard, Distribution
+    from pulp_content.service.models import ContentGuard, Distribution
 
     scenario.publish("guarded", FILES, "on_demand")
     guard = ContentGuard.objects.create(name="g", kind="future-kind")

@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from service.locks import AdvisoryLocks, FileLock, FileLocks, Locks, held_elsewhere, lock_of
-from service.storage import FileSystemStorage
+from pulp_content.service.locks import (
+    AdvisoryLocks,
+    FileLock,
+    FileLocks,
+    Locks,
+    held_elsewhere,
+    lock_of,
+)
+from pulp_content.service.storage import FileSystemStorage
 
 
 def test_lock_of_a_partial_and_of_a_batch_member():
@@ -33,7 +40,7 @@ def make_locks(request) -> Iterator[Callable[[], Locks]]:
         from tests.conftest import POSTGRES, _admin_or_skip
 
         _admin_or_skip().close()  # skips without a server; fails with CI set
-        from service.locks import locks_for
+        from pulp_content.service.locks import locks_for
 
         def make() -> Locks:
             made.append(locks_for(POSTGRES))
@@ -101,7 +108,7 @@ def test_claims_die_with_their_session_and_the_next_call_reconnects(tmp_path, ca
     from tests.conftest import POSTGRES, _admin_or_skip
 
     admin = _admin_or_skip()
-    from service.locks import locks_for
+    from pulp_content.service.locks import locks_for
 
     holder, other = locks_for(POSTGRES), locks_for(POSTGRES)
     partial = tmp_path / ("c" * 64 + ".partial")

@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from fixtures.background import Background
-from fixtures.bench import CLI, free_port
-from fixtures.remote import bound_port
-from service.config import Settings
+from pulp_content.fixtures.background import Background
+from pulp_content.fixtures.bench import CLI, free_port
+from pulp_content.fixtures.remote import bound_port
+from pulp_content.service.config import Settings
 from tests.helpers import eventually
 
 
@@ -60,8 +60,10 @@ class ServiceServer:
 
     async def start(self) -> None:
         logging.getLogger("aiohttp.server").addHandler(self._errors)
-        from service.accesslog import RUNNER_OPTIONS
-        from service.app import create_app  # models import only once Django is configured
+        from pulp_content.service.accesslog import RUNNER_OPTIONS
+        from pulp_content.service.app import (
+            create_app,
+        )  # models import only once Django is configured
 
         self.app = create_app(self.settings)
         self._runner = web.AppRunner(self.app, **RUNNER_OPTIONS)  # type: ignore[arg-type]
@@ -200,7 +202,7 @@ class Client:
     def last_queries(self) -> int:
         """Queries of the last request, once its handler has finished (a streamed body
         reaches the client before the handler returns)."""
-        from service.keys import QUERY_LOG
+        from pulp_content.service.keys import QUERY_LOG
 
         assert self.server.app is not None, "queries are counted in the test process only"
         log = self.server.app[QUERY_LOG]

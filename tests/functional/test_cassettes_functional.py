@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import pytest
 from vcr.cassette import Cassette
 
-from fixtures.background import Background
-from fixtures.remote import FileSpec, FixtureRemote
+from pulp_content.fixtures.background import Background
+from pulp_content.fixtures.remote import FileSpec, FixtureRemote
 from tests.cassettes import RECORD, cassette
 from tests.conftest import Scenario
 

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from fixtures.remote import FileSpec, generate
+from pulp_content.fixtures.remote import FileSpec, generate
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.functional
@@ -25,13 +25,13 @@ def sha(data: bytes) -> str:
 
 
 def artifact_count() -> int:
-    from service.models import Artifact
+    from pulp_content.service.models import Artifact
 
     return Artifact.objects.count()
 
 
 def linked(relative_path: str) -> bool:
-    from service.models import ContentArtifact
+    from pulp_content.service.models import ContentArtifact
 
     return ContentArtifact.objects.filter(
         relative_path=relative_path, artifact__isnull=False

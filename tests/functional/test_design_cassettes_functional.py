@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from fixtures.bench import CLI, wait_listening
-from fixtures.remote import FileSpec
+from pulp_content.fixtures.bench import CLI, wait_listening
+from pulp_content.fixtures.remote import FileSpec
 from tests.cassettes import RECORD, cassette
 
 pytestmark = pytest.mark.functional

@@ -9,8 +9,8 @@ from urllib.parse import quote
 import pytest
 import trustme
 
-from fixtures.remote import FileSpec
-from service import guards
+from pulp_content.fixtures.remote import FileSpec
+from pulp_content.service import guards
 
 pytestmark = pytest.mark.functional
 
@@ -53,7 +53,7 @@ def client(request, db):
     """The service; for the `delegated` case, one that hands stored files to nginx."""
     from dataclasses import replace
 
-    from fixtures.background import Background
+    from pulp_content.fixtures.background import Background
     from tests.functional.conftest import Client, ServiceServer
 
     what = request.node.callspec.params.get("what") if hasattr(request.node, "callspec") else None
@@ -104,7 +104,7 @@ def test_basic_guard(guarded, client, what):
 
 
 def test_basic_guard_stores_no_plaintext(guarded):
-    from service.models import ContentGuard
+    from pulp_content.service.models import ContentGuard
 
     guarded.attach("people", "basic", "--user", "alice:s3cret-pw")
     stored = ContentGuard.objects.get(name="people").settings
@@ -129,7 +129,7 @@ def test_signed_url_guard(guarded, client, what):
 
 
 def test_signed_url_expires(guarded, client):
-    from service.models import ContentGuard
+    from pulp_content.service.models import ContentGuard
 
     guarded.attach("links", "signed-url")
     key = ContentGuard.objects.get(name="links").settings["key"]
@@ -142,7 +142,7 @@ def test_signed_url_expires(guarded, client):
 def test_sign_refuses_a_distribution_without_a_signed_url_guard(guarded):
     from click.testing import CliRunner
 
-    from pulp_content_cli.main import cli as pulp_content
+    from pulp_content.cli.main import cli as pulp_content
 
     result = CliRunner().invoke(pulp_content, ["sign", "http://x/pulp/content/open/open.bin"])
     assert result.exit_code == 1
@@ -188,7 +188,7 @@ def test_refused_lazy_content_never_reaches_the_upstream(guarded, client):
 def test_bad_guard_input(guarded, args, message):
     from click.testing import CliRunner
 
-    from pulp_content_cli.main import cli as pulp_content
+    from pulp_content.cli.main import cli as pulp_content
 
     result = CliRunner().invoke(pulp_content, ["guard", "create", "g", *args])
     assert result.exit_code == 1

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from fixtures.remote import FileSpec
+from pulp_content.fixtures.remote import FileSpec
 
 pytestmark = pytest.mark.functional
 

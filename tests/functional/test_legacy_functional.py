@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from fixtures.bench import CLI, free_port, wait_listening
-from fixtures.remote import FileSpec
-from service.metrics import parse
+from pulp_content.fixtures.bench import CLI, free_port, wait_listening
+from pulp_content.fixtures.remote import FileSpec
+from pulp_content.service.metrics import parse
 from tests.functional.conftest import Client
 from tests.helpers import eventually
 

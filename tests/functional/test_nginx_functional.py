@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.bench import CLI, free_port, wait_listening
-from fixtures.remote import FileSpec
+from pulp_content.fixtures.bench import CLI, free_port, wait_listening
+from pulp_content.fixtures.remote import FileSpec
 from tests.functional.conftest import Client
 
 pytestmark = pytest.mark.functional
@@ -142,7 +142,7 @@ def test_apache_delegation_sends_x_sendfile(scenario, db):
     requests are still answered by the service."""
     from dataclasses import replace
 
-    from fixtures.background import Background
+    from pulp_content.fixtures.background import Background
     from tests.functional.conftest import ServiceServer
 
     scenario.publish("eager", [STORED], "immediate")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.background import Background
-from fixtures.bench import CLI, free_port, wait_listening
-from fixtures.remote import Fault, FileSpec
+from pulp_content.fixtures.background import Background
+from pulp_content.fixtures.bench import CLI, free_port, wait_listening
+from pulp_content.fixtures.remote import Fault, FileSpec
 from tests.functional.conftest import Client, ServiceServer, running_service
 from tests.helpers import eventually, run_command
 
@@ -122,7 +122,7 @@ def test_sigterm_lets_an_in_flight_download_finish_and_leaves_no_partial(scenari
     storage = scenario.settings.storage()
     assert storage.partials() == []
     assert list(Path(storage.tmp).glob("*.lock")) == []
-    from service.models import ContentArtifact
+    from pulp_content.service.models import ContentArtifact
 
     saved = ContentArtifact.objects.get(relative_path="f.bin").artifact
     assert saved is not None, results  # finished within the grace period, and saved whole

@@ -13,7 +13,7 @@ import zipfile
 
 import pytest
 
-from fixtures.remote import FileSpec
+from pulp_content.fixtures.remote import FileSpec
 
 pytestmark = pytest.mark.functional
 

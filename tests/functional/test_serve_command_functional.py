@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from fixtures.remote import Fault, FileSpec
+from pulp_content.fixtures.remote import Fault, FileSpec
 from tests.functional.conftest import ServiceProcess
 from tests.helpers import eventually
 

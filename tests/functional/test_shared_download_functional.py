@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from fixtures.remote import Fault, FileSpec
+from pulp_content.fixtures.remote import Fault, FileSpec
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.functional
@@ -22,7 +22,7 @@ SLOW = Fault("bandwidth", bytes_per_second=4 * 1024 * 1024)  # about half a seco
 
 
 def linked() -> bool:
-    from service.models import ContentArtifact
+    from pulp_content.service.models import ContentArtifact
 
     return ContentArtifact.objects.filter(relative_path="big.img", artifact__isnull=False).exists()
 
@@ -108,7 +108,7 @@ def test_a_slow_client_holds_back_neither_the_download_nor_the_others(scenario, 
         assert fast.complete and fast.body == big.content()
 
         def saved() -> bool:
-            from service.models import ContentArtifact
+            from pulp_content.service.models import ContentArtifact
 
             return ContentArtifact.objects.filter(
                 relative_path="large.img", artifact__isnull=False
@@ -163,7 +163,7 @@ def test_a_range_of_streamed_content_downloads_only_the_range(scenario, client):
 def second_worker(db):
     """Another service on the same database and storage: a second worker process as far
     as the download locks can tell (flock is per open file)."""
-    from fixtures.background import Background
+    from pulp_content.fixtures.background import Background
     from tests.functional.conftest import Client, ServiceServer
 
     server = ServiceServer(db)

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from fixtures.remote import Fault, FileSpec
-from service.storage import artifact_name
+from pulp_content.fixtures.remote import Fault, FileSpec
+from pulp_content.service.storage import artifact_name
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.functional
@@ -17,7 +17,7 @@ PATH = "/pulp/content/faulty/big.bin"
 
 
 def remote_artifact_failed() -> bool:
-    from service.models import RemoteArtifact
+    from pulp_content.service.models import RemoteArtifact
 
     return RemoteArtifact.objects.filter(
         url__endswith="/faulty/big.bin", failed_at__isnull=False
@@ -26,7 +26,7 @@ def remote_artifact_failed() -> bool:
 
 def assert_nothing_saved(settings) -> None:
     """No Artifact row and no file at the exact storage path, no partial file."""
-    from service.models import Artifact
+    from pulp_content.service.models import Artifact
 
     sha256 = hashlib.sha256(FILE.content()).hexdigest()
     assert not Artifact.objects.filter(sha256=sha256).exists()
@@ -36,7 +36,7 @@ def assert_nothing_saved(settings) -> None:
 
 def add_mirror(faulty) -> None:
     """A second remote (the fixture's "mirror" repository) holding the same file."""
-    from service.models import ContentArtifact, Remote, RemoteArtifact
+    from pulp_content.service.models import ContentArtifact, Remote, RemoteArtifact
 
     mirror_url = faulty.remote.add_repository("mirror", [FILE])
     mirror = Remote.objects.create(name="mirror", url=mirror_url, policy="on_demand")
@@ -154,8 +154,8 @@ def test_service_keeps_serving_and_leaks_no_descriptors(faulty, client):
 
 def test_tls_remote_with_its_ca(scenario, client, tmp_path):
     """The fixture remote serves HTTPS with a CA it made at start; --ca-cert trusts it."""
-    from fixtures.background import Background
-    from fixtures.remote import FixtureRemote
+    from pulp_content.fixtures.background import Background
+    from pulp_content.fixtures.remote import FixtureRemote
 
     secure = FixtureRemote(tls=True)
     with Background(secure):
@@ -173,7 +173,7 @@ def test_tls_remote_with_its_ca(scenario, client, tmp_path):
         scenario.cli("remote", "create", "untrusted", "--url", url, "--policy", "on_demand")
         from click.testing import CliRunner
 
-        from pulp_content_cli.main import cli as pulp_content
+        from pulp_content.cli.main import cli as pulp_content
 
         result = CliRunner().invoke(
             pulp_content, ["repository", "sync", "tls", "--remote", "untrusted"]
@@ -225,7 +225,7 @@ def test_a_dropped_upstream_connection_is_resumed_where_it_broke(faulty, client)
 
 
 def saved() -> bool:
-    from service.models import Artifact
+    from pulp_content.service.models import Artifact
 
     return Artifact.objects.filter(sha256=hashlib.sha256(FILE.content()).hexdigest()).exists()
 

@@ -41,7 +41,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fixtures.bench import CLI, database, fixture_remote, free_port, load, wait_listening
+from pulp_content.fixtures.bench import (
+    CLI,
+    database,
+    fixture_remote,
+    free_port,
+    load,
+    wait_listening,
+)
 
 MiB = 1024 * 1024
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.bench import CLI
+from pulp_content.fixtures.bench import CLI
 
 LAZY = ("on_demand_first_fetch", "streamed")
 
@@ -55,7 +55,7 @@ def scenario(results: dict, name: str) -> dict:
 
 
 def test_the_document_has_every_scenario_and_metric(results):
-    from fixtures.bench import METRICS, SCENARIOS
+    from pulp_content.fixtures.bench import METRICS, SCENARIOS
 
     assert [s["name"] for s in results["scenarios"]] == list(SCENARIOS)
     for entry in results["scenarios"]:

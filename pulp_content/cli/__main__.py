@@ -1,0 +1,3 @@
+from pulp_content.cli.main import cli
+
+cli()

@@ -1,0 +1,96 @@
+"""`pulp-content fixture serve`: the fixture remote as a standalone upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import click
+
+from pulp_content.fixtures.presets import PRESETS
+
+
+def parse_repository(text: str) -> tuple[str, int, int, int]:
+    """NAME:COUNT:SIZE[:SEED] -> its parts."""
+    parts = text.split(":")
+    if len(parts) not in (3, 4) or not all(p.isdigit() for p in parts[1:]) or not parts[0]:
+        raise click.BadParameter(
+            f"expected NAME:COUNT:SIZE[:SEED], got {text!r}", param_hint="--repository"
+        )
+    seed = int(parts[3]) if len(parts) == 4 else 0
+    return parts[0], int(parts[1]), int(parts[2]), seed
+
+
+@click.group()
+def fixture() -> None:
+    """The fixture remote: an upstream that can misbehave on purpose."""
+
+
+@fixture.command("serve")
+@click.option(
+    "--bind", default="127.0.0.1:0", show_default=True, help="HOST:PORT; port 0 picks a free one."
+)
+@click.option(
+    "--preset",
+    "presets",
+    multiple=True,
+    type=click.Choice(sorted(PRESETS)),
+    help="Repositories to serve (repeatable).",
+)
+@click.option(
+    "--repository",
+    "repositories",
+    multiple=True,
+    metavar="NAME:COUNT:SIZE[:SEED]",
+    help="A generated repository of COUNT files of SIZE bytes (repeatable).",
+)
+@click.option(
+    "--tls",
+    "ca_out",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Serve HTTPS with a certificate from a CA made at start; write the CA's PEM here.",
+)
+def fixture_serve(
+    bind: str, presets: tuple[str, ...], repositories: tuple[str, ...], ca_out: str | None
+) -> None:
+    """Serve generated repositories and print the PULP_MANIFEST URL of each."""
+    from pulp_content.cli.main import split_bind
+
+    host, port = split_bind(bind, allow_zero=True)
+    specs = [parse_repository(text) for text in repositories]
+    chosen = list(presets) or ([] if specs else ["small"])
+    asyncio.run(_serve(host, port, chosen, specs, ca_out))
+
+
+async def _serve(
+    host: str,
+    port: int,
+    presets: list[str],
+    specs: list[tuple[str, int, int, int]],
+    ca_out: str | None,
+) -> None:
+    from pulp_content.fixtures.presets import load
+    from pulp_content.fixtures.remote import FixtureRemote, generate
+
+    remote = FixtureRemote(host, port, tls=ca_out is not None)
+    await remote.start()
+    if ca_out is not None and remote.ca_pem is not None:
+        with open(ca_out, "wb") as out:
+            out.write(remote.ca_pem)
+        click.echo(f"CA certificate written to {ca_out} (use: remote create --ca-cert)")
+    try:
+        urls = load(remote, presets)
+        for name, count, size, seed in specs:
+            urls.append(remote.add_repository(name, generate(name, count, (size,), seed)))
+        click.echo(f"fixture remote on {remote.base_url} (stats: {remote.base_url}/_stats)")
+        for url in urls:
+            click.echo(url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await remote.stop()

@@ -1,0 +1,207 @@
+"""`pulp-content`: each command parses its options and calls one library function."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from pulp_content.cli.bench import bench
+from pulp_content.cli.catalog import (
+    distribution,
+    guard,
+    publication,
+    remote,
+    repository,
+    sign,
+)
+from pulp_content.cli.common import Group, echo_json, parse_headers, settings
+from pulp_content.cli.fixture import fixture
+from pulp_content.service.config import DEFAULT_BIND, load_settings
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="pulp-content")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True),
+    envvar="PULP_CONTENT_CONFIG",
+    help="A TOML settings file; its keys mirror the PULP_CONTENT_* environment variables "
+    "(home, database_url, ...), which win over it.",
+)
+def cli(config_file: str | None) -> None:
+    """Serve Pulp repositories: stored artifacts and lazy (on-demand) content in one service.
+
+    Data lives in $PULP_CONTENT_HOME (default ~/.local/share/pulp-content);
+    $PULP_CONTENT_DATABASE_URL selects PostgreSQL (postgres://user@host:port/db).
+    """
+    if config_file:
+        from pulp_content.service.config import apply_config_file
+
+        apply_config_file(config_file, os.environ)
+
+
+@cli.command()
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    from pulp_content.service.database import migrate as run
+
+    applied = run(load_settings())
+    click.echo(f"applied {len(applied)} migrations" if applied else "nothing to migrate")
+
+
+@cli.command()
+@click.option("--bind", default=DEFAULT_BIND, show_default=True, help="HOST:PORT to listen on.")
+@click.option(
+    "--design",
+    type=click.Choice(["merged", "redirect"]),
+    default="merged",
+    show_default=True,
+    help="merged: this service. redirect: the old content app (gunicorn) plus a "
+    "separate streamer, for comparison.",
+)
+@click.option(
+    "--streamer-port", type=int, help="redirect design: the streamer's port (default: a free one)."
+)
+@click.option(
+    "--web-server",
+    type=click.Choice(["django", "apache", "nginx"]),
+    default="django",
+    show_default=True,
+    help="redirect design: CONTENT.WEB_SERVER, how stored files are handed out.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="merged design: worker processes on the one port (gunicorn's aiohttp worker).",
+)
+@click.option(
+    "--delegate",
+    type=click.Choice(["nginx", "apache"]),
+    help="Hand stored files to the front web server: X-Accel-Redirect (nginx) or "
+    "X-Sendfile (apache). Lazy content still streams through the service.",
+)
+@click.option(
+    "--delegate-prefix",
+    help="nginx: the internal location that maps onto the storage directory "
+    "(default /pulp/storage/).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["plain", "json"]),
+    help="Access log lines as text (default) or one JSON object each.",
+)
+@click.option(
+    "--no-redirect",
+    is_flag=True,
+    help="redirect design: REDIRECT.ENABLED false (lazy content answers 404).",
+)
+def serve(
+    bind: str,
+    design: str,
+    streamer_port: int | None,
+    web_server: str,
+    workers: int,
+    delegate: str | None,
+    delegate_prefix: str | None,
+    log_format: str | None,
+    no_redirect: bool,
+) -> None:
+    """Serve content under /pulp/content/ (and /metrics and /health beside it)."""
+    host, port = split_bind(bind)
+    # Through the environment, so gunicorn's workers see them too.
+    if delegate:
+        os.environ["PULP_CONTENT_DELEGATE"] = delegate
+    if delegate_prefix:
+        os.environ["PULP_CONTENT_DELEGATE_PREFIX"] = delegate_prefix
+    if log_format:
+        os.environ["PULP_CONTENT_LOG_FORMAT"] = log_format
+    current = settings()  # Django is configured before the service's modules load
+    if design == "redirect":
+        from pulp_content.service.legacy.run import run_redirect
+
+        sys.exit(
+            run_redirect(
+                current,
+                host,
+                port,
+                streamer_port or free_port(host),
+                web_server,
+                redirect=not no_redirect,
+            )
+        )
+    if workers > 1:
+        from pulp_content.service.workers import exec_workers
+
+        exec_workers(current, host, port, workers)
+    from pulp_content.service.run import run_merged
+
+    run_merged(current, host, port)
+
+
+@cli.command("legacy-streamer", hidden=True)
+@click.option("--bind", required=True)
+def legacy_streamer(bind: str) -> None:
+    """The redirect design's streamer process (started by `serve --design redirect`)."""
+    host, port = split_bind(bind)
+    current = settings()
+    from aiohttp import web
+
+    from pulp_content.service.accesslog import log as access_log
+    from pulp_content.service.legacy.streamer import create_streamer
+
+    web.run_app(create_streamer(current), host=host, port=port, access_log=access_log, print=None)
+
+
+def free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def split_bind(bind: str, allow_zero: bool = False) -> tuple[str, int]:
+    host, sep, port = bind.rpartition(":")
+    lowest = 0 if allow_zero else 1
+    if not sep or not port.isdigit() or not lowest <= int(port) < 65536:
+        raise click.BadParameter(f"expected HOST:PORT, got {bind!r}", param_hint="--bind")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@cli.command()
+@click.argument("path")
+@click.option("--json", "as_json", is_flag=True, help="Print the resolution as JSON.")
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="A request header to resolve with (content guards look at them).",
+)
+def resolve(path: str, as_json: bool, headers: tuple[str, ...]) -> None:
+    """Show what the service does for a URL path such as /pulp/content/base/file.iso."""
+    from pulp_content.service import queries
+    from pulp_content.service.resolve import describe
+    from pulp_content.service.resolve import resolve as run
+
+    current = settings()
+    with queries.counting() as counter:
+        resolution = run(path, parse_headers(headers), current.content_prefix)
+    doc = describe(resolution, counter.count, delegate=current.delegate is not None)
+    if as_json:
+        echo_json(doc)
+        return
+    for key, value in doc.items():
+        click.echo(
+            f"{key}: {json.dumps(value, default=str) if not isinstance(value, str) else value}"
+        )
+
+
+for command in (remote, repository, publication, distribution, guard, sign, fixture, bench):
+    cli.add_command(command)

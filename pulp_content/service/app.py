@@ -1,0 +1,100 @@
+"""create_app(settings) -> web.Application: wiring, and nothing at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from asgiref.sync import sync_to_async
+from django.db import DatabaseError
+
+from pulp_content.service.accesslog import one_line_bad_requests
+from pulp_content.service.config import Settings, configure_django
+from pulp_content.service.download import Downloads
+from pulp_content.service.handlers import content, resolver
+from pulp_content.service.ingest import OrmPersist
+from pulp_content.service.keys import (
+    COUNTERS,
+    DOWNLOADS,
+    PERSIST,
+    QUERY_LOG,
+    RESOLVER,
+    SETTINGS,
+    STORAGE,
+    UPSTREAM,
+)
+from pulp_content.service.metrics import Counters
+from pulp_content.service.upstream import HttpUpstream
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The merged content service: content under the prefix, nothing else at the root."""
+    configure_django(settings)
+    one_line_bad_requests()
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[STORAGE] = settings.storage()  # download claims: flocks, or advisory locks on PG
+    app[PERSIST] = OrmPersist(app[STORAGE])
+    app[QUERY_LOG] = deque(maxlen=1000)
+    app[RESOLVER] = resolver(concurrent=not settings.is_sqlite)
+    prefix = settings.content_prefix
+    app[COUNTERS] = Counters("merged")
+    app.router.add_get(prefix.rstrip("/"), content)
+    app.router.add_get(prefix + "{path:.*}", content)
+    # Beside the content prefix, never inside it: no base path can shadow them.
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/health", health)
+    app.cleanup_ctx.append(_upstream)
+    app.on_startup.append(_sweep)
+    return app
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text: requests, database queries, upstream requests, bytes sent."""
+    counters = request.app[COUNTERS]
+    counters.upstream_requests = request.app[UPSTREAM].requests
+    return web.Response(text=counters.render(), content_type="text/plain")
+
+
+async def health(request: web.Request) -> web.Response:
+    """Ready when the database answers: 200, else 503 (for load balancers and probes)."""
+    try:
+        await sync_to_async(_ping, thread_sensitive=False)()
+    except DatabaseError as exc:
+        log.warning("health check: the database does not answer: %s", exc.__class__.__name__)
+        return web.json_response({"status": "unavailable", "database": "down"}, status=503)
+    return web.json_response({"status": "ok", "database": "ok"})
+
+
+def _ping() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+async def _upstream(app: web.Application) -> AsyncIterator[None]:
+    app[UPSTREAM] = HttpUpstream()
+    settings = app[SETTINGS]
+    app[DOWNLOADS] = Downloads(
+        app[STORAGE],
+        app[PERSIST],
+        app[UPSTREAM],
+        settings.chunk_size,
+        cooldown=settings.failure_cooldown,
+    )
+    yield
+    await app[DOWNLOADS].aclose()
+    await app[UPSTREAM].aclose()
+    app[PERSIST].close()
+    app[STORAGE].locks.close()  # every download has ended: no claim is left
+
+
+async def _sweep(app: web.Application) -> None:
+    removed = app[STORAGE].sweep_partials()
+    if removed:
+        log.info("removed %d partial downloads left by an earlier run", removed)

@@ -1,0 +1,230 @@
+"""Content guards: the check every request passes before any byte is sent.
+
+A guard has a `kind`; each kind is a function from the guard's settings and the
+request's facts to None (permitted) or a refusal. A guard whose kind is unknown refuses,
+so a misconfigured guard never opens a door. Refusals carry a short reason and never a
+secret (they are sent to the client and logged).
+
+Kinds: `header` (a named header carries one of the configured values), `basic` (HTTP
+basic auth against PBKDF2 password hashes), `signed-url` (an HMAC over path and expiry,
+made by `pulp-content sign`), `x509` (a client certificate, passed by the front web
+server in a header, chains to the configured CA).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from pulp_content.service.errors import InvalidInput
+
+KINDS = ("header", "basic", "signed-url", "x509")
+PBKDF2_ITERATIONS = 200_000
+REALM = "pulp-content"
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """What a guard may look at: the path, the request headers and the query."""
+
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a guard refused; `status` is 401 (credentials may help) or 403."""
+
+    reason: str
+    status: int = 403
+    challenge: str | None = None
+
+
+Check = Callable[[Mapping[str, Any], RequestFacts], Refusal | None]
+
+
+def check(kind: str, settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | None:
+    """None when the guard permits the request, else why it refuses."""
+    checker = CHECKS.get(kind)
+    if checker is None:
+        return Refusal(f"content guard kind {kind!r} is not supported")
+    try:
+        return checker(settings, facts)
+    except (KeyError, TypeError, ValueError):
+        return Refusal("content guard is misconfigured")
+
+
+# -- header -----------------------------------------------------------------------------------
+def _header(settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | None:
+    value = facts.header(settings["header"])
+    if value is None:
+        return Refusal(f"missing header {settings['header']}")
+    if not any(hmac.compare_digest(value, allowed) for allowed in settings["values"]):
+        return Refusal(f"header {settings['header']} has no permitted value")
+    return None
+
+
+# -- basic ------------------------------------------------------------------------------------
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """`pbkdf2_sha256$iterations$salt$hash`, base64; never the password."""
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, PBKDF2_ITERATIONS)
+    return "$".join(
+        [
+            "pbkdf2_sha256",
+            str(PBKDF2_ITERATIONS),
+            base64.b64encode(salt).decode(),
+            base64.b64encode(digest).decode(),
+        ]
+    )
+
+
+def _password_matches(password: str, stored: str) -> bool:
+    scheme, iterations, salt, expected = stored.split("$")
+    if scheme != "pbkdf2_sha256":
+        return False
+    digest = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), base64.b64decode(salt), int(iterations)
+    )
+    return hmac.compare_digest(digest, base64.b64decode(expected))
+
+
+# PBKDF2 is slow on purpose; a client downloading a repository sends the same
+# credentials hundreds of times. Remember which (credentials, hash) pairs matched.
+_VERIFIED: dict[str, float] = {}
+_VERIFIED_FOR = 300.0
+
+
+def _basic(settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | None:
+    challenge = f'Basic realm="{REALM}", charset="UTF-8"'
+    header = facts.header("Authorization")
+    if header is None or not header.lower().startswith("basic "):
+        return Refusal("credentials required", 401, challenge)
+    try:
+        user, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return Refusal("malformed credentials", 401, challenge)
+    stored = settings["users"].get(user)
+    if stored is None:
+        return Refusal("wrong user name or password", 401, challenge)
+    key = hashlib.sha256(f"{header}\0{stored}".encode()).hexdigest()
+    now = time.monotonic()
+    if _VERIFIED.get(key, 0) > now:
+        return None
+    if not _password_matches(password, stored):
+        return Refusal("wrong user name or password", 401, challenge)
+    if len(_VERIFIED) > 10_000:
+        _VERIFIED.clear()
+    _VERIFIED[key] = now + _VERIFIED_FOR
+    return None
+
+
+# -- signed-url -------------------------------------------------------------------------------
+def new_key() -> str:
+    return secrets.token_hex(32)
+
+
+def signature(key: str, path: str, expires: int) -> str:
+    """HMAC-SHA256 over the decoded path and the expiry: the signature binds both."""
+    message = f"{unquote(path)}\n{expires}".encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _signed_url(settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | None:
+    expires, given = facts.query.get("expires"), facts.query.get("signature")
+    if not expires or not given:
+        return Refusal("the URL is not signed")
+    if not expires.isdigit() or int(expires) < time.time():
+        return Refusal("the signed URL has expired")
+    if not hmac.compare_digest(signature(settings["key"], facts.path, int(expires)), given):
+        return Refusal("the URL signature does not match")
+    return None
+
+
+# -- x509 -------------------------------------------------------------------------------------
+def _x509(settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | None:
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+
+    header = settings.get("header", "X-Client-Cert")
+    presented = facts.header(header)
+    if not presented:
+        return Refusal("a client certificate is required")
+    try:
+        # nginx passes $ssl_client_escaped_cert: the PEM, URL-encoded.
+        cert = x509.load_pem_x509_certificate(unquote(presented).encode())
+        ca = x509.load_pem_x509_certificate(settings["ca_pem"].encode())
+    except ValueError:
+        return Refusal("the client certificate cannot be read")
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return Refusal("the client certificate is not issued by the trusted CA")
+    now = time.time()
+    if not (cert.not_valid_before_utc.timestamp() <= now <= cert.not_valid_after_utc.timestamp()):
+        return Refusal("the client certificate is not valid now")
+    return None
+
+
+CHECKS: dict[str, Check] = {
+    "header": _header,
+    "basic": _basic,
+    "signed-url": _signed_url,
+    "x509": _x509,
+}
+
+
+def settings_for(kind: str, **options: Any) -> dict[str, Any]:
+    """Validated settings of a new guard; secrets are stored hashed or generated."""
+    if kind == "header":
+        if not options.get("header") or not options.get("values"):
+            raise InvalidInput("a header guard needs --header NAME and at least one --value")
+        return {"header": options["header"], "values": list(options["values"])}
+    if kind == "basic":
+        users = {}
+        for pair in options.get("users") or ():
+            user, sep, password = pair.partition(":")
+            if not sep or not user or not password:
+                raise InvalidInput(f"--user takes NAME:PASSWORD, not {user!r}...")
+            users[user] = hash_password(password)
+        if not users:
+            raise InvalidInput("a basic guard needs at least one --user NAME:PASSWORD")
+        return {"users": users}
+    if kind == "signed-url":
+        return {"key": options.get("key") or new_key()}
+    if kind == "x509":
+        from cryptography import x509
+
+        pem = options.get("ca_pem")
+        if not pem:
+            raise InvalidInput("an x509 guard needs --ca-cert FILE")
+        try:
+            x509.load_pem_x509_certificate(pem.encode())
+        except ValueError:
+            raise InvalidInput("--ca-cert is not a PEM certificate") from None
+        return {"ca_pem": pem, "header": options.get("header") or "X-Client-Cert"}
+    raise InvalidInput(f"invalid guard kind {kind!r}: choose one of {', '.join(KINDS)}")
+
+
+def public(kind: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A guard's settings for `guard show`: no key, no password hash."""
+    if kind == "basic":
+        return {"users": sorted(settings.get("users", {}))}
+    if kind == "signed-url":
+        return {"key": "***"}
+    if kind == "x509":
+        return {"header": settings.get("header"), "ca_pem": "(set)"}
+    return dict(settings)

@@ -1,0 +1,100 @@
+"""Verified temp file -> Artifact row and links (synchronous Django, in a transaction)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.db.models import Subquery
+
+from pulp_content.service.download import Download
+from pulp_content.service.models import (
+    DIGESTS,
+    Artifact,
+    Content,
+    ContentArtifact,
+    RemoteArtifact,
+)
+from pulp_content.service.resolve import RemoteRef, RemoteSource
+from pulp_content.service.storage import FileSystemStorage
+
+
+def store_artifact(storage: FileSystemStorage, download: Download) -> str:
+    """Move the verified file into storage and make sure its Artifact row exists (one
+    INSERT; a concurrent winner of the same sha256 is fine). Returns the sha256."""
+    assert download.partial is not None
+    sha256 = download.digests["sha256"]
+    name = storage.place(download.partial, sha256)
+    digests = {k: v for k, v in download.digests.items() if k in DIGESTS}
+    Artifact.objects.bulk_create(
+        [Artifact(size=download.size, file=name, **digests)], ignore_conflicts=True
+    )
+    return sha256
+
+
+def commit(
+    storage: FileSystemStorage, src: RemoteSource, ra: RemoteRef, download: Download
+) -> None:
+    """Save a verified lazy download and link it so the next request is served from storage."""
+    with transaction.atomic():
+        sha256 = store_artifact(storage, download)
+        artifact_id = Subquery(Artifact.objects.filter(sha256=sha256).values("pk")[:1])
+        if src.content_artifact_id is not None:
+            ContentArtifact.objects.filter(
+                pk=src.content_artifact_id, artifact__isnull=True
+            ).update(artifact=artifact_id)
+        else:
+            _record_pull_through(src, ra, download, sha256)
+        if ra.failed_at is not None and ra.id is not None:
+            RemoteArtifact.objects.filter(pk=ra.id).update(failed_at=None)
+
+
+def _record_pull_through(src: RemoteSource, ra: RemoteRef, download: Download, sha256: str) -> None:
+    """A pull-through fetch becomes content with a remote artifact at its URL."""
+    relative = src.relative_path or ra.url.rsplit("/", 1)[-1]
+    content, _ = Content.objects.get_or_create(
+        relative_path=relative, sha256=sha256, defaults={"size": download.size}
+    )
+    ca, _ = ContentArtifact.objects.get_or_create(content=content, relative_path=relative)
+    ContentArtifact.objects.filter(pk=ca.pk).update(artifact=Artifact.objects.get(sha256=sha256))
+    digests = {k: v for k, v in download.digests.items() if k in DIGESTS}
+    RemoteArtifact.objects.update_or_create(
+        content_artifact=ca,
+        remote_id=ra.config.id,
+        defaults={"url": ra.url, "size": download.size, **digests},
+    )
+
+
+def mark_failed(ra: RemoteRef) -> None:
+    """Record that a remote artifact failed, so the next request tries the others first."""
+    assert ra.id is not None, "only recorded remote artifacts can be marked"
+    RemoteArtifact.objects.filter(pk=ra.id).update(failed_at=dt.datetime.now(dt.UTC))
+
+
+class OrmPersist:
+    """`download.Persist` on the Django ORM, run off the event loop.
+
+    Writes go to one thread of their own (its own connection), one at a time: they
+    never queue in front of the reads that resolve requests, and SQLite gets one writer.
+    """
+
+    def __init__(self, storage: FileSystemStorage) -> None:
+        self.storage = storage
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="pulp-content-writer")
+        self._commit = sync_to_async(commit, thread_sensitive=False, executor=self._writer)
+        self._mark_failed = sync_to_async(
+            mark_failed, thread_sensitive=False, executor=self._writer
+        )
+
+    def close(self) -> None:
+        """Finish the writes in progress and stop the writer thread."""
+        self._writer.shutdown(wait=True)
+
+    async def commit(self, src: RemoteSource, ra: RemoteRef, download: Download) -> None:
+        await self._commit(self.storage, src, ra, download)
+
+    async def mark_failed(self, ra: RemoteRef) -> None:
+        await asyncio.shield(self._mark_failed(ra))

@@ -1,0 +1,96 @@
+"""The Django content view of 2018: serve what is stored, 302 to the streamer otherwise."""
+
+from __future__ import annotations
+
+import threading
+from html import escape
+from typing import Any
+
+from django.conf import settings
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseForbidden,
+    HttpResponseNotFound,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
+
+from pulp_content.service import guards
+from pulp_content.service.headers import content_type
+from pulp_content.service.legacy.lookup import Missing, children, find
+from pulp_content.service.metrics import Counters
+from pulp_content.service.storage import FileSystemStorage
+
+COUNTERS = Counters("legacy-content-app")
+_LOCK = threading.Lock()
+
+
+def content(request: HttpRequest, path: str) -> HttpResponse | StreamingHttpResponse:
+    """GET /pulp/content/<path>."""
+    try:
+        found = find(path)
+    except Missing:
+        if path.endswith("/"):
+            return _listing(path)
+        return HttpResponseNotFound()
+    guard = found.distribution.content_guard
+    if guard is not None:
+        facts = guards.RequestFacts(request.path, dict(request.headers), request.GET.dict())
+        refusal = guards.check(guard.kind, guard.settings, facts)
+        if refusal is not None:
+            return HttpResponseForbidden(refusal.reason)
+    if found.artifact is not None:
+        return _serve(found.artifact.file, found.relative_path)
+    redirect = settings.CONTENT["REDIRECT"]
+    if not redirect["ENABLED"]:
+        return HttpResponseNotFound()
+    prefix = redirect["PATH_PREFIX"].strip("/")
+    scheme = request.scheme
+    return HttpResponseRedirect(f"{scheme}://{redirect['HOST']}:{redirect['PORT']}/{prefix}/{path}")
+
+
+def _serve(name: str, relative_path: str) -> HttpResponse | StreamingHttpResponse:
+    storage = FileSystemStorage(settings.PULP_CONTENT_STORAGE)
+    web_server = settings.CONTENT["WEB_SERVER"]
+    if web_server == "apache":
+        response = HttpResponse(content_type=content_type(relative_path))
+        response["X-SENDFILE"] = str(storage.path_of(name))
+        return response
+    if web_server == "nginx":
+        response = HttpResponse(content_type=content_type(relative_path))
+        response["X-Accel-Redirect"] = f"/pulp/storage/{name}"
+        return response
+    return FileResponse(open(storage.path_of(name), "rb"), content_type=content_type(relative_path))
+
+
+def _listing(path: str) -> HttpResponse:
+    try:
+        names = children(path)
+    except Missing:
+        return HttpResponseNotFound()
+    rows = "".join(f'<a href="{escape(n)}">{escape(n)}</a><br>\n' for n in names)
+    return HttpResponse(f"<html><body>{rows}</body></html>\n")
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(COUNTERS.render(), content_type="text/plain; version=0.0.4")
+
+
+class CountingMiddleware:
+    """Counts requests and the body bytes this process sends itself."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> Any:
+        response = self.get_response(request)
+        # Headers and body, as the aiohttp processes count (their body_length).
+        sent = len(response.serialize_headers())
+        if not response.has_header("X-SENDFILE") and not response.has_header("X-Accel-Redirect"):
+            sent += int(response.get("Content-Length") or 0)
+        with _LOCK:  # gunicorn runs several threads in this process
+            COUNTERS.requests += 1
+            COUNTERS.bytes_sent += sent
+        return response

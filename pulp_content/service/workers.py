@@ -1,0 +1,61 @@
+"""Many worker processes on one port, under gunicorn's aiohttp worker:
+
+    gunicorn --worker-class aiohttp.GunicornWebWorker service.workers:create_runner
+
+Each worker configures Django for itself from the environment. Downloads are shared
+across workers through locks on the storage filesystem (see `service.download`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from aiohttp import web
+
+from pulp_content.service.config import Settings
+
+
+async def create_runner() -> web.AppRunner:
+    """The merged service for one gunicorn worker, which awaits this in its own loop.
+
+    Returning a ready AppRunner (aiohttp's worker accepts one from an async factory)
+    keeps our access logger, which also keeps the /metrics counters.
+    """
+    from pulp_content.service.config import configure_django, load_settings
+
+    settings = load_settings()
+    configure_django(settings)  # before anything imports the models
+    from pulp_content.service.accesslog import RUNNER_OPTIONS, configure_logging
+    from pulp_content.service.app import create_app
+
+    configure_logging()  # gunicorn configures its own loggers only
+    return web.AppRunner(create_app(settings), **RUNNER_OPTIONS)  # type: ignore[arg-type]
+
+
+def exec_workers(settings: Settings, host: str, port: int, workers: int) -> None:
+    """Replace this process with gunicorn running `workers` merged-service workers."""
+    os.environ["PULP_CONTENT_HOME"] = str(settings.home)
+    os.environ["PULP_CONTENT_DATABASE_URL"] = settings.database_url
+    print(
+        f"pulp-content serving http://{host}:{port}{settings.content_prefix} with {workers} "
+        f"workers (storage {settings.storage_root})",
+        flush=True,
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--worker-class",
+        "aiohttp.GunicornWebWorker",
+        "--workers",
+        str(workers),
+        "--bind",
+        f"{host}:{port}",
+        # In-flight downloads get this long to finish or clean up on SIGTERM.
+        "--graceful-timeout",
+        "30",
+        "--no-control-socket",  # several servers (and the tests) run side by side
+        "pulp_content.service.workers:create_runner",
+    ]
+    os.execv(sys.executable, argv)

@@ -1,3 +1,0 @@
-from pulp_content_cli.main import cli
-
-cli()
