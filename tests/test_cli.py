@@ -180,14 +180,17 @@ def test_sqlite_home_needs_no_setup(tmp_path):
 
 
 def test_unmigrated_postgres_asks_for_migrate(tmp_path):
+    from django.db.migrations.loader import MigrationLoader
+
     from tests.conftest import throwaway_postgres
 
     with throwaway_postgres("pulp_content_unmigrated") as url:
         env = {**os.environ, "PULP_CONTENT_HOME": str(tmp_path), "PULP_CONTENT_DATABASE_URL": url}
         refused = run_command("remote", "list", env=env)
         assert refused.returncode == 1
+        pending = len(MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
         assert refused.stderr.strip().splitlines() == [
-            "Error: the database is not migrated (2 pending): run `pulp-content migrate`"
+            f"Error: the database is not migrated ({pending} pending): run `pulp-content migrate`"
         ]
         assert run_command("migrate", env=env).returncode == 0
         listed = run_command("remote", "list", "--json", env=env)

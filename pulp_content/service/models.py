@@ -3,10 +3,28 @@ publications and distributions."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 
 POLICIES = ("immediate", "on_demand", "streamed")
-DIGESTS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")
+
+
+class BytewisePathField(models.CharField):  # type: ignore[type-arg]
+    """A relative path compared byte by byte: "everything below dir/" is then the index
+    range `'dir/' < path < 'dir0'`. PostgreSQL gets the C collation (see migration 0002);
+    SQLite compares text that way already and has no collation named C."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 1024)
+        kwargs.setdefault("db_collation", "C")
+        super().__init__(*args, **kwargs)
+
+    def db_parameters(self, connection: Any) -> dict[str, Any]:
+        params: dict[str, Any] = super().db_parameters(connection)
+        if connection.vendor != "postgresql":
+            params.pop("collation", None)
+        return params
 
 
 class Artifact(models.Model):
@@ -123,7 +141,7 @@ class RepositoryVersionContent(models.Model):
     version = models.ForeignKey(RepositoryVersion, on_delete=models.CASCADE)
     content = models.ForeignKey(Content, on_delete=models.PROTECT)
     content_artifact = models.ForeignKey(ContentArtifact, on_delete=models.PROTECT)
-    relative_path = models.CharField(max_length=1024)
+    relative_path = BytewisePathField()
     # When the unit first entered the repository: the Last-Modified of what is served.
     added = models.DateTimeField()
 
@@ -145,7 +163,7 @@ class PublishedArtifact(models.Model):
     """A file of a publication: relative path to the ContentArtifact behind it."""
 
     publication = models.ForeignKey(Publication, on_delete=models.CASCADE)
-    relative_path = models.CharField(max_length=1024)
+    relative_path = BytewisePathField()
     content_artifact = models.ForeignKey(ContentArtifact, on_delete=models.PROTECT)
     added = models.DateTimeField()
 
@@ -159,7 +177,7 @@ class PublishedMetadata(models.Model):
     """A file the publication generated (PULP_MANIFEST), kept as an Artifact."""
 
     publication = models.ForeignKey(Publication, on_delete=models.CASCADE)
-    relative_path = models.CharField(max_length=1024)
+    relative_path = BytewisePathField()
     artifact = models.ForeignKey(Artifact, on_delete=models.PROTECT)
 
     class Meta:
