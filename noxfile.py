@@ -40,21 +40,21 @@ def _pytest(session: nox.Session, database: str, *args: str) -> None:
 @nox.parametrize("database", DATABASES)
 def tests(session: nox.Session, database: str) -> None:
     """Unit and functional tests, on SQLite and on PostgreSQL."""
-    _pytest(session, database, "tests", "--ignore=tests/perf")
+    _pytest(session, database, "tests")
 
 
 @nox.session
 @nox.parametrize("database", DATABASES)
 def functional(session: nox.Session, database: str) -> None:
     """Only the black-box tests against a running service and the live fixture remote."""
-    _pytest(session, database, "tests", "-m", "functional", "--ignore=tests/perf")
+    _pytest(session, database, "tests", "-m", "functional")
 
 
 @nox.session
 @nox.parametrize("database", DATABASES)
 def perf(session: nox.Session, database: str) -> None:
     """`pulp-content bench --quick` on both designs; JSON and PNG kept in perf-results/."""
-    _pytest(session, database, "tests/perf")
+    _pytest(session, database, "tests/perf", "-m", "perf")
 
 
 @nox.session

@@ -13,6 +13,9 @@ import pytest
 
 from pulp_content.fixtures.bench import CLI
 
+# Only `pytest -m perf` (nox -s perf) runs these: a bare `pytest` deselects them.
+pytestmark = pytest.mark.perf
+
 LAZY = ("on_demand_first_fetch", "streamed")
 
 
