@@ -7,6 +7,7 @@ import threading
 
 from pulp_content.service.download import Download
 from pulp_content.service.ingest import store_artifact
+from pulp_content.service.storage import open_storage
 
 
 def test_two_savers_of_the_same_bytes_leave_one_artifact_and_one_file(db):
@@ -14,7 +15,7 @@ def test_two_savers_of_the_same_bytes_leave_one_artifact_and_one_file(db):
 
     from pulp_content.service.models import Artifact
 
-    storage = db.storage()
+    storage = open_storage(db)
     data = b"the same bytes, downloaded twice" * 1000
     sha256 = hashlib.sha256(data).hexdigest()
     errors: list[BaseException] = []

@@ -14,6 +14,7 @@ from pulp_content.cli.common import (
     read_file_option,
     settings,
 )
+from pulp_content.service.storage import open_storage
 
 POLICY = click.Choice(["immediate", "on_demand", "streamed"])
 
@@ -179,7 +180,7 @@ def repository_sync(name: str, remote_name: str | None) -> None:
     current = settings()
     on_total, advance, close = progress_callbacks()
     try:
-        version = sync(current.storage(), name, remote_name, advance, on_total)
+        version = sync(open_storage(current), name, remote_name, advance, on_total)
     finally:
         close()
     click.echo(f"synced {name}: version {version.number}")
@@ -233,7 +234,7 @@ def publication_create(repository_name: str, number: int | None, pass_through: b
     from pulp_content.service.catalog import create_publication
 
     current = settings()
-    pub = create_publication(current.storage(), repository_name, number, pass_through)
+    pub = create_publication(open_storage(current), repository_name, number, pass_through)
     click.echo(pub.pk)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -108,3 +109,19 @@ def emit_one(doc: dict[str, Any], as_json: bool) -> None:
         return
     for key, value in doc.items():
         click.echo(f"{key}: {value}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def split_bind(bind: str, allow_zero: bool = False) -> tuple[str, int]:
+    """`--bind HOST:PORT` as (host, port); an IPv6 host may be bracketed."""
+    host, sep, port = bind.rpartition(":")
+    lowest = 0 if allow_zero else 1
+    if not sep or not port.isdigit() or not lowest <= int(port) < 65536:
+        raise click.BadParameter(f"expected HOST:PORT, got {bind!r}", param_hint="--bind")
+    return host.strip("[]") or "127.0.0.1", int(port)

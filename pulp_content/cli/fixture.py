@@ -8,6 +8,7 @@ import signal
 
 import click
 
+from pulp_content.cli.common import split_bind
 from pulp_content.fixtures.presets import PRESETS
 
 
@@ -55,7 +56,6 @@ def fixture_serve(
     bind: str, presets: tuple[str, ...], repositories: tuple[str, ...], ca_out: str | None
 ) -> None:
     """Serve generated repositories and print the PULP_MANIFEST URL of each."""
-    from pulp_content.cli.main import split_bind
 
     host, port = split_bind(bind, allow_zero=True)
     specs = [parse_repository(text) for text in repositories]

@@ -17,7 +17,7 @@ from pulp_content.cli.catalog import (
     repository,
     sign,
 )
-from pulp_content.cli.common import Group, echo_json, parse_headers, settings
+from pulp_content.cli.common import Group, echo_json, free_port, parse_headers, settings, split_bind
 from pulp_content.cli.fixture import fixture
 from pulp_content.service.config import DEFAULT_BIND, load_settings
 
@@ -158,22 +158,6 @@ def legacy_streamer(bind: str) -> None:
     web.run_app(create_streamer(current), host=host, port=port, access_log=access_log, print=None)
 
 
-def free_port(host: str) -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def split_bind(bind: str, allow_zero: bool = False) -> tuple[str, int]:
-    host, sep, port = bind.rpartition(":")
-    lowest = 0 if allow_zero else 1
-    if not sep or not port.isdigit() or not lowest <= int(port) < 65536:
-        raise click.BadParameter(f"expected HOST:PORT, got {bind!r}", param_hint="--bind")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
 @cli.command()
 @click.argument("path")
 @click.option("--json", "as_json", is_flag=True, help="Print the resolution as JSON.")
@@ -186,11 +170,11 @@ def split_bind(bind: str, allow_zero: bool = False) -> tuple[str, int]:
 )
 def resolve(path: str, as_json: bool, headers: tuple[str, ...]) -> None:
     """Show what the service does for a URL path such as /pulp/content/base/file.iso."""
+    current = settings()  # configures Django: the models import only after this
+    from pulp_content.cli.describe import describe
     from pulp_content.service import queries
-    from pulp_content.service.resolve import describe
     from pulp_content.service.resolve import resolve as run
 
-    current = settings()
     with queries.counting() as counter:
         resolution = run(path, parse_headers(headers), current.content_prefix)
     doc = describe(resolution, counter.count, delegate=current.delegate is not None)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError
 
 from pulp_content.service.accesslog import one_line_bad_requests
-from pulp_content.service.config import Settings, configure_django
+from pulp_content.service.config import Settings
 from pulp_content.service.download import Downloads
-from pulp_content.service.handlers import content, resolver
+from pulp_content.service.handlers import content
 from pulp_content.service.ingest import OrmPersist
 from pulp_content.service.keys import (
     COUNTERS,
@@ -26,18 +26,27 @@ from pulp_content.service.keys import (
     UPSTREAM,
 )
 from pulp_content.service.metrics import Counters
+from pulp_content.service.resolve import resolve
+from pulp_content.service.storage import open_storage
+from pulp_content.service.types import Resolution
 from pulp_content.service.upstream import HttpUpstream
 
 log = logging.getLogger(__name__)
 
 
+def resolver(concurrent: bool) -> Callable[..., Awaitable[Resolution]]:
+    """`resolve` off the event loop. Concurrent: each executor thread keeps its own
+    connection, so requests wait on a networked database side by side instead of queueing
+    behind one connection; SQLite answers in microseconds and is fastest on one thread."""
+    return sync_to_async(resolve, thread_sensitive=not concurrent)
+
+
 def create_app(settings: Settings) -> web.Application:
     """The merged content service: content under the prefix, nothing else at the root."""
-    configure_django(settings)
     one_line_bad_requests()
     app = web.Application()
     app[SETTINGS] = settings
-    app[STORAGE] = settings.storage()  # download claims: flocks, or advisory locks on PG
+    app[STORAGE] = open_storage(settings)  # download claims: flocks, or advisory locks on PG
     app[PERSIST] = OrmPersist(app[STORAGE])
     app[QUERY_LOG] = deque(maxlen=1000)
     app[RESOLVER] = resolver(concurrent=not settings.is_sqlite)

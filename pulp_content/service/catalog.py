@@ -6,7 +6,6 @@ so bad input leaves the database as it was.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import time
 from dataclasses import fields
@@ -310,10 +309,6 @@ def distribution_as_dict(dist: Distribution) -> dict[str, Any]:
         source = {"remote": dist.remote.name}
     guard = dist.content_guard.name if dist.content_guard else None
     return {"name": dist.name, "base_path": dist.base_path, **source, "guard": guard}
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def create_guard(name: str, kind: str, **options: Any) -> ContentGuard:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import tomllib
 from collections.abc import MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from pulp_content.service.errors import InvalidInput
-from pulp_content.service.storage import FileSystemStorage
 
 DEFAULT_BIND = "127.0.0.1:24816"
 CONTENT_PREFIX = "/pulp/content/"
@@ -30,16 +30,10 @@ class Settings:
     delegate: str | None = None
     delegate_prefix: str = "/pulp/storage/"
     log_format: str = "plain"  # or "json": one object per access log line
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def storage_root(self) -> Path:
         return self.home / "storage"
-
-    def storage(self) -> FileSystemStorage:
-        from pulp_content.service.locks import locks_for
-
-        return FileSystemStorage(self.storage_root, locks_for(self.database_url))
 
     @property
     def is_sqlite(self) -> bool:
@@ -149,20 +143,39 @@ def connect_params(url: str) -> dict[str, object]:
     }
 
 
+class ConfigurationError(RuntimeError):
+    """Django was configured already, with other settings: a programming error."""
+
+
+# What this process configured Django with (None: not yet). Set once, never patched.
+_configured: list[dict[str, object]] = []
+
+
 def configure_django(settings: Settings, **extra: object) -> None:
-    """Configure Django once per process; later calls with the same settings do nothing.
+    """Configure Django from `settings`: once per process, at the entry point, before
+    anything imports the models. A second call with the same database is a no-op; with
+    other settings it raises, since Django cannot be configured twice.
 
     `extra` adds Django settings (the legacy WSGI content app adds its URLconf)."""
     import django
     from django.conf import settings as dj
 
-    if dj.configured:
+    wanted: dict[str, object] = {"DATABASES": database_settings(settings.database_url), **extra}
+    if _configured:
+        if _configured[0] != wanted:
+            raise ConfigurationError(
+                "Django is configured already, with other settings: configure it once, "
+                "at the entry point"
+            )
         return
+    if dj.configured:
+        raise ConfigurationError("Django was configured outside configure_django")
     if settings.is_sqlite:
         settings.home.mkdir(parents=True, exist_ok=True)
     dj.configure(
         INSTALLED_APPS=["pulp_content.service"],
-        DATABASES={"default": database_settings(settings.database_url)},
+        # A copy: Django fills in defaults in place, and `wanted` must stay as asked.
+        DATABASES={"default": copy.deepcopy(wanted["DATABASES"])},
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         USE_TZ=True,
         TIME_ZONE="UTC",
@@ -171,6 +184,7 @@ def configure_django(settings: Settings, **extra: object) -> None:
         **extra,
     )
     django.setup()
+    _configured.append(wanted)
     from pulp_content.service import queries
 
     queries.install()

@@ -27,9 +27,8 @@ from aiohttp import ClientResponse, hdrs
 
 from pulp_content.service.errors import DigestMismatch, UpstreamError
 from pulp_content.service.locks import Claim
-from pulp_content.service.models import DIGESTS
-from pulp_content.service.resolve import RemoteRef, RemoteSource
 from pulp_content.service.storage import FileSystemStorage, artifact_name
+from pulp_content.service.types import DIGESTS, RemoteRef, RemoteSource
 from pulp_content.service.upstream import Upstream, chunks
 
 log = logging.getLogger(__name__)
@@ -51,6 +50,8 @@ class Persist(Protocol):
     async def commit(self, src: RemoteSource, ra: RemoteRef, download: Download) -> None: ...
 
     async def mark_failed(self, ra: RemoteRef) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Verifier:

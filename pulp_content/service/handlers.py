@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
-from asgiref.sync import sync_to_async
 
 from pulp_content.service import queries
 from pulp_content.service.errors import NotResolved, RangeError, UpstreamError
 from pulp_content.service.keys import DOWNLOADS, QUERY_LOG, RESOLVER, SERVED_FROM, SETTINGS, STORAGE
 from pulp_content.service.listing import render_listing
-from pulp_content.service.resolve import (
+from pulp_content.service.serve import delegated, serve
+from pulp_content.service.stream import stream
+from pulp_content.service.types import (
     Forbidden,
     Listing,
     LocalArtifact,
@@ -20,19 +20,9 @@ from pulp_content.service.resolve import (
     Redirect,
     RemoteSource,
     Resolution,
-    resolve,
 )
-from pulp_content.service.serve import delegated, serve
-from pulp_content.service.stream import stream
 
 log = logging.getLogger(__name__)
-
-
-def resolver(concurrent: bool) -> Callable[..., Awaitable[Resolution]]:
-    """`resolve` off the event loop. Concurrent: each executor thread keeps its own
-    connection, so requests wait on a networked database side by side instead of queueing
-    behind one connection; SQLite answers in microseconds and is fastest on one thread."""
-    return sync_to_async(resolve, thread_sensitive=not concurrent)
 
 
 CLIENT_CLOSED_REQUEST = 499

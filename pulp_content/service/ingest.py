@@ -11,15 +11,9 @@ from django.db import transaction
 from django.db.models import Subquery
 
 from pulp_content.service.download import Download
-from pulp_content.service.models import (
-    DIGESTS,
-    Artifact,
-    Content,
-    ContentArtifact,
-    RemoteArtifact,
-)
-from pulp_content.service.resolve import RemoteRef, RemoteSource
+from pulp_content.service.models import Artifact, Content, ContentArtifact, RemoteArtifact
 from pulp_content.service.storage import FileSystemStorage
+from pulp_content.service.types import DIGESTS, RemoteRef, RemoteSource
 
 
 def store_artifact(storage: FileSystemStorage, download: Download) -> str:

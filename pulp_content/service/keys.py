@@ -9,8 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from pulp_content.service.config import Settings
-from pulp_content.service.download import Downloads
-from pulp_content.service.ingest import OrmPersist
+from pulp_content.service.download import Downloads, Persist
 from pulp_content.service.metrics import Counters
 from pulp_content.service.storage import FileSystemStorage
 from pulp_content.service.upstream import HttpUpstream
@@ -18,11 +17,11 @@ from pulp_content.service.upstream import HttpUpstream
 SETTINGS = web.AppKey("settings", Settings)
 STORAGE = web.AppKey("storage", FileSystemStorage)
 UPSTREAM = web.AppKey("upstream", HttpUpstream)
-PERSIST = web.AppKey("persist", OrmPersist)
+PERSIST: web.AppKey[Persist] = web.AppKey("persist")
 DOWNLOADS = web.AppKey("downloads", Downloads)
 # (method, path, queries) of recent requests: what tests and /metrics read.
 QUERY_LOG = web.AppKey("query_log", deque)
-# resolve() run off the event loop (see handlers.resolver).
+# resolve() run off the event loop (see app.resolver).
 Resolver = Callable[..., Awaitable[Any]]
 RESOLVER: web.AppKey[Resolver] = web.AppKey("resolver")
 COUNTERS = web.AppKey("counters", Counters)

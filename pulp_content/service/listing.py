@@ -8,7 +8,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from pulp_content.service.headers import http_date
-from pulp_content.service.resolve import Listing
+from pulp_content.service.types import Listing
 
 
 def render_listing(listing: Listing) -> web.Response:

@@ -10,118 +10,31 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urljoin
 
 from django.db import connection
 
 from pulp_content.service import guards
 from pulp_content.service.config import CONTENT_PREFIX
-from pulp_content.service.models import DIGESTS, Distribution, Remote, RemoteArtifact
+from pulp_content.service.models import Distribution, Remote, RemoteArtifact
 from pulp_content.service.paths import BadPath, split_request_path
 from pulp_content.service.remoteconfig import RemoteConfig
-
-
-@dataclass(frozen=True)
-class DistributionRef:
-    name: str
-    base_path: str
-
-
-@dataclass(frozen=True)
-class ArtifactRef:
-    """A stored artifact: `storage_path` is relative to the storage root."""
-
-    sha256: str
-    size: int
-    storage_path: str
-
-
-@dataclass(frozen=True)
-class RemoteRef:
-    """One place a lazy artifact can be downloaded from (id None: pull-through, not saved yet)."""
-
-    id: int | None
-    config: RemoteConfig
-    url: str
-    size: int | None
-    digests: Mapping[str, str]
-    failed_at: dt.datetime | None = None
-
-    @property
-    def remote(self) -> str:
-        return self.config.name
-
-    @property
-    def policy(self) -> str:
-        return self.config.policy
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A line of a directory listing."""
-
-    name: str
-    is_dir: bool
-    size: int | None = None
-    modified: dt.datetime | None = None
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """What every answer carries: where the path led."""
-
-    path: str
-    distribution: DistributionRef | None = None
-    source: str | None = None
-    relative_path: str | None = None
-
-
-@dataclass(frozen=True)
-class LocalArtifact(Resolved):
-    artifact: ArtifactRef = field(default_factory=lambda: ArtifactRef("", 0, ""))
-    last_modified: dt.datetime | None = None
-
-
-@dataclass(frozen=True)
-class RemoteSource(Resolved):
-    """A lazy artifact: not in storage, downloadable from `remote_artifacts` in order."""
-
-    content_artifact_id: int | None = None
-    remote_artifacts: tuple[RemoteRef, ...] = ()
-    size: int | None = None
-    sha256: str | None = None
-    last_modified: dt.datetime | None = None
-
-    @property
-    def policy(self) -> str:
-        return self.remote_artifacts[0].policy if self.remote_artifacts else "streamed"
-
-
-@dataclass(frozen=True)
-class Listing(Resolved):
-    entries: tuple[Entry, ...] = ()
-
-
-@dataclass(frozen=True)
-class Redirect(Resolved):
-    location: str = ""
-
-
-@dataclass(frozen=True)
-class NotFound(Resolved):
-    reason: str = "not found"
-
-
-@dataclass(frozen=True)
-class Forbidden(Resolved):
-    reason: str = "forbidden"
-    status: int = 403
-    challenge: str | None = None
-
-
-Resolution = LocalArtifact | RemoteSource | Listing | Redirect | NotFound | Forbidden
+from pulp_content.service.types import (
+    DIGESTS,
+    ArtifactRef,
+    DistributionRef,
+    Entry,
+    Forbidden,
+    Listing,
+    LocalArtifact,
+    NotFound,
+    Redirect,
+    RemoteRef,
+    RemoteSource,
+    Resolution,
+)
 
 
 def resolve(
@@ -202,10 +115,10 @@ def _match_distribution(segments: list[str]) -> _Dist | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    settings = row[9]
-    if isinstance(settings, str):  # SQLite hands JSON back as text
-        settings = json.loads(settings)
-    name, base_path, publication, repository, version, remote, published, pass_through = row[:8]
+    name, base_path, publication, repository, version, remote, published = row[:7]
+    pass_through, guard_kind, guard_settings = row[7:]
+    if isinstance(guard_settings, str):  # SQLite hands JSON back as text
+        guard_settings = json.loads(guard_settings)
     return _Dist(
         name,
         base_path,
@@ -215,8 +128,8 @@ def _match_distribution(segments: list[str]) -> _Dist | None:
         remote,
         published,
         bool(pass_through),
-        row[8],
-        settings or {},
+        guard_kind,
+        guard_settings or {},
     )
 
 
@@ -265,6 +178,26 @@ def _source_of(dist: _Dist) -> _Source:
         f"(SELECT id FROM {version_table} WHERE repository_id = %s ORDER BY number DESC LIMIT 1)"
     )
     return _Source("repository_version", None, False, latest, (dist.repository_id,))
+
+
+class _FileRow(NamedTuple):
+    """A row of the file queries below, in their column order."""
+
+    kind: str  # 'file' or 'meta'
+    content_artifact_id: int | None
+    sha256: str | None  # the stored artifact's; None while not downloaded
+    size: int | None
+    storage_path: str | None
+    added: Any
+    expected_sha256: str
+    expected_size: int | None
+    relative_path: str
+
+
+def _file_rows(sql: str, params: list[Any]) -> list[_FileRow]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [_FileRow._make(row) for row in cursor.fetchall()]
 
 
 _ARTIFACT_COLUMNS = "a.sha256, a.size, a.file"
@@ -327,11 +260,9 @@ def _resolve_in_source(
     )
     # Exact matches first; one row of anything below tells a directory apart from a 404.
     sql = f"SELECT * FROM ({exact}) e UNION ALL SELECT * FROM ({below} LIMIT 1) d"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, exact_params + below_params)
-        rows = cursor.fetchall()
+    rows = _file_rows(sql, exact_params + below_params)
     for row in rows:
-        if row[8] == relative:
+        if row.relative_path == relative:
             return _file(decoded, ref, source.name, relative, row)
     if rows:
         return Redirect(decoded, ref, source.name, relative, location=decoded + "/")
@@ -345,29 +276,27 @@ def _listing_or_index(
     sql, params = _branches(
         source, "{t}.relative_path > %s AND {t}.relative_path < %s", (low, high)
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    rows = _file_rows(sql, params)
     if not rows and relative:
         return NotFound(decoded, ref, source.name, relative, reason="no such directory")
     index = f"{relative}/index.html" if relative else "index.html"
     for row in rows:
-        if row[8] == index:
+        if row.relative_path == index:
             return _file(decoded, ref, source.name, index, row)
     return Listing(decoded, ref, source.name, relative, entries=_entries(rows, len(low)))
 
 
-def _entries(rows: list[tuple[Any, ...]], skip: int) -> tuple[Entry, ...]:
+def _entries(rows: list[_FileRow], skip: int) -> tuple[Entry, ...]:
     """The immediate children of a directory from the rows of everything below it."""
     files: dict[str, Entry] = {}
     dirs: set[str] = set()
     for row in rows:
-        name, _, rest = row[8][skip:].partition("/")
+        name, _, rest = row.relative_path[skip:].partition("/")
         if rest:
             dirs.add(name)
         elif name not in files:
-            size = row[3] if row[3] is not None else row[7]
-            files[name] = Entry(name, False, size, _aware(row[5]))
+            size = row.size if row.size is not None else row.expected_size
+            files[name] = Entry(name, False, size, _aware(row.added))
     entries = [Entry(name, True) for name in sorted(dirs)]
     entries += [files[name] for name in sorted(files)]
     return tuple(entries)
@@ -382,20 +311,29 @@ def _aware(value: Any) -> dt.datetime | None:
 
 
 def _file(
-    decoded: str, ref: DistributionRef, source: str, relative: str, row: tuple[Any, ...]
+    decoded: str, ref: DistributionRef, source: str, relative: str, row: _FileRow
 ) -> Resolution:
-    _kind, ca_id, sha256, size, storage_path, added, expected_sha, expected_size, _ = row
-    if sha256 is not None:
-        return LocalArtifact(
-            decoded, ref, source, relative, ArtifactRef(sha256, size, storage_path), _aware(added)
-        )
-    remotes = tuple(remote_artifacts(ca_id))
+    added = _aware(row.added)
+    if row.sha256 is not None:
+        assert row.size is not None and row.storage_path is not None
+        stored = ArtifactRef(row.sha256, row.size, row.storage_path)
+        return LocalArtifact(decoded, ref, source, relative, stored, added)
+    assert row.content_artifact_id is not None  # metadata rows are always stored
+    remotes = tuple(remote_artifacts(row.content_artifact_id))
     if not remotes:
         return NotFound(
             decoded, ref, source, relative, reason="content is not downloaded and has no remote"
         )
     return RemoteSource(
-        decoded, ref, source, relative, ca_id, remotes, expected_size, expected_sha, _aware(added)
+        decoded,
+        ref,
+        source,
+        relative,
+        row.content_artifact_id,
+        remotes,
+        row.expected_size,
+        row.expected_sha256,
+        added,
     )
 
 
@@ -484,62 +422,3 @@ def _resolve_pull_through(
         remote_ref.size,
         remote_ref.digests.get("sha256"),
     )
-
-
-def action_of(resolution: Resolution, delegate: bool = False) -> str:
-    """The `action` name `pulp-content resolve` prints for this resolution."""
-    match resolution:
-        case LocalArtifact():
-            return "delegate" if delegate else "serve_file"
-        case RemoteSource():
-            return "stream"
-        case Listing():
-            return "listing"
-        case Redirect():
-            return "redirect"
-        case Forbidden():
-            return "forbidden"
-        case _:
-            return "not_found"
-
-
-def describe(resolution: Resolution, queries: int, delegate: bool = False) -> dict[str, Any]:
-    """The JSON document of `pulp-content resolve --json`."""
-    dist = resolution.distribution
-    artifact = resolution.artifact if isinstance(resolution, LocalArtifact) else None
-    remotes = resolution.remote_artifacts if isinstance(resolution, RemoteSource) else ()
-    doc: dict[str, Any] = {
-        "path": resolution.path,
-        "distribution": {"name": dist.name, "base_path": dist.base_path} if dist else None,
-        "source": resolution.source,
-        "relative_path": resolution.relative_path,
-        "action": action_of(resolution, delegate),
-        "artifact": (
-            {
-                "sha256": artifact.sha256,
-                "size": artifact.size,
-                "storage_path": artifact.storage_path,
-            }
-            if artifact
-            else None
-        ),
-        "remote_artifacts": [
-            {
-                "remote": r.remote,
-                "url": r.url,
-                "policy": r.policy,
-                "size": r.size,
-                "sha256": r.digests.get("sha256"),
-            }
-            for r in remotes
-        ],
-        "queries": queries,
-    }
-    match resolution:
-        case Redirect(location=loc):
-            doc["location"] = loc
-        case NotFound(reason=why) | Forbidden(reason=why):
-            doc["reason"] = why
-        case Listing(entries=entries):
-            doc["entries"] = [e.name + ("/" if e.is_dir else "") for e in entries]
-    return doc

@@ -12,8 +12,8 @@ from aiohttp import hdrs, web
 from pulp_content.service.errors import NotResolved
 from pulp_content.service.headers import not_modified, range_applies, representation_headers
 from pulp_content.service.ranges import parse_range
-from pulp_content.service.resolve import LocalArtifact
 from pulp_content.service.storage import FileSystemStorage
+from pulp_content.service.types import LocalArtifact
 
 SMALL_FILE = 64 * 1024
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from pulp_content.service.locks import PARTIAL_SUFFIX, Claim, FileLocks, Locks
+from pulp_content.service.config import Settings
+from pulp_content.service.locks import PARTIAL_SUFFIX, Claim, FileLocks, Locks, locks_for
 
 __all__ = ["PARTIAL_SUFFIX", "FileSystemStorage", "PartialBatch", "artifact_name"]
 
@@ -135,3 +136,9 @@ class FileSystemStorage:
     def partials(self) -> list[Path]:
         """Partial files present now (tests assert none are left behind)."""
         return sorted(self.tmp.glob(f"*{PARTIAL_SUFFIX}")) if self.tmp.is_dir() else []
+
+
+def open_storage(settings: Settings) -> FileSystemStorage:
+    """The storage of these settings, with the download claims that fit its database
+    (flocks on SQLite, advisory locks on PostgreSQL)."""
+    return FileSystemStorage(settings.storage_root, locks_for(settings.database_url))

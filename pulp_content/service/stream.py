@@ -20,8 +20,8 @@ from aiohttp import ClientResponse, hdrs, web
 from pulp_content.service.download import Downloads, Progress, SharedDownload, usable
 from pulp_content.service.errors import UpstreamError
 from pulp_content.service.keys import SERVED_FROM
-from pulp_content.service.resolve import RemoteSource
 from pulp_content.service.serve import Plan, not_modified_response, plan
+from pulp_content.service.types import RemoteSource
 from pulp_content.service.upstream import chunks
 
 

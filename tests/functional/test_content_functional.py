@@ -8,6 +8,7 @@ import hashlib
 import pytest
 
 from pulp_content.fixtures.remote import FileSpec, generate
+from pulp_content.service.storage import open_storage
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.functional
@@ -48,8 +49,8 @@ def test_on_demand_is_downloaded_once_then_served_from_storage(scenario, client)
         assert response.complete
     assert scenario.remote.count("/lazy/a.iso") == 1
     assert linked("a.iso")
-    assert scenario.settings.storage().partials() == []
-    stored = scenario.settings.storage().path_of(
+    assert open_storage(scenario.settings).partials() == []
+    stored = open_storage(scenario.settings).path_of(
         f"artifact/{sha(expected)[:2]}/{sha(expected)[2:]}"
     )
     assert stored.read_bytes() == expected
@@ -73,7 +74,7 @@ def test_streamed_fetches_every_time_and_keeps_nothing(scenario, client):
     assert scenario.remote.count("/streamy/dir/sub/c.txt") == 2
     assert not linked("dir/sub/c.txt")
     assert artifact_count() == 1  # the generated PULP_MANIFEST only
-    assert scenario.settings.storage().partials() == []
+    assert open_storage(scenario.settings).partials() == []
 
 
 def test_immediate_never_touches_the_upstream_at_serve_time(scenario, client):

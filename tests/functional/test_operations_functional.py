@@ -19,6 +19,7 @@ import pytest
 from pulp_content.fixtures.background import Background
 from pulp_content.fixtures.bench import CLI, free_port, wait_listening
 from pulp_content.fixtures.remote import Fault, FileSpec
+from pulp_content.service.storage import open_storage
 from tests.functional.conftest import Client, ServiceServer, running_service
 from tests.helpers import eventually, run_command
 
@@ -119,7 +120,7 @@ def test_sigterm_lets_an_in_flight_download_finish_and_leaves_no_partial(scenari
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
     client.join(timeout=60)
-    storage = scenario.settings.storage()
+    storage = open_storage(scenario.settings)
     assert storage.partials() == []
     assert list(Path(storage.tmp).glob("*.lock")) == []
     from pulp_content.service.models import ContentArtifact
@@ -162,7 +163,7 @@ def test_health_is_503_when_the_database_goes_away(tmp_path):
 
 
 def test_start_up_sweeps_the_partial_files_a_crash_left(db):
-    storage = db.storage()
+    storage = open_storage(db)
     leftover = storage.new_partial("f" * 64)
     leftover.write_bytes(b"half a download")
     with running_service(db) as started:

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from pulp_content.fixtures.remote import Fault, FileSpec
+from pulp_content.service.storage import open_storage
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.functional
@@ -130,7 +131,7 @@ def test_streamed_download_stops_when_its_last_client_leaves(scenario, client):
     def nothing_left() -> bool:
         return (
             scenario.remote.sending["/streamy/big.img"] == 0
-            and not scenario.settings.storage().partials()
+            and not open_storage(scenario.settings).partials()
         )
 
     # At 512 KiB/s the 2 MiB download would take four seconds; the service hangs up on
@@ -180,7 +181,7 @@ def test_workers_share_one_download_through_the_storage(shared, client, second_w
     assert first[0].body == BIG.content()
     assert shared.remote.count("/shared/big.img") == 1
     assert eventually(linked)
-    assert shared.settings.storage().partials() == []
+    assert open_storage(shared.settings).partials() == []
 
 
 def test_a_failed_download_in_another_worker_aborts_its_followers(shared, client, second_worker):
@@ -198,7 +199,7 @@ def test_a_late_range_in_another_worker_reads_the_partial_file(shared, client, s
     """Bytes another worker has already written are not fetched upstream again."""
     shared.remote.set_fault("shared", SLOW)
     starter, first = begin_download(shared, client)
-    partial = shared.settings.storage().partial_of(hashlib.sha256(BIG.content()).hexdigest())
+    partial = open_storage(shared.settings).partial_of(hashlib.sha256(BIG.content()).hexdigest())
     assert eventually(lambda: partial.exists() and partial.stat().st_size > 1000)
     late = second_worker.get(PATH, headers={"Range": "bytes=1000-"})
     starter.join()

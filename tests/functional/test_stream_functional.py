@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from pulp_content.fixtures.remote import Fault, FileSpec
-from pulp_content.service.storage import artifact_name
+from pulp_content.service.storage import artifact_name, open_storage
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.functional
@@ -30,8 +30,8 @@ def assert_nothing_saved(settings) -> None:
 
     sha256 = hashlib.sha256(FILE.content()).hexdigest()
     assert not Artifact.objects.filter(sha256=sha256).exists()
-    assert not settings.storage().path_of(artifact_name(sha256)).exists()
-    assert settings.storage().partials() == []
+    assert not open_storage(settings).path_of(artifact_name(sha256)).exists()
+    assert open_storage(settings).partials() == []
 
 
 def add_mirror(faulty) -> None:
@@ -149,7 +149,7 @@ def test_service_keeps_serving_and_leaks_no_descriptors(faulty, client):
     # the database connections of new executor threads may come and go by a few.
     new = sorted(set(after) - set(before))
     assert len(after) - len(before) < 10, new
-    assert faulty.settings.storage().partials() == []
+    assert open_storage(faulty.settings).partials() == []
 
 
 def test_tls_remote_with_its_ca(scenario, client, tmp_path):

@@ -12,16 +12,16 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from asgiref.sync import sync_to_async
 
-from pulp_content.service.config import Settings, configure_django
+from pulp_content.service.config import Settings
 from pulp_content.service.download import Downloads
 from pulp_content.service.errors import UpstreamError
 from pulp_content.service.ingest import OrmPersist
 from pulp_content.service.legacy.lookup import Missing, find
 from pulp_content.service.metrics import Counters
 from pulp_content.service.remoteconfig import RemoteConfig
-from pulp_content.service.resolve import DistributionRef, RemoteRef, RemoteSource
 from pulp_content.service.storage import FileSystemStorage
 from pulp_content.service.stream import stream
+from pulp_content.service.types import DistributionRef, RemoteRef, RemoteSource
 from pulp_content.service.upstream import HttpUpstream
 
 DOWNLOADS = web.AppKey("legacy_downloads", Downloads)
@@ -82,7 +82,6 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def create_streamer(settings: Settings) -> web.Application:
-    configure_django(settings)
     storage = FileSystemStorage(settings.storage_root)  # as in 2018: no shared download claims
     persist = OrmPersist(storage)
     app = web.Application()

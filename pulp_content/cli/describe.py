@@ -1,0 +1,74 @@
+"""The JSON document `pulp-content resolve --json` prints for a resolution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pulp_content.service.types import (
+    Forbidden,
+    Listing,
+    LocalArtifact,
+    NotFound,
+    Redirect,
+    RemoteSource,
+    Resolution,
+)
+
+
+def action_of(resolution: Resolution, delegate: bool = False) -> str:
+    """The `action` name `pulp-content resolve` prints for this resolution."""
+    match resolution:
+        case LocalArtifact():
+            return "delegate" if delegate else "serve_file"
+        case RemoteSource():
+            return "stream"
+        case Listing():
+            return "listing"
+        case Redirect():
+            return "redirect"
+        case Forbidden():
+            return "forbidden"
+        case _:
+            return "not_found"
+
+
+def describe(resolution: Resolution, queries: int, delegate: bool = False) -> dict[str, Any]:
+    """The JSON document of `pulp-content resolve --json`."""
+    dist = resolution.distribution
+    artifact = resolution.artifact if isinstance(resolution, LocalArtifact) else None
+    remotes = resolution.remote_artifacts if isinstance(resolution, RemoteSource) else ()
+    doc: dict[str, Any] = {
+        "path": resolution.path,
+        "distribution": {"name": dist.name, "base_path": dist.base_path} if dist else None,
+        "source": resolution.source,
+        "relative_path": resolution.relative_path,
+        "action": action_of(resolution, delegate),
+        "artifact": (
+            {
+                "sha256": artifact.sha256,
+                "size": artifact.size,
+                "storage_path": artifact.storage_path,
+            }
+            if artifact
+            else None
+        ),
+        "remote_artifacts": [
+            {
+                "remote": r.remote,
+                "url": r.url,
+                "policy": r.policy,
+                "size": r.size,
+                "sha256": r.digests.get("sha256"),
+            }
+            for r in remotes
+        ],
+        "queries": queries,
+    }
+    match resolution:
+        case Redirect(location=loc):
+            doc["location"] = loc
+        case NotFound(reason=why) | Forbidden(reason=why):
+            doc["reason"] = why
+        case Listing(entries=entries):
+            doc["entries"] = [e.name + ("/" if e.is_dir else "") for e in entries]
+    return doc

@@ -1,0 +1,115 @@
+"""The values the service passes between its parts: what a path resolves to, and the
+references it carries. Nothing here imports Django or aiohttp (a test imports this module
+with no settings), so serving, streaming and the CLI share it without the ORM."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pulp_content.service.remoteconfig import RemoteConfig
+
+# The digests an artifact and a remote artifact can carry (columns of both tables).
+DIGESTS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")
+
+
+@dataclass(frozen=True)
+class DistributionRef:
+    name: str
+    base_path: str
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """A stored artifact: `storage_path` is relative to the storage root."""
+
+    sha256: str
+    size: int
+    storage_path: str
+
+
+@dataclass(frozen=True)
+class RemoteRef:
+    """One place a lazy artifact can be downloaded from (id None: pull-through, not saved yet)."""
+
+    id: int | None
+    config: RemoteConfig
+    url: str
+    size: int | None
+    digests: Mapping[str, str]
+    failed_at: dt.datetime | None = None
+
+    @property
+    def remote(self) -> str:
+        return self.config.name
+
+    @property
+    def policy(self) -> str:
+        return self.config.policy
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A line of a directory listing."""
+
+    name: str
+    is_dir: bool
+    size: int | None = None
+    modified: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What every answer carries: where the path led."""
+
+    path: str
+    distribution: DistributionRef | None = None
+    source: str | None = None
+    relative_path: str | None = None
+
+
+@dataclass(frozen=True)
+class LocalArtifact(Resolved):
+    artifact: ArtifactRef = field(default_factory=lambda: ArtifactRef("", 0, ""))
+    last_modified: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class RemoteSource(Resolved):
+    """A lazy artifact: not in storage, downloadable from `remote_artifacts` in order."""
+
+    content_artifact_id: int | None = None
+    remote_artifacts: tuple[RemoteRef, ...] = ()
+    size: int | None = None
+    sha256: str | None = None
+    last_modified: dt.datetime | None = None
+
+    @property
+    def policy(self) -> str:
+        return self.remote_artifacts[0].policy if self.remote_artifacts else "streamed"
+
+
+@dataclass(frozen=True)
+class Listing(Resolved):
+    entries: tuple[Entry, ...] = ()
+
+
+@dataclass(frozen=True)
+class Redirect(Resolved):
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class NotFound(Resolved):
+    reason: str = "not found"
+
+
+@dataclass(frozen=True)
+class Forbidden(Resolved):
+    reason: str = "forbidden"
+    status: int = 403
+    challenge: str | None = None
+
+
+Resolution = LocalArtifact | RemoteSource | Listing | Redirect | NotFound | Forbidden
