@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 from dataclasses import replace
@@ -42,9 +41,10 @@ def test_json_access_log_says_where_each_answer_came_from(scenario, db, caplog):
         client = Client(server)
         client.get("/pulp/content/eager/s.bin")
         threads = [threading.Thread(target=client.get, args=(base + "f.bin",)) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-            time.sleep(0.2)
+        threads[0].start()
+        # The second client arrives while the first one's download runs.
+        assert eventually(lambda: scenario.remote.count("/lazy/f.bin") == 1)
+        threads[1].start()
         for thread in threads:
             thread.join()
         client.get("/pulp/content/nowhere")
@@ -116,11 +116,12 @@ def test_sigterm_lets_an_in_flight_download_finish_and_leaves_no_partial(scenari
     client = threading.Thread(target=fetch)
     client.start()
     assert eventually(lambda: scenario.remote.count("/lazy/f.bin") == 1)
-    time.sleep(0.3)
+    storage = open_storage(scenario.settings)
+    # Under way: bytes in the partial file, the download not finished.
+    assert eventually(lambda: any(p.exists() and p.stat().st_size for p in storage.partials()))
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
     client.join(timeout=60)
-    storage = open_storage(scenario.settings)
     assert storage.partials() == []
     assert list(Path(storage.tmp).glob("*.lock")) == []
     from pulp_content.service.models import ContentArtifact

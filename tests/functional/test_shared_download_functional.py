@@ -6,13 +6,12 @@ import hashlib
 import http.client
 import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from pulp_content.fixtures.remote import Fault, FileSpec
-from pulp_content.service.storage import open_storage
+from pulp_content.service.storage import FileSystemStorage, open_storage
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.functional
@@ -38,6 +37,12 @@ def begin_download(shared, client) -> tuple[threading.Thread, list]:
     return thread, replies
 
 
+def written(scenario) -> int:
+    """Bytes of the download in progress on disk (its partial file), 0 before it starts."""
+    partials = FileSystemStorage(scenario.settings.storage_root).partials()
+    return sum(p.stat().st_size for p in partials if p.exists())
+
+
 @pytest.fixture
 def shared(scenario):
     scenario.publish("shared", [BIG], "on_demand")
@@ -57,7 +62,9 @@ def test_concurrent_clients_share_one_upstream_download(shared, client):
 def test_late_joiner_gets_the_bytes_on_disk_then_the_live_ones(shared, client):
     shared.remote.set_fault("shared", SLOW)
     starter, first = begin_download(shared, client)
-    time.sleep(0.2)  # the download is well under way
+    # Well under way and not finished: some bytes on disk, more to come.
+    assert eventually(lambda: 100 < written(shared) < BIG.size)
+    assert starter.is_alive()
     late = client.get(PATH, headers={"Range": "bytes=100-"})
     starter.join()
     assert first[0].body == BIG.content()
