@@ -22,7 +22,7 @@ from pulp_content.cli.fixture import fixture
 from pulp_content.service.config import DEFAULT_BIND, load_settings
 
 
-@click.group(cls=Group)
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pulp-content")
 @click.option(
     "--config",
@@ -44,16 +44,17 @@ def cli(config_file: str | None) -> None:
         apply_config_file(config_file, os.environ)
 
 
-@cli.command()
+@cli.command(cls=click.Command)
 def migrate() -> None:
-    """Create or upgrade the database schema."""
+    """Create or upgrade the database (the only command that creates one, but for `serve`
+    on a brand-new home)."""
     from pulp_content.service.database import migrate as run
 
     applied = run(load_settings())
     click.echo(f"applied {len(applied)} migrations" if applied else "nothing to migrate")
 
 
-@cli.command()
+@cli.command(cls=click.Command)
 @click.option("--bind", default=DEFAULT_BIND, show_default=True, help="HOST:PORT to listen on.")
 @click.option(
     "--design",
@@ -64,7 +65,9 @@ def migrate() -> None:
     "separate streamer, for comparison.",
 )
 @click.option(
-    "--streamer-port", type=int, help="redirect design: the streamer's port (default: a free one)."
+    "--streamer-port",
+    type=click.IntRange(1, 65535),
+    help="redirect design: the streamer's port (default: a free one).",
 )
 @click.option(
     "--web-server",
@@ -114,6 +117,9 @@ def serve(
 ) -> None:
     """Serve content under /pulp/content/ (and /metrics and /health beside it)."""
     host, port = split_bind(bind)
+    check_listen(host, port)
+    if streamer_port is not None:
+        check_listen(host, streamer_port)
     # Through the environment, so gunicorn's workers see them too.
     if delegate:
         os.environ["PULP_CONTENT_DELEGATE"] = delegate
@@ -121,7 +127,9 @@ def serve(
         os.environ["PULP_CONTENT_DELEGATE_PREFIX"] = delegate_prefix
     if log_format:
         os.environ["PULP_CONTENT_LOG_FORMAT"] = log_format
-    current = settings()  # Django is configured before the service's modules load
+    # Django is configured before the service's modules load; a brand-new home gets its
+    # database, so `pulp-content serve` works on a fresh machine.
+    current = settings(may_create=True)
     if design == "redirect":
         from pulp_content.service.legacy.run import run_redirect
 
@@ -149,6 +157,7 @@ def serve(
 def legacy_streamer(bind: str) -> None:
     """The redirect design's streamer process (started by `serve --design redirect`)."""
     host, port = split_bind(bind)
+    check_listen(host, port)
     current = settings()
     from aiohttp import web
 
@@ -164,6 +173,27 @@ def free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def check_listen(host: str, port: int) -> None:
+    """A one-line error now if HOST:PORT cannot be listened on (in use, no such address),
+    rather than a traceback from the server later."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in infos:
+            with socket.socket(family, kind, proto) as sock:
+                # As the servers do; without it a port in TIME_WAIT looked taken.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address)
+    except OSError as exc:
+        raise click.ClickException(listen_error(host, port, exc)) from None
+
+
+def listen_error(host: str, port: int, exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    return f"cannot listen on {host}:{port}: {reason[:1].lower() + reason[1:]}"
 
 
 def split_bind(bind: str, allow_zero: bool = False) -> tuple[str, int]:
@@ -190,7 +220,7 @@ def resolve(path: str, as_json: bool, headers: tuple[str, ...]) -> None:
     from pulp_content.service.resolve import describe
     from pulp_content.service.resolve import resolve as run
 
-    current = settings()
+    current = settings()  # already done by `Command`; this reads the cached settings
     with queries.counting() as counter:
         resolution = run(path, parse_headers(headers), current.content_prefix)
     doc = describe(resolution, counter.count, delegate=current.delegate is not None)
