@@ -7,6 +7,10 @@ from typing import Any
 import click
 
 from pulp_content.cli.common import (
+    ROW_ID,
+    SECONDS,
+    Command,
+    CommandGroup,
     emit_list,
     emit_one,
     parse_headers,
@@ -60,15 +64,17 @@ def remote_options(creating: bool) -> Any:
             help="Verify the remote's certificate (default: yes).",
         ),
         click.option("--proxy-url", help="HTTP proxy to download through."),
-        click.option("--connect-timeout", type=float, help="Seconds to connect."),
+        click.option("--connect-timeout", type=SECONDS, help="Seconds to connect."),
         click.option(
             "--sock-read-timeout",
-            type=float,
+            type=SECONDS,
             help="Seconds without a byte before a download fails.",
         ),
-        click.option("--total-timeout", type=float, help="Seconds for a whole download."),
+        click.option("--total-timeout", type=SECONDS, help="Seconds for a whole download."),
         click.option(
-            "--download-concurrency", type=int, help="Parallel downloads during an immediate sync."
+            "--download-concurrency",
+            type=click.IntRange(1, 2**31 - 1),
+            help="Parallel downloads during an immediate sync.",
         ),
     ]
 
@@ -87,14 +93,13 @@ def remote_fields(options: dict[str, Any]) -> dict[str, Any]:
         fields["headers"] = parse_headers(options["headers"])
     for key in ("ca_cert", "client_cert", "client_key"):
         if key in fields:
-            fields[key] = read_file_option(fields[key])
+            fields[key] = read_file_option(fields[key], "--" + key.replace("_", "-"))
     return fields
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def remote() -> None:
     """Upstream sources of content."""
-    settings()  # the database is ready before any subcommand imports the models
 
 
 @remote.command("create")
@@ -153,10 +158,9 @@ def remote_delete(name: str) -> None:
     click.echo(f"deleted remote {name}")
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def repository() -> None:
     """Versioned sets of content."""
-    settings()  # the database is ready before any subcommand imports the models
 
 
 @repository.command("create")
@@ -219,15 +223,14 @@ def repository_delete(name: str) -> None:
     click.echo(f"deleted repository {name}")
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def publication() -> None:
     """Servable snapshots of repository versions."""
-    settings()  # the database is ready before any subcommand imports the models
 
 
 @publication.command("create")
 @click.option("--repository", "repository_name", required=True)
-@click.option("--version", "number", type=int, help="Version number (default: latest).")
+@click.option("--version", "number", type=ROW_ID, help="Version number (default: latest).")
 @click.option("--pass-through", is_flag=True, help="Serve the version's content directly.")
 def publication_create(repository_name: str, number: int | None, pass_through: bool) -> None:
     """Publish a repository version; prints the publication id last."""
@@ -261,7 +264,9 @@ def source_options(func: Any) -> Any:
         [
             click.option("--repository", "repository_name", help="Serve its latest version."),
             click.option("--version", "version", metavar="NAME:N", help="Serve a fixed version."),
-            click.option("--publication", "publication_id", type=int, help="Serve a publication."),
+            click.option(
+                "--publication", "publication_id", type=ROW_ID, help="Serve a publication."
+            ),
             click.option("--remote", "remote_name", help="Pull through from a remote."),
             click.option("--guard", help="Content guard to apply."),
         ]
@@ -270,10 +275,9 @@ def source_options(func: Any) -> Any:
     return func
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def distribution() -> None:
     """Base paths in the URL space and what they serve."""
-    settings()  # the database is ready before any subcommand imports the models
 
 
 @distribution.command("create")
@@ -374,10 +378,9 @@ def distribution_delete(name: str) -> None:
     click.echo(f"deleted distribution {name}")
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def guard() -> None:
     """Content guards: who may fetch from a distribution."""
-    settings()  # the database is ready before any subcommand imports the models
 
 
 @guard.command("create")
@@ -417,7 +420,7 @@ def guard_create(
         values=values,
         users=users,
         key=key,
-        ca_pem=read_file_option(ca_cert),
+        ca_pem=read_file_option(ca_cert, "--ca-cert"),
     )
     click.echo(f"created {kind} guard {name}")
 
@@ -460,18 +463,19 @@ def guard_delete(name: str) -> None:
     click.echo(f"deleted guard {name}")
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("url")
 @click.option(
     "--expires",
-    type=int,
+    type=click.IntRange(1),
     default=3600,
     show_default=True,
     help="Seconds the signed URL stays valid.",
 )
 def sign(url: str, expires: int) -> None:
     """Print URL signed for its distribution's signed-url guard."""
-    current = settings()
     from pulp_content.service.catalog import sign_url
+
+    current = settings()
 
     click.echo(sign_url(url, expires, current.content_prefix))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import socket
 import sys
 from collections.abc import Callable
@@ -15,8 +16,24 @@ from pulp_content.service.config import Settings, load_settings
 from pulp_content.service.errors import ContentError
 
 
-class Group(click.Group):
-    """Turns the service's errors into one `Error: ...` line and exit status 1."""
+class Command(click.Command):
+    """A command that uses the database: the settings are loaded, Django is configured
+    and the database is ready before its callback runs, so the callback may import the
+    models. (After parsing, so `--help` never touches the database.)"""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        settings()
+        return super().invoke(ctx)
+
+
+class CommandGroup(click.Group):
+    """A group whose commands use the database (see `Command`)."""
+
+    command_class = Command
+
+
+class Group(CommandGroup):
+    """The root: turns the service's errors into one `Error: ...` line and exit status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -32,15 +49,16 @@ class Group(click.Group):
             raise
 
 
-def settings() -> Settings:
-    """The settings, with the database ready for use (migrated, or a clear error)."""
+def settings(may_create: bool = False) -> Settings:
+    """The settings, with Django configured and the database ready for use (migrated, or
+    a clear error). `may_create`: a brand-new home gets its database (see `ready`)."""
     ctx = click.get_current_context()
     root = ctx.find_root()
     if "settings" not in root.meta:
         from pulp_content.service.database import ready
 
         loaded = load_settings()
-        ready(loaded)
+        ready(loaded, may_create=may_create)
         root.meta["settings"] = loaded
     result: Settings = root.meta["settings"]
     return result
@@ -62,13 +80,40 @@ def parse_headers(values: tuple[str, ...]) -> dict[str, str]:
     return headers
 
 
-def read_file_option(path: str | None) -> str | None:
+def read_file_option(path: str | None, hint: str) -> str | None:
+    """The text of a PEM file given as option `hint`."""
     if path is None:
         return None
     try:
-        return Path(path).read_text()
+        data = Path(path).read_bytes()
     except OSError as exc:
-        raise click.BadParameter(f"cannot read {path}: {exc.strerror}") from None
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint=hint) from None
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        raise click.BadParameter(f"{path} is not PEM text", param_hint=hint) from None
+
+
+class Seconds(click.ParamType):
+    """A finite, positive number of seconds (`inf` and `nan` parse as floats; refuse them)."""
+
+    name = "seconds"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or seconds <= 0:
+            self.fail(f"must be a positive number of seconds, not {value!r}", param, ctx)
+        return seconds
+
+
+SECONDS = Seconds()
+# Row ids and version numbers: what a 64-bit integer column holds.
+ROW_ID = click.IntRange(0, 2**63 - 1)
 
 
 def progress_callbacks() -> tuple[Callable[[int], None], Callable[[int], None], Callable[[], None]]:
@@ -125,3 +170,22 @@ def split_bind(bind: str, allow_zero: bool = False) -> tuple[str, int]:
     if not sep or not port.isdigit() or not lowest <= int(port) < 65536:
         raise click.BadParameter(f"expected HOST:PORT, got {bind!r}", param_hint="--bind")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def check_listen(host: str, port: int) -> None:
+    """A one-line error now if HOST:PORT cannot be listened on (in use, no such address),
+    rather than a traceback from the server later."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in infos:
+            with socket.socket(family, kind, proto) as sock:
+                # As the servers do; without it a port in TIME_WAIT looked taken.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address)
+    except OSError as exc:
+        raise click.ClickException(listen_error(host, port, exc)) from None
+
+
+def listen_error(host: str, port: int, exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    return f"cannot listen on {host}:{port}: {reason[:1].lower() + reason[1:]}"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 
 import click
 
-from pulp_content.cli.common import split_bind
+from pulp_content.cli.common import check_listen, listen_error, split_bind
 from pulp_content.fixtures.presets import PRESETS
 
 
@@ -52,15 +53,30 @@ def fixture() -> None:
     type=click.Path(dir_okay=False, writable=True),
     help="Serve HTTPS with a certificate from a CA made at start; write the CA's PEM here.",
 )
+@click.option(
+    "--client-cert",
+    "client_out",
+    type=click.Path(dir_okay=False, writable=True),
+    help="With --tls: answer only clients presenting a certificate signed by the CA; write "
+    "one here and its key to the same name plus .key (for remote create --client-cert "
+    "and --client-key).",
+)
 def fixture_serve(
-    bind: str, presets: tuple[str, ...], repositories: tuple[str, ...], ca_out: str | None
+    bind: str,
+    presets: tuple[str, ...],
+    repositories: tuple[str, ...],
+    ca_out: str | None,
+    client_out: str | None,
 ) -> None:
     """Serve generated repositories and print the PULP_MANIFEST URL of each."""
 
+    if client_out is not None and ca_out is None:
+        raise click.UsageError("--client-cert needs --tls")
     host, port = split_bind(bind, allow_zero=True)
     specs = [parse_repository(text) for text in repositories]
     chosen = list(presets) or ([] if specs else ["small"])
-    asyncio.run(_serve(host, port, chosen, specs, ca_out))
+    check_listen(host, port)
+    asyncio.run(_serve(host, port, chosen, specs, ca_out, client_out))
 
 
 async def _serve(
@@ -69,17 +85,28 @@ async def _serve(
     presets: list[str],
     specs: list[tuple[str, int, int, int]],
     ca_out: str | None,
+    client_out: str | None,
 ) -> None:
     from pulp_content.fixtures.presets import load
     from pulp_content.fixtures.remote import FixtureRemote, generate
 
-    remote = FixtureRemote(host, port, tls=ca_out is not None)
-    await remote.start()
-    if ca_out is not None and remote.ca_pem is not None:
-        with open(ca_out, "wb") as out:
-            out.write(remote.ca_pem)
-        click.echo(f"CA certificate written to {ca_out} (use: remote create --ca-cert)")
+    remote = FixtureRemote(host, port, tls=ca_out is not None, client_certs=client_out is not None)
     try:
+        await remote.start()
+    except OSError as exc:  # taken since check_listen looked
+        raise click.ClickException(listen_error(host, port, exc)) from None
+    try:
+        if ca_out is not None and remote.ca_pem is not None:
+            write_file(ca_out, remote.ca_pem)
+            click.echo(f"CA certificate written to {ca_out} (use: remote create --ca-cert)")
+        if client_out is not None:
+            cert, key = remote.client_cert()
+            write_file(client_out, cert)
+            write_file(client_out + ".key", key, private=True)
+            click.echo(
+                f"client certificate written to {client_out}, its key to {client_out}.key "
+                "(use: remote create --client-cert --client-key)"
+            )
         urls = load(remote, presets)
         for name, count, size, seed in specs:
             urls.append(remote.add_repository(name, generate(name, count, (size,), seed)))
@@ -94,3 +121,13 @@ async def _serve(
     finally:
         with contextlib.suppress(Exception):
             await remote.stop()
+
+
+def write_file(path: str, data: bytes, private: bool = False) -> None:
+    """Write `data` to `path` (mode 0600 if private), or a one-line error."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+        with open(fd, "wb") as out:
+            out.write(data)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None

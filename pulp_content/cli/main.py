@@ -17,12 +17,20 @@ from pulp_content.cli.catalog import (
     repository,
     sign,
 )
-from pulp_content.cli.common import Group, echo_json, free_port, parse_headers, settings, split_bind
+from pulp_content.cli.common import (
+    Group,
+    check_listen,
+    echo_json,
+    free_port,
+    parse_headers,
+    settings,
+    split_bind,
+)
 from pulp_content.cli.fixture import fixture
 from pulp_content.service.config import DEFAULT_BIND, load_settings
 
 
-@click.group(cls=Group)
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pulp-content")
 @click.option(
     "--config",
@@ -44,16 +52,17 @@ def cli(config_file: str | None) -> None:
         apply_config_file(config_file, os.environ)
 
 
-@cli.command()
+@cli.command(cls=click.Command)
 def migrate() -> None:
-    """Create or upgrade the database schema."""
+    """Create or upgrade the database (the only command that creates one, but for `serve`
+    on a brand-new home)."""
     from pulp_content.service.database import migrate as run
 
     applied = run(load_settings())
     click.echo(f"applied {len(applied)} migrations" if applied else "nothing to migrate")
 
 
-@cli.command()
+@cli.command(cls=click.Command)
 @click.option("--bind", default=DEFAULT_BIND, show_default=True, help="HOST:PORT to listen on.")
 @click.option(
     "--design",
@@ -64,7 +73,9 @@ def migrate() -> None:
     "separate streamer, for comparison.",
 )
 @click.option(
-    "--streamer-port", type=int, help="redirect design: the streamer's port (default: a free one)."
+    "--streamer-port",
+    type=click.IntRange(1, 65535),
+    help="redirect design: the streamer's port (default: a free one).",
 )
 @click.option(
     "--web-server",
@@ -114,6 +125,9 @@ def serve(
 ) -> None:
     """Serve content under /pulp/content/ (and /metrics and /health beside it)."""
     host, port = split_bind(bind)
+    check_listen(host, port)
+    if streamer_port is not None:
+        check_listen(host, streamer_port)
     # Through the environment, so gunicorn's workers see them too.
     if delegate:
         os.environ["PULP_CONTENT_DELEGATE"] = delegate
@@ -121,7 +135,9 @@ def serve(
         os.environ["PULP_CONTENT_DELEGATE_PREFIX"] = delegate_prefix
     if log_format:
         os.environ["PULP_CONTENT_LOG_FORMAT"] = log_format
-    current = settings()  # Django is configured before the service's modules load
+    # Django is configured before the service's modules load; a brand-new home gets its
+    # database, so `pulp-content serve` works on a fresh machine.
+    current = settings(may_create=True)
     if design == "redirect":
         from pulp_content.service.legacy.run import run_redirect
 
@@ -149,6 +165,7 @@ def serve(
 def legacy_streamer(bind: str) -> None:
     """The redirect design's streamer process (started by `serve --design redirect`)."""
     host, port = split_bind(bind)
+    check_listen(host, port)
     current = settings()
     from aiohttp import web
 
@@ -170,7 +187,7 @@ def legacy_streamer(bind: str) -> None:
 )
 def resolve(path: str, as_json: bool, headers: tuple[str, ...]) -> None:
     """Show what the service does for a URL path such as /pulp/content/base/file.iso."""
-    current = settings()  # configures Django: the models import only after this
+    current = settings()  # set up by `Command` before this runs: the models may import
     from pulp_content.cli.describe import describe
     from pulp_content.service import queries
     from pulp_content.service.resolve import resolve as run

@@ -7,6 +7,7 @@ so bad input leaves the database as it was.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from dataclasses import fields
 from typing import Any
@@ -33,6 +34,8 @@ from pulp_content.service.models import (
 from pulp_content.service.paths import clean_base_path, nested
 from pulp_content.service.remoteconfig import RemoteConfig
 from pulp_content.service.storage import FileSystemStorage
+from pulp_content.service.text import check_seconds, check_text
+from pulp_content.service.tls import check_tls
 
 # What a user may set on a remote: every download setting but the identity.
 REMOTE_FIELDS = tuple(
@@ -43,6 +46,7 @@ SECRET_FIELDS = ("password", "client_key")
 
 def get_named(model: type[Model], name: str) -> Any:
     """The row of `model` called `name`, or a clear error."""
+    check_text(name, "name")
     try:
         return model._default_manager.get(name=name)
     except model.DoesNotExist:  # type: ignore[attr-defined]
@@ -51,6 +55,7 @@ def get_named(model: type[Model], name: str) -> Any:
 
 
 def _unique_name(model: type[Model], name: str) -> None:
+    check_text(name, "name")
     if not name or len(name) > 255 or name.strip() != name:
         raise InvalidInput(f"invalid name {name!r}")
     if model._default_manager.filter(name=name).exists():
@@ -58,14 +63,33 @@ def _unique_name(model: type[Model], name: str) -> None:
 
 
 def check_url(url: str, what: str = "URL") -> str:
-    parts = urlsplit(url)
+    shown = f"{what} {_redacted(url)!r}"
+    # urlsplit silently drops tabs and newlines; refuse them before it sees the URL.
+    check_text(url, shown, secret=True)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise InvalidInput(f"invalid {shown}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput(f"invalid {what} {url!r}: expected http(s)://host/...")
+        raise InvalidInput(f"invalid {shown}: expected http(s)://host/...")
     try:
         parts.port  # noqa: B018 (raises on a bad port)
     except ValueError:
-        raise InvalidInput(f"invalid {what} {url!r}: bad port") from None
+        raise InvalidInput(f"invalid {shown}: bad port") from None
     return url
+
+
+def _redacted(url: str) -> str:
+    """`url` with the password of its user info, if any, as ***."""
+    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
+
+
+def _check_headers(headers: dict[str, str]) -> None:
+    for name, value in headers.items():
+        check_text(name, "header name")
+        check_text(value, f"the value of header {name!r}", secret=True)  # tokens live there
+        if not name or any(ch in name for ch in " :"):
+            raise InvalidInput(f"invalid header name {name!r}")
 
 
 def _check_remote_fields(fields: dict[str, Any]) -> dict[str, Any]:
@@ -80,10 +104,16 @@ def _check_remote_fields(fields: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput(
             f"invalid policy {fields['policy']!r}: choose one of {', '.join(POLICIES)}"
         )
+    if fields.get("username") is not None:
+        check_text(fields["username"], "username")
+    if fields.get("password") is not None:
+        check_text(fields["password"], "the password", secret=True)
+    if fields.get("headers"):
+        _check_headers(fields["headers"])
     for name in ("connect_timeout", "sock_read_timeout", "total_timeout"):
         value = fields.get(name)
-        if value is not None and value <= 0:
-            raise InvalidInput(f"{name} must be positive")
+        if value is not None:
+            check_seconds(value, name)
     if fields.get("download_concurrency") is not None and fields["download_concurrency"] < 1:
         raise InvalidInput("download_concurrency must be at least 1")
     return fields
@@ -94,6 +124,7 @@ def create_remote(name: str, **fields: Any) -> Remote:
     if "url" not in fields:
         raise InvalidInput("a remote needs --url")
     remote = Remote(name=name, **_check_remote_fields(fields))
+    check_tls(RemoteConfig.from_model(remote))
     remote.save()
     return remote
 
@@ -102,6 +133,7 @@ def update_remote(name: str, **fields: Any) -> Remote:
     remote = get_named(Remote, name)
     for key, value in _check_remote_fields(fields).items():
         setattr(remote, key, value)
+    check_tls(RemoteConfig.from_model(remote))
     remote.save()
     return remote
 
@@ -199,7 +231,7 @@ def create_publication(
 
 
 def _check_base_path(base_path: str, exclude: int | None = None) -> str:
-    clean = clean_base_path(base_path)
+    clean = clean_base_path(check_text(base_path, "base path"))
     others = Distribution.objects.all()
     if exclude is not None:
         others = others.exclude(pk=exclude)
@@ -330,7 +362,11 @@ def guard_as_dict(guard: ContentGuard) -> dict[str, Any]:
 
 def sign_url(url: str, expires_in: int, prefix: str) -> str:
     """`url` with `expires` and `signature` for the signed-url guard of its distribution."""
-    parts = urlsplit(url)
+    check_text(url, "URL")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise InvalidInput(f"invalid URL {url!r}: {exc}") from None
     path = parts.path
     if not path.startswith(prefix):
         raise InvalidInput(f"{url!r} is not under {prefix}")

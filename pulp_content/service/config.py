@@ -8,9 +8,10 @@ import tomllib
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
 
 from pulp_content.service.errors import InvalidInput
+from pulp_content.service.text import check_text
 
 DEFAULT_BIND = "127.0.0.1:24816"
 CONTENT_PREFIX = "/pulp/content/"
@@ -56,7 +57,11 @@ def apply_config_file(path: str, environ: MutableMapping[str, str]) -> None:
     try:
         with open(path, "rb") as handle:
             values = tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except OSError as exc:
+        raise InvalidInput(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"cannot read config file {path}: it is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(f"cannot read config file {path}: {exc}") from None
     unknown = sorted(set(values) - set(CONFIG_KEYS))
     if unknown:
@@ -66,6 +71,7 @@ def apply_config_file(path: str, environ: MutableMapping[str, str]) -> None:
     for key, value in values.items():
         if not isinstance(value, str | int | float):
             raise InvalidInput(f"{path}: {key} must be a string or a number")
+        check_text(str(value), f"{path}: {key}")
         environ.setdefault(f"PULP_CONTENT_{key.upper()}", str(value))
 
 
@@ -73,8 +79,15 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Settings from PULP_CONTENT_* variables; no configuration at all is fine."""
     env = os.environ if environ is None else environ
     home_text = env.get("PULP_CONTENT_HOME") or "~/.local/share/pulp-content"
-    home = Path(home_text).expanduser().resolve()
-    url = env.get("PULP_CONTENT_DATABASE_URL") or f"sqlite:///{home / 'db.sqlite3'}"
+    try:
+        home = Path(home_text).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise InvalidInput(f"cannot use {home_text!r} as PULP_CONTENT_HOME: {exc}") from None
+    given_url = env.get("PULP_CONTENT_DATABASE_URL")
+    if given_url:
+        check_text(given_url, "PULP_CONTENT_DATABASE_URL")
+    # Quoted: a home may hold '#', '?' or '%', or bytes that are not UTF-8.
+    url = given_url or f"sqlite:///{quote(os.fsencode(home / 'db.sqlite3'))}"
     cooldown = env.get("PULP_CONTENT_FAILURE_COOLDOWN", "300")
     try:
         failure_cooldown = float(cooldown)
@@ -99,16 +112,25 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     )
 
 
+def sqlite_path(url: str) -> Path:
+    """The file of a `sqlite:///path` URL (percent-encoded as needed)."""
+    path = unquote_to_bytes(urlsplit(url).path)
+    if path in (b"", b"/"):
+        raise InvalidInput(f"invalid database URL {url!r}: no file path")
+    # sqlite:////abs/path has the path //abs/path; one leading slash is the same file.
+    return Path(os.fsdecode(b"/" + path.lstrip(b"/")))
+
+
 def database_settings(url: str) -> dict[str, object]:
     """A Django DATABASES entry from `postgres://user:pw@host:port/db` or `sqlite:///path`."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
-        path = unquote(parts.path)
-        if not path or path == "/":
-            raise InvalidInput(f"invalid database URL {url!r}: no file path")
+        path = quote(os.fsencode(sqlite_path(url)))
         return {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": path,
+            # mode=rw: a connection never creates the file; only `migrate` does (see
+            # service.database), so nobody silently starts over on a new, empty one.
+            "NAME": f"file:{path}?mode=rw",
             # WAL lets the service read while a CLI command writes; IMMEDIATE avoids
             # the deadlock-prone upgrade of a read transaction to a write one.
             "OPTIONS": {

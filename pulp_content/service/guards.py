@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from pulp_content.service.errors import InvalidInput
+from pulp_content.service.text import check_text
 
 KINDS = ("header", "basic", "signed-url", "x509")
 PBKDF2_ITERATIONS = 200_000
@@ -189,6 +190,7 @@ CHECKS: dict[str, Check] = {
 
 def settings_for(kind: str, **options: Any) -> dict[str, Any]:
     """Validated settings of a new guard; secrets are stored hashed or generated."""
+    _check_texts(options)
     if kind == "header":
         if not options.get("header") or not options.get("values"):
             raise InvalidInput("a header guard needs --header NAME and at least one --value")
@@ -217,6 +219,21 @@ def settings_for(kind: str, **options: Any) -> dict[str, Any]:
             raise InvalidInput("--ca-cert is not a PEM certificate") from None
         return {"ca_pem": pem, "header": options.get("header") or "X-Client-Cert"}
     raise InvalidInput(f"invalid guard kind {kind!r}: choose one of {', '.join(KINDS)}")
+
+
+def _check_texts(options: Mapping[str, Any]) -> None:
+    """Every text option valid UTF-8 without control characters; values, passwords and
+    keys are secrets, so the error does not show them."""
+    if options.get("header"):
+        check_text(options["header"], "--header")
+    for value in options.get("values") or ():
+        check_text(value, "a --value", secret=True)
+    for pair in options.get("users") or ():
+        user, _, password = pair.partition(":")
+        check_text(user, "--user")
+        check_text(password, f"the password of {user!r}", secret=True)
+    if options.get("key"):
+        check_text(options["key"], "--key", secret=True)
 
 
 def public(kind: str, settings: Mapping[str, Any]) -> dict[str, Any]:

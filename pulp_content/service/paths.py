@@ -22,6 +22,9 @@ def clean_segments(path: str, *, what: str = "path") -> list[str]:
         raise BadPath(f"{what} is longer than {MAX_PATH} characters")
     if any(ch in path for ch in "\x00\r\n\\") or any(ord(ch) < 0x20 for ch in path):
         raise BadPath(f"{what} contains a control character or backslash")
+    if not path.isascii() and any("\ud800" <= ch <= "\udfff" for ch in path):
+        # Bytes that are not UTF-8 arrive as surrogate escapes; no database can store them.
+        raise BadPath(f"{what} is not valid UTF-8")
     segments = path.split("/")
     for segment in segments:
         if segment in ("", ".", ".."):

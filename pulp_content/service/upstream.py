@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
-import ssl
-import tempfile
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
@@ -16,6 +13,7 @@ from aiohttp import hdrs
 
 from pulp_content.service.errors import UpstreamError
 from pulp_content.service.remoteconfig import RemoteConfig
+from pulp_content.service.tls import ssl_context
 
 USER_AGENT = "pulp-content/0.1"
 
@@ -28,25 +26,6 @@ class Upstream(Protocol):
     ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]: ...
 
     async def aclose(self) -> None: ...
-
-
-def ssl_context(remote: RemoteConfig) -> ssl.SSLContext | bool:
-    """The TLS settings of a remote: its CA, its client certificate, or no validation."""
-    if not remote.tls_validation:
-        return False
-    if not (remote.ca_cert or remote.client_cert):
-        return True
-    context = ssl.create_default_context(cadata=remote.ca_cert or None)
-    if remote.client_cert:
-        # load_cert_chain reads files only; keep them private and short-lived.
-        with tempfile.TemporaryDirectory() as tmp:
-            cert = os.path.join(tmp, "cert.pem")
-            with open(os.open(cert, os.O_CREAT | os.O_WRONLY, 0o600), "w") as out:
-                out.write(remote.client_cert)
-                if remote.client_key:
-                    out.write("\n" + remote.client_key)
-            context.load_cert_chain(cert)
-    return context
 
 
 def session_headers(remote: RemoteConfig) -> dict[str, str]:

@@ -75,13 +75,15 @@ def test_settings_file_keys_mirror_the_environment(tmp_path):
     config = tmp_path / "pulp-content.toml"
     config.write_text(f'home = "{home}"\nlog_format = "json"\nfailure_cooldown = 60\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULP_CONTENT_")}
-    done = run_command("--config", str(config), "remote", "list", "--json", env=env)
+    done = run_command("--config", str(config), "migrate", env=env)
     assert done.returncode == 0, done.stderr
     assert (home / "db.sqlite3").exists()
+    done = run_command("--config", str(config), "remote", "list", "--json", env=env)
+    assert done.returncode == 0 and json.loads(done.stdout) == [], done.stderr
     # The environment wins over the file.
     other = tmp_path / "other"
     done = run_command(
-        "--config", str(config), "remote", "list", env={**env, "PULP_CONTENT_HOME": str(other)}
+        "--config", str(config), "migrate", env={**env, "PULP_CONTENT_HOME": str(other)}
     )
     assert done.returncode == 0 and (other / "db.sqlite3").exists()
     config.write_text('homedir = "/x"\n')
