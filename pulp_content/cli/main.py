@@ -186,11 +186,11 @@ def split_bind(bind: str, allow_zero: bool = False) -> tuple[str, int]:
 )
 def resolve(path: str, as_json: bool, headers: tuple[str, ...]) -> None:
     """Show what the service does for a URL path such as /pulp/content/base/file.iso."""
+    current = settings()  # Django is configured before the resolver's models load
     from pulp_content.service import queries
     from pulp_content.service.resolve import describe
     from pulp_content.service.resolve import resolve as run
 
-    current = settings()
     with queries.counting() as counter:
         resolution = run(path, parse_headers(headers), current.content_prefix)
     doc = describe(resolution, counter.count, delegate=current.delegate is not None)
