@@ -187,7 +187,7 @@ def test_unmigrated_postgres_asks_for_migrate(tmp_path):
         refused = run_command("remote", "list", env=env)
         assert refused.returncode == 1
         assert refused.stderr.strip().splitlines() == [
-            "Error: the database is not migrated (2 pending): run `pulp-content migrate`"
+            "Error: the database is not migrated (3 pending): run `pulp-content migrate`"
         ]
         assert run_command("migrate", env=env).returncode == 0
         listed = run_command("remote", "list", "--json", env=env)

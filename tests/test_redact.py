@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from pulp_content.service.errors import UpstreamError
 from pulp_content.service.redact import escape, mask_url, mask_urls
 
 
@@ -24,6 +25,12 @@ from pulp_content.service.redact import escape, mask_url, mask_urls
 def test_mask_url(url, shown):
     assert mask_url(url) == shown
     assert mask_urls(f"failed: {url} and more") == f"failed: {shown} and more"
+
+
+def test_upstream_errors_never_carry_credentials():
+    exc = UpstreamError("http://u:s3cret@h/f", "cannot reach http://v:other@p:3128 today")
+    assert "s3cret" not in str(exc) and "other" not in str(exc)
+    assert str(exc) == "upstream http://u:***@h/f: cannot reach http://v:***@p:3128 today"
 
 
 @pytest.mark.parametrize(
@@ -45,6 +52,6 @@ def test_escape_keeps_a_field_on_its_line(text, escaped):
 
 
 def test_redact_needs_no_django():
-    code = "import pulp_content.service.redact, sys; "
+    code = "import pulp_content.service.redact, pulp_content.service.errors, sys; "
     code += "assert 'django' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

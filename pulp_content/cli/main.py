@@ -19,6 +19,7 @@ from pulp_content.cli.catalog import (
 )
 from pulp_content.cli.common import Group, echo_json, parse_headers, settings
 from pulp_content.cli.fixture import fixture
+from pulp_content.cli.secrets import secrets
 from pulp_content.service.config import DEFAULT_BIND, load_settings
 
 
@@ -122,6 +123,9 @@ def serve(
     if log_format:
         os.environ["PULP_CONTENT_LOG_FORMAT"] = log_format
     current = settings()  # Django is configured before the service's modules load
+    from pulp_content.service.secretdata import verify_key
+
+    verify_key()  # a missing or wrong key file is one line now, not a failed download later
     if design == "redirect":
         from pulp_content.service.legacy.run import run_redirect
 
@@ -203,5 +207,15 @@ def resolve(path: str, as_json: bool, headers: tuple[str, ...]) -> None:
         )
 
 
-for command in (remote, repository, publication, distribution, guard, sign, fixture, bench):
+for command in (
+    remote,
+    repository,
+    publication,
+    distribution,
+    guard,
+    sign,
+    secrets,
+    fixture,
+    bench,
+):
     cli.add_command(command)

@@ -11,7 +11,7 @@ import hashlib
 import time
 from dataclasses import fields
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from django.db import IntegrityError, transaction
 from django.db.models import Model, ProtectedError
@@ -32,6 +32,7 @@ from pulp_content.service.models import (
     RepositoryVersionContent,
 )
 from pulp_content.service.paths import clean_base_path, nested
+from pulp_content.service.redact import MASK, mask_url
 from pulp_content.service.remoteconfig import RemoteConfig
 from pulp_content.service.storage import FileSystemStorage
 
@@ -39,7 +40,13 @@ from pulp_content.service.storage import FileSystemStorage
 REMOTE_FIELDS = tuple(
     f.name for f in fields(RemoteConfig) if f.name not in ("id", "name", "updated")
 )
-SECRET_FIELDS = ("password", "client_key")
+SECRET_FIELDS = ("password", "proxy_password", "client_key")
+# A URL's `user:password@` moves into these fields, so no URL stored, logged or shown
+# carries a credential (remote artifact URLs are made from the remote's URL).
+CREDENTIAL_FIELDS = {
+    "url": ("username", "password"),
+    "proxy_url": ("proxy_username", "proxy_password"),
+}
 
 
 def get_named(model: type[Model], name: str) -> Any:
@@ -59,14 +66,41 @@ def _unique_name(model: type[Model], name: str) -> None:
 
 
 def check_url(url: str, what: str = "URL") -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput(f"invalid {what} {url!r}: expected http(s)://host/...")
     try:
+        parts = urlsplit(url)
         parts.port  # noqa: B018 (raises on a bad port)
     except ValueError:
-        raise InvalidInput(f"invalid {what} {url!r}: bad port") from None
+        raise InvalidInput(f"invalid {what} {mask_url(url)!r}: bad port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(f"invalid {what} {mask_url(url)!r}: expected http(s)://host/...")
     return url
+
+
+def without_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """`url` without its `user:password@`, and the user and password it carried."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, sep, password = userinfo.partition(":")
+    clean = urlunsplit(parts._replace(netloc=host))
+    return clean, unquote(user), unquote(password) if sep else None
+
+
+def _move_credentials(fields: dict[str, Any]) -> None:
+    for key, (user_key, password_key) in CREDENTIAL_FIELDS.items():
+        if not fields.get(key):
+            continue
+        clean, user, password = without_credentials(fields[key])
+        if user is None:
+            continue
+        if fields.get(user_key) is not None or fields.get(password_key) is not None:
+            option = key.replace("_", "-")
+            raise InvalidInput(
+                f"give the credentials either in --{option} or with "
+                f"--{user_key.replace('_', '-')}/--{password_key.replace('_', '-')}, not both"
+            )
+        fields.update({key: clean, user_key: user, password_key: password})
 
 
 def _check_remote_fields(fields: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +111,7 @@ def _check_remote_fields(fields: dict[str, Any]) -> dict[str, Any]:
         check_url(fields["url"])
     if fields.get("proxy_url"):
         check_url(fields["proxy_url"], "proxy URL")
+    _move_credentials(fields)
     if "policy" in fields and fields["policy"] not in POLICIES:
         raise InvalidInput(
             f"invalid policy {fields['policy']!r}: choose one of {', '.join(POLICIES)}"
@@ -108,11 +143,18 @@ def update_remote(name: str, **fields: Any) -> Remote:
 
 
 def remote_as_dict(remote: Remote) -> dict[str, Any]:
-    """A remote for `list --json`/`show --json`; secrets are shown only as set or not."""
+    """A remote for `list` and `show`; secrets are shown only as set (`***`) or not, and
+    header values not at all."""
     doc: dict[str, Any] = {"name": remote.name}
     for key in REMOTE_FIELDS:
         value = getattr(remote, key)
-        doc[key] = ("***" if value else None) if key in SECRET_FIELDS else value
+        if key in SECRET_FIELDS:
+            value = MASK if value else None
+        elif key == "headers":
+            value = dict.fromkeys(value or {}, MASK)
+        elif key in CREDENTIAL_FIELDS and value:
+            value = mask_url(value)  # a row written before credentials moved out
+        doc[key] = value
     return doc
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
 from collections.abc import MutableMapping
@@ -30,7 +31,13 @@ class Settings:
     delegate: str | None = None
     delegate_prefix: str = "/pulp/storage/"
     log_format: str = "plain"  # or "json": one object per access log line
+    # The Fernet key file that encrypts secrets at rest; None: keys/secret.key in home.
+    secret_key_file: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.secret_key_file or self.home / "keys" / "secret.key"
 
     @property
     def storage_root(self) -> Path:
@@ -53,6 +60,7 @@ CONFIG_KEYS = (
     "delegate",
     "delegate_prefix",
     "log_format",
+    "secret_key_file",
 )
 
 
@@ -95,6 +103,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     log_format = env.get("PULP_CONTENT_LOG_FORMAT") or "plain"
     if log_format not in ("plain", "json"):
         raise InvalidInput(f"PULP_CONTENT_LOG_FORMAT must be plain or json, not {log_format!r}")
+    key_file = env.get("PULP_CONTENT_SECRET_KEY_FILE")
     return Settings(
         home=home,
         database_url=url,
@@ -102,6 +111,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         delegate=delegate,
         delegate_prefix="/" + prefix.strip("/") + "/",
         log_format=log_format,
+        secret_key_file=Path(key_file).expanduser().resolve() if key_file else None,
     )
 
 
@@ -159,10 +169,11 @@ def configure_django(settings: Settings, **extra: object) -> None:
     if dj.configured:
         return
     if settings.is_sqlite:
-        settings.home.mkdir(parents=True, exist_ok=True)
+        private_sqlite(settings.home, database_settings(settings.database_url)["NAME"])
     dj.configure(
         INSTALLED_APPS=["pulp_content.service"],
         DATABASES={"default": database_settings(settings.database_url)},
+        PULP_CONTENT_SECRET_KEY_FILE=str(settings.secret_key_path),
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         USE_TZ=True,
         TIME_ZONE="UTC",
@@ -174,3 +185,25 @@ def configure_django(settings: Settings, **extra: object) -> None:
     from pulp_content.service import queries
 
     queries.install()
+
+
+def private_dir(path: Path) -> None:
+    """Create a directory (and its missing parents) readable by its owner only; an
+    existing one keeps its mode (a front web server may have been given access)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def private_sqlite(home: Path, name: object) -> None:
+    """The home 0700, the SQLite file 0600 (SQLite gives its -wal and -shm files the
+    database file's mode): it holds password hashes and encrypted secrets."""
+    private_dir(home)
+    path = Path(str(name))
+    if not path.parent.is_dir():
+        return  # SQLite reports it, with the path
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            with contextlib.suppress(PermissionError):  # someone else's file: theirs to mind
+                os.fchmod(fd, 0o600)  # made by an earlier version, world-readable
+    finally:
+        os.close(fd)

@@ -67,9 +67,27 @@ def credential_headers(remote: RemoteConfig) -> dict[str, str]:
     return headers
 
 
+def without_userinfo(url: URL, remote: RemoteConfig) -> tuple[URL, dict[str, str]]:
+    """`url` without a `user:password@` (a row from before credentials moved into their
+    own fields), and the credential headers for the remote's origin, which it feeds."""
+    headers = credential_headers(remote)
+    if url.user is None:
+        return url, headers
+    if hdrs.AUTHORIZATION not in headers:
+        pair = f"{url.user}:{url.password or ''}".encode()
+        headers[hdrs.AUTHORIZATION] = "Basic " + base64.b64encode(pair).decode()
+    return url.with_user(None), headers
+
+
 def origin(url: URL) -> tuple[str, str | None, int | None]:
     """RFC 6454 §4: scheme, host and port (the default one when none is written)."""
     return url.scheme, (url.host or "").lower(), url.port
+
+
+def proxy_auth(remote: RemoteConfig) -> aiohttp.BasicAuth | None:
+    if not remote.proxy_username:
+        return None
+    return aiohttp.BasicAuth(remote.proxy_username, remote.proxy_password or "")
 
 
 def timeout_of(remote: RemoteConfig) -> aiohttp.ClientTimeout:
@@ -128,7 +146,7 @@ class HttpUpstream:
         """GET `url`, following up to MAX_REDIRECTS redirects; the remote's credentials
         go along only while the target is on the remote's own origin."""
         own = origin(URL(remote.url))
-        target, credentials = URL(url), credential_headers(remote)
+        target, credentials = without_userinfo(URL(url), remote)
         for _ in range(MAX_REDIRECTS + 1):
             sent = {**credentials, **headers} if origin(target) == own else headers
             response = await self._get(remote, url, target, sent)
@@ -149,6 +167,7 @@ class HttpUpstream:
                 target,
                 headers=headers,
                 proxy=remote.proxy_url,
+                proxy_auth=proxy_auth(remote),
                 allow_redirects=False,
             )
         except TimeoutError as exc:
