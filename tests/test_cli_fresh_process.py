@@ -111,6 +111,7 @@ CHAINS: list[list[Step]] = [
         Step(("sign", "http://127.0.0.1/pulp/content/files/files-0.bin"), "&signature="),
         Step(("distribution", "delete", "files"), "deleted distribution files"),
         Step(("guard", "delete", "signed"), "deleted guard signed"),
+        Step(("secrets", "rotate"), "re-encrypted 1 rows under a new key"),
         Step(("repository", "delete", "files"), "deleted repository files"),
         Step(("remote", "delete", "up"), "deleted remote up"),
     ],

@@ -26,7 +26,11 @@ POLICY = click.Choice(["immediate", "on_demand", "streamed"])
 def remote_options(creating: bool) -> Any:
     """The download settings of a remote, shared by `create` and `update`."""
     options = [
-        click.option("--url", required=creating, help="URL of the PULP_MANIFEST."),
+        click.option(
+            "--url",
+            required=creating,
+            help="URL of the PULP_MANIFEST (a user:password@ in it is kept apart, encrypted).",
+        ),
         click.option(
             "--policy",
             type=POLICY,
@@ -35,13 +39,14 @@ def remote_options(creating: bool) -> Any:
             help="When artifacts are downloaded.",
         ),
         click.option("--username", help="Basic auth user name."),
-        click.option("--password", help="Basic auth password."),
+        click.option("--password", help="Basic auth password (stored encrypted)."),
         click.option(
             "--header",
             "headers",
             multiple=True,
             metavar="'NAME: VALUE'",
-            help="Extra request header (repeatable).",
+            help="Extra request header (repeatable; values stored encrypted, sent to the "
+            "remote's own host and port only).",
         ),
         click.option(
             "--ca-cert",
@@ -56,7 +61,7 @@ def remote_options(creating: bool) -> Any:
         click.option(
             "--client-key",
             type=click.Path(dir_okay=False),
-            help="PEM file of the client certificate's key.",
+            help="PEM file of the client certificate's key (stored encrypted).",
         ),
         click.option(
             "--tls-validation/--no-tls-validation",
@@ -64,6 +69,8 @@ def remote_options(creating: bool) -> Any:
             help="Verify the remote's certificate (default: yes).",
         ),
         click.option("--proxy-url", help="HTTP proxy to download through."),
+        click.option("--proxy-username", help="The proxy's basic auth user name."),
+        click.option("--proxy-password", help="The proxy's basic auth password (encrypted)."),
         click.option("--connect-timeout", type=SECONDS, help="Seconds to connect."),
         click.option(
             "--sock-read-timeout",

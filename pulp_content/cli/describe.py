@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pulp_content.service.redact import mask_url
 from pulp_content.service.types import (
     Forbidden,
     Listing,
@@ -55,7 +56,7 @@ def describe(resolution: Resolution, queries: int, delegate: bool = False) -> di
         "remote_artifacts": [
             {
                 "remote": r.remote,
-                "url": r.url,
+                "url": mask_url(r.url),
                 "policy": r.policy,
                 "size": r.size,
                 "sha256": r.digests.get("sha256"),

@@ -27,6 +27,7 @@ from pulp_content.cli.common import (
     split_bind,
 )
 from pulp_content.cli.fixture import fixture
+from pulp_content.cli.secrets import secrets
 from pulp_content.service.config import DEFAULT_BIND, load_settings
 
 
@@ -138,6 +139,9 @@ def serve(
     # Django is configured before the service's modules load; a brand-new home gets its
     # database, so `pulp-content serve` works on a fresh machine.
     current = settings(may_create=True)
+    from pulp_content.service.secretdata import verify_key
+
+    verify_key()  # a missing or wrong key file is one line now, not a failed download later
     if design == "redirect":
         from pulp_content.service.legacy.run import run_redirect
 
@@ -204,5 +208,15 @@ def resolve(path: str, as_json: bool, headers: tuple[str, ...]) -> None:
         )
 
 
-for command in (remote, repository, publication, distribution, guard, sign, fixture, bench):
+for command in (
+    remote,
+    repository,
+    publication,
+    distribution,
+    guard,
+    sign,
+    secrets,
+    fixture,
+    bench,
+):
     cli.add_command(command)

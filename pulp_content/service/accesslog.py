@@ -11,6 +11,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from pulp_content.service.keys import COUNTERS, SERVED_FROM, SETTINGS
+from pulp_content.service.redact import escape
 
 log = logging.getLogger("pulp_content.access")
 
@@ -33,6 +34,7 @@ class AccessLogger(AbstractAccessLogger):
         served_from = request.get(SERVED_FROM, "-")
         settings = app[SETTINGS] if app is not None else None
         if settings is not None and settings.log_format == "json":
+            # json.dumps escapes every control character (and, ensure_ascii, U+2028).
             self.logger.info(
                 json.dumps(
                     {
@@ -48,15 +50,17 @@ class AccessLogger(AbstractAccessLogger):
                 )
             )
             return
+        # Every text field escaped: a decoded path may hold %0a, and must not start a
+        # forged line of its own.
         self.logger.info(
             '%s "%s %s" %d %d %.1fms %s',
-            request.remote,
-            request.method,
-            request.path,
+            escape(request.remote),
+            escape(request.method),
+            escape(request.path),
             response.status,
             response.body_length,
             time * 1000,
-            served_from,
+            escape(served_from),
         )
 
 
@@ -79,10 +83,10 @@ class OneLineBadRequests(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
-            reason = " ".join(str(exc.message).split())[:160]
+            reason = escape(" ".join(str(exc.message).split())[:160])
             record.msg = "refused a malformed request from %s: %d %s"
             remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
-            record.args = (remote, exc.code, reason)
+            record.args = (escape(remote), exc.code, reason)
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True

@@ -7,11 +7,10 @@ so bad input leaves the database as it was.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from dataclasses import fields
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from django.db import IntegrityError, transaction
 from django.db.models import Model, ProtectedError
@@ -32,6 +31,7 @@ from pulp_content.service.models import (
     RepositoryVersionContent,
 )
 from pulp_content.service.paths import clean_base_path, nested
+from pulp_content.service.redact import MASK, mask_url
 from pulp_content.service.remoteconfig import RemoteConfig
 from pulp_content.service.storage import FileSystemStorage
 from pulp_content.service.text import check_seconds, check_text
@@ -41,7 +41,13 @@ from pulp_content.service.tls import check_tls
 REMOTE_FIELDS = tuple(
     f.name for f in fields(RemoteConfig) if f.name not in ("id", "name", "updated")
 )
-SECRET_FIELDS = ("password", "client_key")
+SECRET_FIELDS = ("password", "proxy_password", "client_key")
+# A URL's `user:password@` moves into these fields, so no URL stored, logged or shown
+# carries a credential (remote artifact URLs are made from the remote's URL).
+CREDENTIAL_FIELDS = {
+    "url": ("username", "password"),
+    "proxy_url": ("proxy_username", "proxy_password"),
+}
 
 
 def get_named(model: type[Model], name: str) -> Any:
@@ -63,7 +69,7 @@ def _unique_name(model: type[Model], name: str) -> None:
 
 
 def check_url(url: str, what: str = "URL") -> str:
-    shown = f"{what} {_redacted(url)!r}"
+    shown = f"{what} {mask_url(url)!r}"
     # urlsplit silently drops tabs and newlines; refuse them before it sees the URL.
     check_text(url, shown, secret=True)
     try:
@@ -79,17 +85,39 @@ def check_url(url: str, what: str = "URL") -> str:
     return url
 
 
-def _redacted(url: str) -> str:
-    """`url` with the password of its user info, if any, as ***."""
-    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
-
-
 def _check_headers(headers: dict[str, str]) -> None:
     for name, value in headers.items():
         check_text(name, "header name")
         check_text(value, f"the value of header {name!r}", secret=True)  # tokens live there
         if not name or any(ch in name for ch in " :"):
             raise InvalidInput(f"invalid header name {name!r}")
+
+
+def without_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """`url` without its `user:password@`, and the user and password it carried."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, sep, password = userinfo.partition(":")
+    clean = urlunsplit(parts._replace(netloc=host))
+    return clean, unquote(user), unquote(password) if sep else None
+
+
+def _move_credentials(fields: dict[str, Any]) -> None:
+    for key, (user_key, password_key) in CREDENTIAL_FIELDS.items():
+        if not fields.get(key):
+            continue
+        clean, user, password = without_credentials(fields[key])
+        if user is None:
+            continue
+        if fields.get(user_key) is not None or fields.get(password_key) is not None:
+            option = key.replace("_", "-")
+            raise InvalidInput(
+                f"give the credentials either in --{option} or with "
+                f"--{user_key.replace('_', '-')}/--{password_key.replace('_', '-')}, not both"
+            )
+        fields.update({key: clean, user_key: user, password_key: password})
 
 
 def _check_remote_fields(fields: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +128,7 @@ def _check_remote_fields(fields: dict[str, Any]) -> dict[str, Any]:
         check_url(fields["url"])
     if fields.get("proxy_url"):
         check_url(fields["proxy_url"], "proxy URL")
+    _move_credentials(fields)
     if "policy" in fields and fields["policy"] not in POLICIES:
         raise InvalidInput(
             f"invalid policy {fields['policy']!r}: choose one of {', '.join(POLICIES)}"
@@ -139,11 +168,18 @@ def update_remote(name: str, **fields: Any) -> Remote:
 
 
 def remote_as_dict(remote: Remote) -> dict[str, Any]:
-    """A remote for `list --json`/`show --json`; secrets are shown only as set or not."""
+    """A remote for `list` and `show`; secrets are shown only as set (`***`) or not, and
+    header values not at all."""
     doc: dict[str, Any] = {"name": remote.name}
     for key in REMOTE_FIELDS:
         value = getattr(remote, key)
-        doc[key] = ("***" if value else None) if key in SECRET_FIELDS else value
+        if key in SECRET_FIELDS:
+            value = MASK if value else None
+        elif key == "headers":
+            value = dict.fromkeys(value or {}, MASK)
+        elif key in CREDENTIAL_FIELDS and value:
+            value = mask_url(value)  # a row written before credentials moved out
+        doc[key] = value
     return doc
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import tomllib
@@ -31,6 +32,12 @@ class Settings:
     delegate: str | None = None
     delegate_prefix: str = "/pulp/storage/"
     log_format: str = "plain"  # or "json": one object per access log line
+    # The Fernet key file that encrypts secrets at rest; None: keys/secret.key in home.
+    secret_key_file: Path | None = None
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.secret_key_file or self.home / "keys" / "secret.key"
 
     @property
     def storage_root(self) -> Path:
@@ -48,6 +55,7 @@ CONFIG_KEYS = (
     "delegate",
     "delegate_prefix",
     "log_format",
+    "secret_key_file",
 )
 
 
@@ -102,6 +110,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     log_format = env.get("PULP_CONTENT_LOG_FORMAT") or "plain"
     if log_format not in ("plain", "json"):
         raise InvalidInput(f"PULP_CONTENT_LOG_FORMAT must be plain or json, not {log_format!r}")
+    key_file = env.get("PULP_CONTENT_SECRET_KEY_FILE")
     return Settings(
         home=home,
         database_url=url,
@@ -109,6 +118,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         delegate=delegate,
         delegate_prefix="/" + prefix.strip("/") + "/",
         log_format=log_format,
+        secret_key_file=Path(key_file).expanduser().resolve() if key_file else None,
     )
 
 
@@ -193,11 +203,12 @@ def configure_django(settings: Settings, **extra: object) -> None:
     if dj.configured:
         raise ConfigurationError("Django was configured outside configure_django")
     if settings.is_sqlite:
-        settings.home.mkdir(parents=True, exist_ok=True)
+        tighten_sqlite(sqlite_path(settings.database_url))
     dj.configure(
         INSTALLED_APPS=["pulp_content.service"],
         # A copy: Django fills in defaults in place, and `wanted` must stay as asked.
         DATABASES={"default": copy.deepcopy(wanted["DATABASES"])},
+        PULP_CONTENT_SECRET_KEY_FILE=str(settings.secret_key_path),
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         USE_TZ=True,
         TIME_ZONE="UTC",
@@ -210,3 +221,25 @@ def configure_django(settings: Settings, **extra: object) -> None:
     from pulp_content.service import queries
 
     queries.install()
+
+
+def private_dir(path: Path) -> None:
+    """Create a directory (and its missing parents) readable by its owner only; an
+    existing one keeps its mode (a front web server may have been given access)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def tighten_sqlite(path: Path) -> None:
+    """An existing SQLite file made 0600 (SQLite gives its -wal and -shm files the
+    database file's mode): it holds password hashes and encrypted secrets. Only
+    `database.migrate` creates the file, 0600 from the start."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return  # missing or unreadable: opening the database reports it, with the path
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            with contextlib.suppress(PermissionError):  # someone else's file: theirs to mind
+                os.fchmod(fd, 0o600)  # made by an earlier version, world-readable
+    finally:
+        os.close(fd)

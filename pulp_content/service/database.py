@@ -7,9 +7,10 @@ that still has the old one open would split the two without a word.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from pulp_content.service.config import Settings, configure_django, sqlite_path
+from pulp_content.service.config import Settings, configure_django, private_dir, sqlite_path
 from pulp_content.service.errors import InvalidInput
 
 
@@ -78,7 +79,7 @@ def prepare_home(home: Path) -> None:
     if home.exists() and not home.is_dir():
         raise InvalidInput(f"cannot use {home} as PULP_CONTENT_HOME: not a directory")
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        private_dir(home)  # 0700: the database and the secret key live here
     except OSError as exc:
         raise InvalidInput(f"cannot use {home} as PULP_CONTENT_HOME: {exc.strerror}") from None
 
@@ -97,7 +98,7 @@ def _create_sqlite(path: Path) -> None:
         )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # secrets live in it
     except OSError as exc:
         raise InvalidInput(f"cannot create the database {path}: {exc.strerror}") from None
 

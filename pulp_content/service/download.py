@@ -27,6 +27,7 @@ from aiohttp import ClientResponse, hdrs
 
 from pulp_content.service.errors import DigestMismatch, UpstreamError
 from pulp_content.service.locks import Claim
+from pulp_content.service.redact import shown
 from pulp_content.service.storage import FileSystemStorage, artifact_name
 from pulp_content.service.types import DIGESTS, RemoteRef, RemoteSource
 from pulp_content.service.upstream import Upstream, chunks
@@ -207,11 +208,13 @@ class SharedDownload(Progress):
                 except UpstreamError as exc:
                     if self.started.done():
                         self.error = exc
-                        log.warning("download of %s failed after its start: %s", ra.url, exc)
+                        log.warning(
+                            "download of %s failed after its start: %s", shown(ra.url), shown(exc)
+                        )
                         if ra.id is not None:
                             await self.persist.mark_failed(ra)
                         return
-                    log.warning("%s failed before the first byte: %s", ra.url, exc)
+                    log.warning("%s failed before the first byte: %s", shown(ra.url), shown(exc))
                     failure = exc
                     if ra.id is not None and (exc.status is None or exc.status >= 500):
                         await self.persist.mark_failed(ra)
@@ -257,7 +260,9 @@ class SharedDownload(Progress):
                 ):
                     raise
                 resumes += 1
-                log.info("resuming %s at byte %d after: %s", ra.url, self.written, exc)
+                log.info(
+                    "resuming %s at byte %d after: %s", shown(ra.url), self.written, shown(exc)
+                )
         digests = verifier.finish()
         self._out.close()
         if self.size is None:

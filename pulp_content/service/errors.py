@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pulp_content.service.redact import mask_url, mask_urls
+
 
 class ContentError(Exception):
     """Base of every error the service raises on purpose."""
@@ -29,12 +31,14 @@ class RangeError(ContentError):
 
 
 class UpstreamError(ContentError):
-    """The upstream could not deliver; carries the url and its status (None: no answer)."""
+    """The upstream could not deliver; carries the url and its status (None: no answer).
+
+    Its text goes to clients (a 502's body), logs and the CLI: credentials are masked."""
 
     def __init__(self, url: str, reason: str, status: int | None = None, timeout: bool = False):
-        super().__init__(f"upstream {url}: {reason}")
-        self.url = url
-        self.reason = reason
+        self.url = mask_url(url)
+        self.reason = mask_urls(reason)
+        super().__init__(f"upstream {self.url}: {self.reason}")
         self.status = status
         self.timeout = timeout
 

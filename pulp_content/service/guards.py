@@ -237,11 +237,14 @@ def _check_texts(options: Mapping[str, Any]) -> None:
 
 
 def public(kind: str, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """A guard's settings for `guard show`: no key, no password hash."""
+    """A guard's settings for `guard show`/`list`: no key, no value, no password hash."""
+    if kind == "header":
+        values = settings.get("values", ())
+        return {"header": settings.get("header"), "values": ["***" for _ in values]}
     if kind == "basic":
         return {"users": sorted(settings.get("users", {}))}
     if kind == "signed-url":
         return {"key": "***"}
     if kind == "x509":
         return {"header": settings.get("header"), "ca_pem": "(set)"}
-    return dict(settings)
+    return {}  # an unknown kind: nothing is known to be safe to show

@@ -10,6 +10,7 @@ from pulp_content.service import queries
 from pulp_content.service.errors import NotResolved, RangeError, UpstreamError
 from pulp_content.service.keys import DOWNLOADS, QUERY_LOG, RESOLVER, SERVED_FROM, SETTINGS, STORAGE
 from pulp_content.service.listing import render_listing
+from pulp_content.service.redact import escape
 from pulp_content.service.serve import delegated, serve
 from pulp_content.service.stream import stream
 from pulp_content.service.types import (
@@ -71,8 +72,10 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
                 raise web.HTTPMovedPermanently(location)
             case Forbidden(reason=why, status=status, challenge=challenge):
                 # The path without its query (a signed URL's query is a credential);
-                # reasons never carry secrets.
-                log.info("refused %s %s: %s", request.method, request.path, why)
+                # reasons never carry secrets. Escaped: the path is the client's.
+                log.info(
+                    "refused %s %s: %s", escape(request.method), escape(request.path), escape(why)
+                )
                 headers: dict[str, str] | None = (
                     {hdrs.WWW_AUTHENTICATE: challenge} if challenge else None
                 )

@@ -7,6 +7,8 @@ from typing import Any
 
 from django.db import models
 
+from pulp_content.service.fields import EncryptedJSONField, EncryptedTextField
+
 POLICIES = ("immediate", "on_demand", "streamed")
 
 
@@ -70,19 +72,22 @@ class ContentArtifact(models.Model):
 
 
 class Remote(models.Model):
-    """An upstream source and how to download from it."""
+    """An upstream source and how to download from it. Credentials never sit in `url` or
+    `proxy_url` (catalog moves them into their own fields); secrets are encrypted."""
 
     name = models.CharField(max_length=255, unique=True)
     url = models.TextField()
     policy = models.CharField(max_length=16, default="immediate")
     username = models.TextField(null=True)
-    password = models.TextField(null=True)
-    headers = models.JSONField(default=dict)
+    password = EncryptedTextField(null=True)
+    headers = EncryptedJSONField(default=dict)
     ca_cert = models.TextField(null=True)
     client_cert = models.TextField(null=True)
-    client_key = models.TextField(null=True)
+    client_key = EncryptedTextField(null=True)
     tls_validation = models.BooleanField(default=True)
     proxy_url = models.TextField(null=True)
+    proxy_username = models.TextField(null=True)
+    proxy_password = EncryptedTextField(null=True)
     connect_timeout = models.FloatField(default=20.0)
     sock_read_timeout = models.FloatField(default=60.0)
     total_timeout = models.FloatField(null=True)
@@ -187,11 +192,12 @@ class PublishedMetadata(models.Model):
 
 
 class ContentGuard(models.Model):
-    """An authorization check attached to distributions; `kind` picks the check."""
+    """An authorization check attached to distributions; `kind` picks the check. Its
+    settings (header values, signing key, password hashes) are encrypted."""
 
     name = models.CharField(max_length=255, unique=True)
     kind = models.CharField(max_length=32)
-    settings = models.JSONField(default=dict)
+    settings = EncryptedJSONField(default=dict)
 
 
 class Distribution(models.Model):

@@ -16,12 +16,14 @@ class RemoteConfig:
     updated: dt.datetime | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     ca_cert: str | None = None
     client_cert: str | None = None
     client_key: str | None = field(default=None, repr=False)
     tls_validation: bool = True
     proxy_url: str | None = None
+    proxy_username: str | None = None
+    proxy_password: str | None = field(default=None, repr=False)
     connect_timeout: float = 20.0
     sock_read_timeout: float = 60.0
     total_timeout: float | None = None
@@ -44,6 +46,8 @@ class RemoteConfig:
             client_key=remote.client_key,
             tls_validation=remote.tls_validation,
             proxy_url=remote.proxy_url,
+            proxy_username=remote.proxy_username,
+            proxy_password=remote.proxy_password,
             connect_timeout=remote.connect_timeout,
             sock_read_timeout=remote.sock_read_timeout,
             total_timeout=remote.total_timeout,

@@ -8,7 +8,6 @@ artifact a third for its remote artifacts.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
@@ -18,6 +17,7 @@ from django.db import connection
 
 from pulp_content.service import guards
 from pulp_content.service.config import CONTENT_PREFIX
+from pulp_content.service.fields import unseal_json, unseal_text
 from pulp_content.service.models import Distribution, Remote, RemoteArtifact
 from pulp_content.service.paths import BadPath, split_request_path
 from pulp_content.service.remoteconfig import RemoteConfig
@@ -116,9 +116,8 @@ def _match_distribution(segments: list[str]) -> _Dist | None:
     if row is None:
         return None
     name, base_path, publication, repository, version, remote, published = row[:7]
-    pass_through, guard_kind, guard_settings = row[7:]
-    if isinstance(guard_settings, str):  # SQLite hands JSON back as text
-        guard_settings = json.loads(guard_settings)
+    pass_through, guard_kind, sealed = row[7:]
+    guard_settings = unseal_json(sealed)  # encrypted; decrypted once per token, then cached
     return _Dist(
         name,
         base_path,
@@ -339,6 +338,7 @@ def _file(
 
 # A RemoteConfig is built straight from these columns of the remote table.
 _REMOTE_COLUMNS = tuple(f.name for f in fields(RemoteConfig))
+_SEALED_REMOTE_COLUMNS = ("password", "proxy_password", "client_key")
 _REMOTE_ARTIFACTS = f"""
     SELECT ra.id, ra.url, ra.size, ra.failed_at, {", ".join(f"ra.{d}" for d in DIGESTS)},
            {", ".join(f"r.{c}" for c in _REMOTE_COLUMNS)}
@@ -360,9 +360,10 @@ def remote_artifacts(content_artifact_id: int) -> list[RemoteRef]:
         ra_id, url, size, failed_at = row[:4]
         digests = {name: value for name, value in zip(DIGESTS, row[4:10], strict=True) if value}
         remote = dict(zip(_REMOTE_COLUMNS, row[10:], strict=True))
-        if isinstance(remote["headers"], str):  # SQLite hands JSON back as text
-            remote["headers"] = json.loads(remote["headers"])
-        remote["headers"] = tuple(sorted((remote["headers"] or {}).items()))
+        # Encrypted columns: decrypted once per token, then a dictionary lookup.
+        for name in _SEALED_REMOTE_COLUMNS:
+            remote[name] = unseal_text(remote[name])
+        remote["headers"] = tuple(sorted((unseal_json(remote["headers"]) or {}).items()))
         remote["tls_validation"] = bool(remote["tls_validation"])
         remote["updated"] = _aware(remote["updated"])
         refs.append(RemoteRef(ra_id, RemoteConfig(**remote), url, size, digests, _aware(failed_at)))

@@ -13,6 +13,9 @@ from pulp_content.service.config import Settings
 from pulp_content.service.locks import PARTIAL_SUFFIX, Claim, FileLocks, Locks, locks_for
 
 __all__ = ["PARTIAL_SUFFIX", "FileSystemStorage", "PartialBatch", "artifact_name"]
+# Downloads in progress and their locks are the service's alone; stored artifacts keep
+# the default mode, for a front web server that is given access (--delegate).
+TMP_MODE = 0o700
 
 
 class Storage(Protocol):
@@ -35,7 +38,7 @@ class PartialBatch:
     the same storage meanwhile does not sweep them away as a crash's leftovers."""
 
     def __init__(self, tmp: Path, locks: Locks) -> None:
-        tmp.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir(mode=TMP_MODE, parents=True, exist_ok=True)
         self.tmp = tmp
         self.name = uuid.uuid4().hex
         self._numbers = itertools.count()
@@ -89,7 +92,7 @@ class FileSystemStorage:
     def new_partial(self, name: str | None = None) -> Path:
         """A temp file path for a download in progress: `name` (an artifact's sha256, so
         other processes find it) or a fresh unique one."""
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(mode=TMP_MODE, parents=True, exist_ok=True)
         return self.partial_of(name or uuid.uuid4().hex)
 
     def partial_of(self, name: str) -> Path:

@@ -12,3 +12,5 @@ SECRET_KEY = "typecheck-only"
 # The legacy content app's own settings (service.legacy.wsgi sets them at run time).
 CONTENT: dict[str, Any] = {}
 PULP_CONTENT_STORAGE = Path("/nonexistent")
+# The Fernet key file (service.config.configure_django names it at run time).
+PULP_CONTENT_SECRET_KEY_FILE = "/nonexistent/secret.key"

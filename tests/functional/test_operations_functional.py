@@ -91,7 +91,7 @@ def test_settings_file_keys_mirror_the_environment(tmp_path):
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [
         f"Error: unknown keys in {config}: homedir (known: home, database_url, "
-        "failure_cooldown, delegate, delegate_prefix, log_format)"
+        "failure_cooldown, delegate, delegate_prefix, log_format, secret_key_file)"
     ]
 
 

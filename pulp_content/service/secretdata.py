@@ -1,0 +1,76 @@
+"""The encrypted columns of the database: whether any hold a token, encrypting the
+plaintext left from before, and re-encrypting everything under a new key."""
+
+from __future__ import annotations
+
+from cryptography.fernet import Fernet
+from django.db import connection, transaction
+
+from pulp_content.service.keyring import Keyring, SecretKeyError, write_keys
+from pulp_content.service.sealed import SEALED_COLUMNS, sealed_data_exists, token_pattern
+
+REMOTE_SECRETS = ("password", "proxy_password", "client_key", "headers")
+
+
+def encrypt_all() -> int:
+    """Write every secret again, so each is a token under the key file's first key (the
+    fields encrypt on save): plaintext from before encryption, and tokens of older keys.
+    Returns how many rows were written."""
+    from pulp_content.service.models import ContentGuard, Remote
+
+    written = 0
+    with transaction.atomic():
+        for remote in Remote.objects.select_for_update().order_by("pk"):
+            # update_fields: `updated` stays, the download settings did not change.
+            remote.save(update_fields=list(REMOTE_SECRETS))
+            written += 1
+        for guard in ContentGuard.objects.select_for_update().order_by("pk"):
+            guard.save(update_fields=["settings"])
+            written += 1
+    return written
+
+
+def rotate(ring: Keyring) -> int:
+    """Re-encrypt every secret under a new key and make it the only key in the file.
+
+    Crash-safe: the new key is first added in front of the old ones (every token still
+    decrypts), the rows are re-encrypted in one transaction, then the old keys go.
+    Returns how many rows were re-encrypted."""
+    old: list[bytes] = []
+    ring.forget()
+    if ring.exists() or sealed_data_exists():
+        ring.keys()  # a missing or unreadable key file is a one-line error, here
+        old = [key.encode() for key in ring.path.read_text().split()]
+    new = Fernet.generate_key()
+    write_keys(ring.path, [new, *old])
+    ring.forget()
+    try:
+        written = encrypt_all()
+    except SecretKeyError:
+        # Some token decrypts with none of the keys: leave the file as it was.
+        if old:
+            write_keys(ring.path, old)
+        else:
+            ring.path.unlink()
+        ring.forget()
+        raise
+    write_keys(ring.path, [new])
+    ring.forget()
+    return written
+
+
+def verify_key() -> None:
+    """Fail now, in one line, when the stored secrets cannot be decrypted (the key file is
+    missing, unreadable or another one), rather than at the first download."""
+    from pulp_content.service.fields import unseal_json, unseal_text
+
+    with connection.cursor() as cursor:
+        for table, column, is_json in SEALED_COLUMNS:
+            cursor.execute(
+                f"SELECT {column} FROM {table} WHERE CAST({column} AS TEXT) LIKE %s LIMIT 1",
+                [token_pattern(is_json)],
+            )
+            row = cursor.fetchone()
+            if row is not None:
+                unseal_json(row[0]) if is_json else unseal_text(row[0])
+                return
