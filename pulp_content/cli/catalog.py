@@ -469,7 +469,10 @@ def guard_delete(name: str) -> None:
     help="Seconds the signed URL stays valid.",
 )
 def sign(url: str, expires: int) -> None:
-    """Print URL signed for its distribution's signed-url guard."""
+    """Print URL signed for its distribution's signed-url guard.
+
+    URL is what the client will request, percent-encoded as it will be sent (a file named
+    `a b%.txt` is `.../a%20b%25.txt`)."""
     current = settings()
     from pulp_content.service.catalog import sign_url
 

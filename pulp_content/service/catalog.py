@@ -11,7 +11,7 @@ import hashlib
 import time
 from dataclasses import fields
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from django.db import IntegrityError, transaction
 from django.db.models import Model, ProtectedError
@@ -336,7 +336,8 @@ def guard_as_dict(guard: ContentGuard) -> dict[str, Any]:
 def sign_url(url: str, expires_in: int, prefix: str) -> str:
     """`url` with `expires` and `signature` for the signed-url guard of its distribution."""
     parts = urlsplit(url)
-    path = parts.path
+    # The canonical form the service checks: the path percent-decoded once.
+    path = unquote(parts.path)
     if not path.startswith(prefix):
         raise InvalidInput(f"{url!r} is not under {prefix}")
     segments = path[len(prefix) :].strip("/").split("/")

@@ -138,8 +138,13 @@ def new_key() -> str:
 
 
 def signature(key: str, path: str, expires: int) -> str:
-    """HMAC-SHA256 over the decoded path and the expiry: the signature binds both."""
-    message = f"{unquote(path)}\n{expires}".encode()
+    """HMAC-SHA256 over the path and the expiry: the signature binds both.
+
+    `path` is the canonical form, the URL path percent-decoded exactly once, which is also
+    what the service resolves: `sign` decodes the URL it is given once, the service checks
+    the path it decoded once. (Decoding again would let `p%2541.txt` pass for `pA.txt`.)
+    """
+    message = f"{path}\n{expires}".encode()
     return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
 
 

@@ -11,6 +11,7 @@ import trustme
 
 from pulp_content.fixtures.remote import FileSpec
 from pulp_content.service import guards
+from tests.helpers import curl
 
 pytestmark = pytest.mark.functional
 
@@ -193,3 +194,28 @@ def test_bad_guard_input(guarded, args, message):
     result = CliRunner().invoke(pulp_content, ["guard", "create", "g", *args])
     assert result.exit_code == 1
     assert message in result.stderr and "Traceback" not in result.output
+
+
+# -- signed URLs: one canonical form (issue #10, item 6) ----------------------------------
+def test_signed_urls_sign_and_check_the_path_decoded_once(scenario, client, tmp_path):
+    """`pA.txt` and a file literally named `p%41.txt` (URL `p%2541.txt`): each signature
+    opens its own file only. (Both hold the same bytes, so the fixture remote serves the
+    second whether or not the sync encodes the `%` in its URL.)"""
+    data = b"the same bytes under two names\n" * 100
+    same = [FileSpec.literal("pA.txt", data), FileSpec.literal("p%41.txt", data)]
+    scenario.publish("signed", same, "immediate", base_path="signed")
+    scenario.cli("guard", "create", "links", "--kind", "signed-url")
+    scenario.cli("distribution", "update", "signed", "--guard", "links")
+    base = f"http://127.0.0.1:{client.server.port}/pulp/content/signed/"
+
+    def sign(name: str) -> str:
+        return scenario.cli("sign", base + name, "--expires", "60").strip()
+
+    plain, percent = sign("pA.txt"), sign("p%2541.txt")
+    assert curl(plain).status == 200
+    assert curl(percent).status == 200  # the file named p%41.txt
+    query = plain[plain.index("?") :]
+    swapped = curl(base + "p%2541.txt" + query)
+    assert swapped.status == 403 and swapped.body == b"the URL signature does not match\n"
+    # Spelling a name differently is fine: p%41.txt and pA.txt are the same request.
+    assert curl(base + "p%41.txt" + query).status == 200
