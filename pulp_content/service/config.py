@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from pulp_content.service.errors import InvalidInput
+from pulp_content.service.proxies import DEFAULT_TRUSTED_PROXIES, Network, parse_networks
 from pulp_content.service.storage import FileSystemStorage
 
 DEFAULT_BIND = "127.0.0.1:24816"
@@ -30,6 +31,8 @@ class Settings:
     delegate: str | None = None
     delegate_prefix: str = "/pulp/storage/"
     log_format: str = "plain"  # or "json": one object per access log line
+    # Peers whose proxy headers (X-Client-Cert, X-Forwarded-For) are believed.
+    trusted_proxies: tuple[Network, ...] = DEFAULT_TRUSTED_PROXIES
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -53,6 +56,7 @@ CONFIG_KEYS = (
     "delegate",
     "delegate_prefix",
     "log_format",
+    "trusted_proxies",
 )
 
 
@@ -70,6 +74,8 @@ def apply_config_file(path: str, environ: MutableMapping[str, str]) -> None:
             f"unknown keys in {path}: {', '.join(unknown)} (known: {', '.join(CONFIG_KEYS)})"
         )
     for key, value in values.items():
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            value = ",".join(value)  # trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]
         if not isinstance(value, str | int | float):
             raise InvalidInput(f"{path}: {key} must be a string or a number")
         environ.setdefault(f"PULP_CONTENT_{key.upper()}", str(value))
@@ -95,6 +101,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     log_format = env.get("PULP_CONTENT_LOG_FORMAT") or "plain"
     if log_format not in ("plain", "json"):
         raise InvalidInput(f"PULP_CONTENT_LOG_FORMAT must be plain or json, not {log_format!r}")
+    proxies = env.get("PULP_CONTENT_TRUSTED_PROXIES")
     return Settings(
         home=home,
         database_url=url,
@@ -102,6 +109,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         delegate=delegate,
         delegate_prefix="/" + prefix.strip("/") + "/",
         log_format=log_format,
+        trusted_proxies=DEFAULT_TRUSTED_PROXIES if proxies is None else parse_networks(proxies),
     )
 
 
