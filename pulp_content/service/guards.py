@@ -7,7 +7,7 @@ secret (they are sent to the client and logged).
 
 Kinds: `header` (a named header carries one of the configured values), `basic` (HTTP
 basic auth against PBKDF2 password hashes), `signed-url` (an HMAC over path and expiry,
-made by `pulp-content sign`), `x509` (a client certificate, passed by the front web
+made by `pulp-content sign`), `x509` (a client certificate, passed by a trusted front web
 server in a header, chains to the configured CA).
 """
 
@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 from pulp_content.service.errors import InvalidInput
 
@@ -33,11 +32,13 @@ REALM = "pulp-content"
 
 @dataclass(frozen=True)
 class RequestFacts:
-    """What a guard may look at: the path, the request headers and the query."""
+    """What a guard may look at: the path (percent-decoded once, as resolved), the request
+    headers, the query, and whether the peer is a trusted proxy (whose headers count)."""
 
     path: str
     headers: Mapping[str, str] = field(default_factory=dict)
     query: Mapping[str, str] = field(default_factory=dict)
+    from_proxy: bool = False
 
     def header(self, name: str) -> str | None:
         wanted = name.lower()
@@ -161,26 +162,17 @@ def _signed_url(settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | N
 
 # -- x509 -------------------------------------------------------------------------------------
 def _x509(settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | None:
-    from cryptography import x509
-    from cryptography.exceptions import InvalidSignature
+    from pulp_content.service import clientcert
 
-    header = settings.get("header", "X-Client-Cert")
-    presented = facts.header(header)
+    # The certificate header is the front web server's word that it verified the TLS
+    # client: from anyone else it is just text anybody can send.
+    presented = facts.header(settings.get("header", "X-Client-Cert")) if facts.from_proxy else None
     if not presented:
         return Refusal("a client certificate is required")
     try:
-        # nginx passes $ssl_client_escaped_cert: the PEM, URL-encoded.
-        cert = x509.load_pem_x509_certificate(unquote(presented).encode())
-        ca = x509.load_pem_x509_certificate(settings["ca_pem"].encode())
-    except ValueError:
-        return Refusal("the client certificate cannot be read")
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        return Refusal("the client certificate is not issued by the trusted CA")
-    now = time.time()
-    if not (cert.not_valid_before_utc.timestamp() <= now <= cert.not_valid_after_utc.timestamp()):
-        return Refusal("the client certificate is not valid now")
+        clientcert.verify(presented, settings["ca_pem"], settings.get("intermediates_pem", ""))
+    except clientcert.Unverified as exc:
+        return Refusal(str(exc))
     return None
 
 
@@ -211,17 +203,25 @@ def settings_for(kind: str, **options: Any) -> dict[str, Any]:
     if kind == "signed-url":
         return {"key": options.get("key") or new_key()}
     if kind == "x509":
-        from cryptography import x509
-
-        pem = options.get("ca_pem")
-        if not pem:
-            raise InvalidInput("an x509 guard needs --ca-cert FILE")
-        try:
-            x509.load_pem_x509_certificate(pem.encode())
-        except ValueError:
-            raise InvalidInput("--ca-cert is not a PEM certificate") from None
-        return {"ca_pem": pem, "header": options.get("header") or "X-Client-Cert"}
+        return _x509_settings(options)
     raise InvalidInput(f"invalid guard kind {kind!r}: choose one of {', '.join(KINDS)}")
+
+
+def _x509_settings(options: Mapping[str, Any]) -> dict[str, Any]:
+    from pulp_content.service.clientcert import read_bundle
+
+    pem = options.get("ca_pem")
+    if not pem:
+        raise InvalidInput("an x509 guard needs --ca-cert FILE")
+    settings = {
+        "ca_pem": read_bundle(pem, "--ca-cert", ca=True),
+        "header": options.get("header") or "X-Client-Cert",
+    }
+    if options.get("intermediates_pem"):
+        settings["intermediates_pem"] = read_bundle(
+            options["intermediates_pem"], "--intermediates", ca=True
+        )
+    return settings
 
 
 def public(kind: str, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -231,5 +231,6 @@ def public(kind: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     if kind == "signed-url":
         return {"key": "***"}
     if kind == "x509":
-        return {"header": settings.get("header"), "ca_pem": "(set)"}
+        intermediates = "(set)" if settings.get("intermediates_pem") else None
+        return {"header": settings.get("header"), "ca_pem": "(set)", "intermediates": intermediates}
     return dict(settings)

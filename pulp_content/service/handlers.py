@@ -12,6 +12,7 @@ from pulp_content.service import queries
 from pulp_content.service.errors import NotResolved, RangeError, UpstreamError
 from pulp_content.service.keys import DOWNLOADS, QUERY_LOG, RESOLVER, SERVED_FROM, SETTINGS, STORAGE
 from pulp_content.service.listing import render_listing
+from pulp_content.service.proxies import is_trusted_proxy
 from pulp_content.service.resolve import (
     Forbidden,
     Listing,
@@ -40,11 +41,13 @@ CLIENT_CLOSED_REQUEST = 499
 
 async def content(request: web.Request) -> web.StreamResponse:
     """GET or HEAD anything under the content prefix."""
+    settings = request.app[SETTINGS]
     with queries.counting() as counter:
         resolution = await request.app[RESOLVER](
             request.raw_path,
             request.headers,  # read-only; only a guard looks at it
-            request.app[SETTINGS].content_prefix,
+            settings.content_prefix,
+            is_trusted_proxy(request.remote, settings.trusted_proxies),
         )
         try:
             response = await answer(request, resolution)

@@ -128,9 +128,13 @@ def resolve(
     raw_path: str,
     headers: Mapping[str, str] | None = None,
     prefix: str = CONTENT_PREFIX,
+    from_proxy: bool = False,
 ) -> Resolution:
     """Resolve a URL path such as `/pulp/content/base/dir/file.iso` (still percent-encoded;
-    a query string, if any, is what signed-URL guards read)."""
+    a query string, if any, is what signed-URL guards read).
+
+    `from_proxy`: the peer is a trusted proxy, whose headers (a client certificate) guards
+    may believe."""
     raw_path, _, query_string = raw_path.partition("?")
     decoded = unquote(raw_path)
     if not decoded.startswith(prefix) and decoded != prefix.rstrip("/"):
@@ -146,7 +150,8 @@ def resolve(
         return _list_distributions(decoded, prefix, "/".join(segments), trailing)
     ref = DistributionRef(dist.name, dist.base_path)
     if dist.guard_kind is not None:
-        facts = guards.RequestFacts(decoded, headers or {}, dict(parse_qsl(query_string)))
+        query = dict(parse_qsl(query_string))
+        facts = guards.RequestFacts(decoded, headers or {}, query, from_proxy)
         refusal = guards.check(dist.guard_kind, dist.guard_settings, facts)
         if refusal is not None:
             return Forbidden(

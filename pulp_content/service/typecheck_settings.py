@@ -12,3 +12,4 @@ SECRET_KEY = "typecheck-only"
 # The legacy content app's own settings (service.legacy.wsgi sets them at run time).
 CONTENT: dict[str, Any] = {}
 PULP_CONTENT_STORAGE = Path("/nonexistent")
+PULP_CONTENT_TRUSTED_PROXIES: tuple[Any, ...] = ()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import os
 import time
 from urllib.parse import quote
 
@@ -11,7 +13,8 @@ import trustme
 
 from pulp_content.fixtures.remote import FileSpec
 from pulp_content.service import guards
-from tests.helpers import curl
+from tests.certs import SERVER_AUTH, ca_pem, leaf_pem, pem_of, signed_by
+from tests.helpers import curl, run_command
 
 pytestmark = pytest.mark.functional
 
@@ -194,6 +197,88 @@ def test_bad_guard_input(guarded, args, message):
     result = CliRunner().invoke(pulp_content, ["guard", "create", "g", *args])
     assert result.exit_code == 1
     assert message in result.stderr and "Traceback" not in result.output
+
+
+# -- x509: only client certificates, only from trusted proxies (issue #10, item 1) --------
+@pytest.fixture
+def client_ca(guarded, tmp_path):
+    """A client CA with an intermediate; the guard `certs` trusts the CA."""
+    ca = trustme.CA()
+    (tmp_path / "ca.pem").write_text(ca_pem(ca))
+    ca.intermediate = ca.create_child_ca()
+    (tmp_path / "intermediates.pem").write_text(ca_pem(ca.intermediate))
+    ca.files = tmp_path
+    return ca
+
+
+def test_x509_guard_refuses_what_is_not_a_client_certificate(guarded, client, client_ca):
+    guarded.attach("certs", "x509", "--ca-cert", str(client_ca.files / "ca.pem"))
+    path, body = PATHS["stored"]
+    server_only, _ = signed_by(client_ca, SERVER_AUTH)
+    no_usage, _ = signed_by(client_ca, None)
+    for pem, reason in (
+        (ca_pem(client_ca), b"a CA certificate is not a client certificate"),
+        (ca_pem(client_ca.intermediate), b"a CA certificate is not a client certificate"),
+        (pem_of(server_only), b"the client certificate is not for client authentication"),
+        (pem_of(no_usage), b"the client certificate is not for client authentication"),
+    ):
+        assert assert_refused(client, path, {"X-Client-Cert": quote(pem)}, 403) == reason + b"\n"
+    assert_allowed(
+        client, path, body, {"X-Client-Cert": quote(leaf_pem(client_ca.issue_cert("c.example")))}
+    )
+
+
+def test_x509_guard_follows_chains_through_intermediates(guarded, client, client_ca):
+    guarded.attach("certs", "x509", "--ca-cert", str(client_ca.files / "ca.pem"))
+    path, body = PATHS["stored"]
+    leaf = leaf_pem(client_ca.intermediate.issue_cert("c.example"))
+    assert_refused(client, path, {"X-Client-Cert": quote(leaf)}, 403)  # no way to the CA
+    chain = leaf + ca_pem(client_ca.intermediate)
+    assert_allowed(client, path, body, {"X-Client-Cert": quote(chain)})
+    # nginx passes the leaf only: the guard's --intermediates complete the chain.
+    guarded.cli(
+        "guard",
+        "create",
+        "chained",
+        "--kind",
+        "x509",
+        "--ca-cert",
+        str(client_ca.files / "ca.pem"),
+        "--intermediates",
+        str(client_ca.files / "intermediates.pem"),
+    )
+    guarded.cli("distribution", "update", "eager", "--guard", "chained")
+    assert_allowed(client, path, body, {"X-Client-Cert": quote(leaf)})
+
+
+def test_x509_header_counts_only_from_a_trusted_proxy(guarded, client_ca, db, monkeypatch):
+    """`serve` with PULP_CONTENT_TRUSTED_PROXIES not covering this client (127.0.0.1): a
+    valid certificate in the header is ignored, in every gunicorn worker."""
+    from tests.functional.conftest import Client, ServiceProcess
+
+    guarded.attach("certs", "x509", "--ca-cert", str(client_ca.files / "ca.pem"))
+    header = {"X-Client-Cert": quote(leaf_pem(client_ca.issue_cert("c.example")))}
+    path, _ = PATHS["stored"]
+    monkeypatch.setenv("PULP_CONTENT_TRUSTED_PROXIES", "192.0.2.0/24, ::1")
+    with ServiceProcess(db, workers=2) as process:
+        for _ in range(4):  # whichever worker answers
+            refused = assert_refused(Client(process), path, header, 403)
+            assert refused == b"a client certificate is required\n"
+
+
+def test_resolve_command_takes_the_peer_into_account(guarded, client_ca, db):
+    guarded.attach("certs", "x509", "--ca-cert", str(client_ca.files / "ca.pem"))
+    header = "X-Client-Cert: " + quote(leaf_pem(client_ca.issue_cert("c.example")))
+    env = {**os.environ}
+    path = PATHS["stored"][0]
+    local = run_command("resolve", path, "--header", header, "--json", env=env)
+    assert local.returncode == 0, local.stderr
+    assert json.loads(local.stdout)["action"] == "serve_file", local.stderr
+    remote = run_command(
+        "resolve", path, "--header", header, "--peer", "198.51.100.7", "--json", env=env
+    )
+    doc = json.loads(remote.stdout)
+    assert doc["action"] == "forbidden" and doc["reason"] == "a client certificate is required"
 
 
 # -- signed URLs: one canonical form (issue #10, item 6) ----------------------------------
