@@ -64,8 +64,11 @@ def test_settings_from_the_environment_and_toml(tmp_path):
     env["PULP_CONTENT_TRUSTED_PROXIES"] = "10.0.0.0/8,::1"
     assert [str(n) for n in load_settings(env).trusted_proxies] == ["10.0.0.0/8", "::1/128"]
     config = tmp_path / "pulp-content.toml"
-    config.write_text('trusted_proxies = ["192.0.2.0/24", "127.0.0.1"]\n')
+    config.write_text('trusted_proxies = ["192.0.2.0/24", "127.0.0.1"]\nauth_failure_limit = 3\n')
     toml_env = {"PULP_CONTENT_HOME": str(tmp_path)}
     apply_config_file(str(config), toml_env)
     settings = load_settings(toml_env)
     assert [str(n) for n in settings.trusted_proxies] == ["192.0.2.0/24", "127.0.0.1/32"]
+    assert settings.auth_failure_limit == 3
+    with pytest.raises(InvalidInput, match="PULP_CONTENT_AUTH_FAILURE_WINDOW"):
+        load_settings({**env, "PULP_CONTENT_AUTH_FAILURE_WINDOW": "-1"})

@@ -196,12 +196,11 @@ def resolve(path: str, as_json: bool, headers: tuple[str, ...], peer: str) -> No
     current = settings()  # Django is configured before the resolver imports the models
     from pulp_content.service import queries
     from pulp_content.service.proxies import is_trusted_proxy
-    from pulp_content.service.resolve import describe
-    from pulp_content.service.resolve import resolve as run
+    from pulp_content.service.resolve import describe, resolve_now
 
     from_proxy = is_trusted_proxy(peer, current.trusted_proxies)
     with queries.counting() as counter:
-        resolution = run(path, parse_headers(headers), current.content_prefix, from_proxy)
+        resolution = resolve_now(path, parse_headers(headers), current.content_prefix, from_proxy)
     doc = describe(resolution, counter.count, delegate=current.delegate is not None)
     if as_json:
         echo_json(doc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -33,6 +33,10 @@ class Settings:
     log_format: str = "plain"  # or "json": one object per access log line
     # Peers whose proxy headers (X-Client-Cert, X-Forwarded-For) are believed.
     trusted_proxies: tuple[Network, ...] = DEFAULT_TRUSTED_PROXIES
+    # A client address with this many failed basic-auth attempts within the window (s)
+    # is answered 429 until the oldest of them leaves it; 0 turns the limit off.
+    auth_failure_limit: int = 5
+    auth_failure_window: float = 60.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -57,6 +61,8 @@ CONFIG_KEYS = (
     "delegate_prefix",
     "log_format",
     "trusted_proxies",
+    "auth_failure_limit",
+    "auth_failure_window",
 )
 
 
@@ -110,7 +116,21 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         delegate_prefix="/" + prefix.strip("/") + "/",
         log_format=log_format,
         trusted_proxies=DEFAULT_TRUSTED_PROXIES if proxies is None else parse_networks(proxies),
+        auth_failure_limit=int(_count(env, "PULP_CONTENT_AUTH_FAILURE_LIMIT", "5", int)),
+        auth_failure_window=_count(env, "PULP_CONTENT_AUTH_FAILURE_WINDOW", "60", float),
     )
+
+
+def _count(env: Mapping[str, str], name: str, default: str, kind: type[float]) -> float:
+    """A non-negative number from the environment, or a one-line error naming it."""
+    text = env.get(name) or default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a non-negative number, not {text!r}") from None
+    if value < 0:
+        raise InvalidInput(f"{name} must be a non-negative number, not {text!r}")
+    return value
 
 
 def database_settings(url: str) -> dict[str, object]:

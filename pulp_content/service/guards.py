@@ -9,6 +9,10 @@ Kinds: `header` (a named header carries one of the configured values), `basic` (
 basic auth against PBKDF2 password hashes), `signed-url` (an HMAC over path and expiry,
 made by `pulp-content sign`), `x509` (a client certificate, passed by a trusted front web
 server in a header, chains to the configured CA).
+
+A `basic` guard does not hash here: it answers a `PasswordCheck`, which the service runs
+on a pool of its own (`service.passwords`), so hashing never holds up the thread that
+resolves every request.
 """
 
 from __future__ import annotations
@@ -47,18 +51,36 @@ class RequestFacts:
 
 @dataclass(frozen=True)
 class Refusal:
-    """Why a guard refused; `status` is 401 (credentials may help) or 403."""
+    """Why a guard refused; `status` is 401 (credentials may help) or 403, or 429/503
+    with `retry_after` seconds when password checks are limited."""
 
     reason: str
     status: int = 403
     challenge: str | None = None
+    retry_after: int | None = None
 
 
-Check = Callable[[Mapping[str, Any], RequestFacts], Refusal | None]
+@dataclass(frozen=True)
+class PasswordCheck:
+    """A basic-auth attempt still to be hashed: `stored` is the user's hash, or a dummy
+    one of the same cost for an unknown user (equal work: no user enumeration)."""
+
+    user: str
+    password: str = field(repr=False)
+    stored: str = field(repr=False)
+    known: bool
+    iterations: int
+    challenge: str
+    cache_key: str = field(repr=False)
 
 
-def check(kind: str, settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | None:
-    """None when the guard permits the request, else why it refuses."""
+Verdict = Refusal | PasswordCheck | None
+Check = Callable[[Mapping[str, Any], RequestFacts], Verdict]
+
+
+def check(kind: str, settings: Mapping[str, Any], facts: RequestFacts) -> Verdict:
+    """None when the guard permits the request, a PasswordCheck still to run, or why it
+    refuses."""
     checker = CHECKS.get(kind)
     if checker is None:
         return Refusal(f"content guard kind {kind!r} is not supported")
@@ -66,6 +88,14 @@ def check(kind: str, settings: Mapping[str, Any], facts: RequestFacts) -> Refusa
         return checker(settings, facts)
     except (KeyError, TypeError, ValueError):
         return Refusal("content guard is misconfigured")
+
+
+def check_now(kind: str, settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | None:
+    """`check` with any password hashed right here (the CLI and the WSGI baseline)."""
+    verdict = check(kind, settings, facts)
+    if isinstance(verdict, PasswordCheck):
+        return None if password_matches(verdict) else wrong_password(verdict)
+    return verdict
 
 
 # -- header -----------------------------------------------------------------------------------
@@ -83,33 +113,50 @@ def hash_password(password: str, salt: bytes | None = None) -> str:
     """`pbkdf2_sha256$iterations$salt$hash`, base64; never the password."""
     salt = salt or secrets.token_bytes(16)
     digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, PBKDF2_ITERATIONS)
-    return "$".join(
-        [
-            "pbkdf2_sha256",
-            str(PBKDF2_ITERATIONS),
-            base64.b64encode(salt).decode(),
-            base64.b64encode(digest).decode(),
-        ]
-    )
+    return _encode(PBKDF2_ITERATIONS, salt, digest)
 
 
-def _password_matches(password: str, stored: str) -> bool:
-    scheme, iterations, salt, expected = stored.split("$")
-    if scheme != "pbkdf2_sha256":
-        return False
+def _encode(iterations: int, salt: bytes, digest: bytes) -> str:
+    encoded = (base64.b64encode(salt).decode(), base64.b64encode(digest).decode())
+    return "$".join(["pbkdf2_sha256", str(iterations), *encoded])
+
+
+def _cost(stored: str) -> int:
+    """The iterations of a stored hash; ValueError if it is not one of ours."""
+    scheme, iterations, salt, digest = stored.split("$")
+    if scheme != "pbkdf2_sha256" or not iterations.isdigit():
+        raise ValueError("not a pbkdf2_sha256 hash")
+    for part in (salt, digest):
+        base64.b64decode(part, validate=True)  # binascii.Error is a ValueError
+    return int(iterations)
+
+
+def _kdf(password: str, stored: str) -> bool:
+    _scheme, iterations, salt, expected = stored.split("$")
     digest = hashlib.pbkdf2_hmac(
         "sha256", password.encode(), base64.b64decode(salt), int(iterations)
     )
     return hmac.compare_digest(digest, base64.b64decode(expected))
 
 
-# PBKDF2 is slow on purpose; a client downloading a repository sends the same
-# credentials hundreds of times. Remember which (credentials, hash) pairs matched.
-_VERIFIED: dict[str, float] = {}
-_VERIFIED_FOR = 300.0
+def password_matches(attempt: PasswordCheck) -> bool:
+    """Run the KDF (slow on purpose: call it off the event loop and off the resolver)."""
+    matched = _kdf(attempt.password, attempt.stored)
+    return matched and attempt.known
 
 
-def _basic(settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | None:
+def wrong_password(attempt: PasswordCheck) -> Refusal:
+    return Refusal("wrong user name or password", 401, attempt.challenge)
+
+
+def _dummy_hash(users: Mapping[str, str]) -> str:
+    """A hash no password matches, as costly as the guard's own: the iterations of its
+    most expensive user (a random salt and digest, so computing it costs nothing)."""
+    costs = [_cost(stored) for stored in users.values()] or [PBKDF2_ITERATIONS]
+    return _encode(max(costs), secrets.token_bytes(16), secrets.token_bytes(32))
+
+
+def _basic(settings: Mapping[str, Any], facts: RequestFacts) -> Verdict:
     challenge = f'Basic realm="{REALM}", charset="UTF-8"'
     header = facts.header("Authorization")
     if header is None or not header.lower().startswith("basic "):
@@ -118,19 +165,14 @@ def _basic(settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | None:
         user, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return Refusal("malformed credentials", 401, challenge)
-    stored = settings["users"].get(user)
-    if stored is None:
-        return Refusal("wrong user name or password", 401, challenge)
-    key = hashlib.sha256(f"{header}\0{stored}".encode()).hexdigest()
-    now = time.monotonic()
-    if _VERIFIED.get(key, 0) > now:
-        return None
-    if not _password_matches(password, stored):
-        return Refusal("wrong user name or password", 401, challenge)
-    if len(_VERIFIED) > 10_000:
-        _VERIFIED.clear()
-    _VERIFIED[key] = now + _VERIFIED_FOR
-    return None
+    users: Mapping[str, str] = settings["users"]
+    stored = users.get(user)
+    known = stored is not None
+    stored = stored if stored is not None else _dummy_hash(users)
+    # What a verified attempt is remembered by: the credentials and the hash they
+    # matched (a changed password is a new key). Never stored or logged as such.
+    cache_key = hashlib.sha256(f"{header}\0{stored}".encode()).hexdigest()
+    return PasswordCheck(user, password, stored, known, _cost(stored), challenge, cache_key)
 
 
 # -- signed-url -------------------------------------------------------------------------------

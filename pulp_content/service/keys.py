@@ -12,6 +12,7 @@ from pulp_content.service.config import Settings
 from pulp_content.service.download import Downloads
 from pulp_content.service.ingest import OrmPersist
 from pulp_content.service.metrics import Counters
+from pulp_content.service.passwords import Passwords
 from pulp_content.service.storage import FileSystemStorage
 from pulp_content.service.upstream import HttpUpstream
 
@@ -26,5 +27,7 @@ QUERY_LOG = web.AppKey("query_log", deque)
 Resolver = Callable[..., Awaitable[Any]]
 RESOLVER: web.AppKey[Resolver] = web.AppKey("resolver")
 COUNTERS = web.AppKey("counters", Counters)
+# Basic-auth password checks: their own thread pool, bounded, limited per client address.
+PASSWORDS = web.AppKey("passwords", Passwords)
 # Where a request's bytes came from (storage | delegated | upstream | shared download).
 SERVED_FROM = web.RequestKey("served_from", str)

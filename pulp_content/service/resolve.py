@@ -119,9 +119,18 @@ class Forbidden(Resolved):
     reason: str = "forbidden"
     status: int = 403
     challenge: str | None = None
+    retry_after: int | None = None  # 429 and 503: seconds before trying again
 
 
-Resolution = LocalArtifact | RemoteSource | Listing | Redirect | NotFound | Forbidden
+@dataclass(frozen=True)
+class Unverified(Resolved):
+    """A basic-auth password still to be checked. The caller hashes it off the resolver's
+    thread (`service.passwords`), then resolves again with `verified=check.cache_key`."""
+
+    check: guards.PasswordCheck | None = None
+
+
+Resolution = LocalArtifact | RemoteSource | Listing | Redirect | NotFound | Forbidden | Unverified
 
 
 def resolve(
@@ -129,12 +138,14 @@ def resolve(
     headers: Mapping[str, str] | None = None,
     prefix: str = CONTENT_PREFIX,
     from_proxy: bool = False,
+    verified: str | None = None,
 ) -> Resolution:
     """Resolve a URL path such as `/pulp/content/base/dir/file.iso` (still percent-encoded;
     a query string, if any, is what signed-URL guards read).
 
     `from_proxy`: the peer is a trusted proxy, whose headers (a client certificate) guards
-    may believe."""
+    may believe. `verified`: the cache key of the PasswordCheck the caller has run and found
+    right; any other password check comes back as Unverified, before any other query."""
     raw_path, _, query_string = raw_path.partition("?")
     decoded = unquote(raw_path)
     if not decoded.startswith(prefix) and decoded != prefix.rstrip("/"):
@@ -152,17 +163,48 @@ def resolve(
     if dist.guard_kind is not None:
         query = dict(parse_qsl(query_string))
         facts = guards.RequestFacts(decoded, headers or {}, query, from_proxy)
-        refusal = guards.check(dist.guard_kind, dist.guard_settings, facts)
-        if refusal is not None:
-            return Forbidden(
-                decoded, ref, None, None, refusal.reason, refusal.status, refusal.challenge
-            )
+        verdict = guards.check(dist.guard_kind, dist.guard_settings, facts)
+        if isinstance(verdict, guards.Refusal):
+            return refused(decoded, ref, verdict)
+        if isinstance(verdict, guards.PasswordCheck) and verdict.cache_key != verified:
+            return Unverified(decoded, ref, check=verdict)
     relative = "/".join(segments[len(dist.base_path.split("/")) :])
     if not relative and not trailing:
         return Redirect(decoded, ref, location=f"{prefix}{dist.base_path}/")
     if dist.remote_id is not None and dist.publication_id is None:
         return _resolve_pull_through(decoded, ref, dist, relative, trailing)
     return _resolve_in_source(decoded, ref, dist, relative, trailing)
+
+
+def resolve_now(
+    raw_path: str,
+    headers: Mapping[str, str] | None = None,
+    prefix: str = CONTENT_PREFIX,
+    from_proxy: bool = False,
+) -> Resolution:
+    """`resolve`, with a password check hashed right here (`pulp-content resolve`: one
+    request, no pool to protect); the service runs the same steps in `handlers`."""
+    resolution = resolve(raw_path, headers, prefix, from_proxy)
+    if not isinstance(resolution, Unverified) or resolution.check is None:
+        return resolution
+    if not guards.password_matches(resolution.check):
+        return refused(
+            resolution.path, resolution.distribution, guards.wrong_password(resolution.check)
+        )
+    return resolve(raw_path, headers, prefix, from_proxy, verified=resolution.check.cache_key)
+
+
+def refused(path: str, ref: DistributionRef | None, refusal: guards.Refusal) -> Forbidden:
+    return Forbidden(
+        path,
+        ref,
+        None,
+        None,
+        refusal.reason,
+        refusal.status,
+        refusal.challenge,
+        refusal.retry_after,
+    )
 
 
 @dataclass(frozen=True)
@@ -504,6 +546,8 @@ def action_of(resolution: Resolution, delegate: bool = False) -> str:
             return "redirect"
         case Forbidden():
             return "forbidden"
+        case Unverified():
+            return "check_password"
         case _:
             return "not_found"
 

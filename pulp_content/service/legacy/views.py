@@ -44,7 +44,7 @@ def content(request: HttpRequest, path: str) -> HttpResponse | StreamingHttpResp
         facts = guards.RequestFacts(
             request.path, dict(request.headers), request.GET.dict(), from_proxy
         )
-        refusal = guards.check(guard.kind, guard.settings, facts)
+        refusal = guards.check_now(guard.kind, guard.settings, facts)
         if refusal is not None:
             return HttpResponseForbidden(refusal.reason)
     if found.artifact is not None:
