@@ -1,9 +1,10 @@
 """Content guards: the check every request passes before any byte is sent.
 
 A guard has a `kind`; each kind is a function from the guard's settings and the
-request's facts to None (permitted) or a refusal. A guard whose kind is unknown refuses,
-so a misconfigured guard never opens a door. Refusals carry a short reason and never a
-secret (they are sent to the client and logged).
+request's facts to None (permitted), a refusal, or (basic) a password check still to
+run. A guard whose kind is unknown refuses, so a misconfigured guard never opens a door.
+Refusals carry a short reason and never a secret (they are sent to the client and
+logged).
 
 Kinds: `header` (a named header carries one of the configured values), `basic` (HTTP
 basic auth against PBKDF2 password hashes), `signed-url` (an HMAC over path and expiry,
