@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
 
 from pulp_content.fixtures.bench import CLI
 
@@ -25,3 +32,42 @@ def run_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[
     return subprocess.run(
         [*CLI, *args], env=env, capture_output=True, text=True, timeout=120, check=False
     )
+
+
+def curl_binary() -> str:
+    """curl's path; a missing curl fails the test in CI (.ci/run installs it), else skips."""
+    path = shutil.which("curl")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("curl is not installed (Debian: see .ci/run)")
+        pytest.skip("curl is not installed")
+    return path
+
+
+@dataclass
+class CurlReply:
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+def curl(url: str, *options: str) -> CurlReply:
+    """One request with curl as a user runs it (the path sent as given, no redirects)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        head, body = Path(tmp) / "head", Path(tmp) / "body"
+        done = subprocess.run(
+            [curl_binary(), "-sS", "--path-as-is", "-D", str(head), "-o", str(body), *options, url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        lines = head.read_text(errors="replace").splitlines()
+        status = int(lines[0].split()[1])
+        headers = {
+            name.strip().lower(): value.strip()
+            for name, sep, value in (line.partition(":") for line in lines[1:])
+            if sep
+        }
+        return CurlReply(status, headers, body.read_bytes())

@@ -406,7 +406,17 @@ def guard() -> None:
     metavar="NAME:PASSWORD",
     help="basic: a user (repeatable); only a PBKDF2 hash is stored.",
 )
-@click.option("--ca-cert", type=click.Path(dir_okay=False), help="x509: PEM of the trusted CA.")
+@click.option(
+    "--ca-cert",
+    type=click.Path(dir_okay=False),
+    help="x509: PEM file of the trusted CA certificate(s).",
+)
+@click.option(
+    "--intermediates",
+    type=click.Path(dir_okay=False),
+    help="x509: PEM file of intermediate CA certificates between the trusted CA and the "
+    "clients (not trusted themselves; nginx passes on the client's certificate only).",
+)
 @click.option("--key", help="signed-url: the HMAC key (default: a random one).")
 def guard_create(
     name: str,
@@ -415,6 +425,7 @@ def guard_create(
     values: tuple[str, ...],
     users: tuple[str, ...],
     ca_cert: str | None,
+    intermediates: str | None,
     key: str | None,
 ) -> None:
     """Create a guard; attach it with `distribution update NAME --guard GUARD`."""
@@ -428,6 +439,7 @@ def guard_create(
         users=users,
         key=key,
         ca_pem=read_file_option(ca_cert, "--ca-cert"),
+        intermediates_pem=read_file_option(intermediates, "--intermediates"),
     )
     click.echo(f"created {kind} guard {name}")
 
@@ -480,7 +492,10 @@ def guard_delete(name: str) -> None:
     help="Seconds the signed URL stays valid.",
 )
 def sign(url: str, expires: int) -> None:
-    """Print URL signed for its distribution's signed-url guard."""
+    """Print URL signed for its distribution's signed-url guard.
+
+    URL is what the client will request, percent-encoded as it will be sent (a file named
+    `a b%.txt` is `.../a%20b%25.txt`)."""
     from pulp_content.service.catalog import sign_url
 
     current = settings()

@@ -189,15 +189,24 @@ def legacy_streamer(bind: str) -> None:
     metavar="'NAME: VALUE'",
     help="A request header to resolve with (content guards look at them).",
 )
-def resolve(path: str, as_json: bool, headers: tuple[str, ...]) -> None:
+@click.option(
+    "--peer",
+    default="127.0.0.1",
+    show_default=True,
+    help="The client address the request comes from: proxy headers such as X-Client-Cert "
+    "count only from a trusted proxy (PULP_CONTENT_TRUSTED_PROXIES).",
+)
+def resolve(path: str, as_json: bool, headers: tuple[str, ...], peer: str) -> None:
     """Show what the service does for a URL path such as /pulp/content/base/file.iso."""
     current = settings()  # set up by `Command` before this runs: the models may import
     from pulp_content.cli.describe import describe
     from pulp_content.service import queries
-    from pulp_content.service.resolve import resolve as run
+    from pulp_content.service.proxies import is_trusted_proxy
+    from pulp_content.service.resolve import resolve_now
 
+    from_proxy = is_trusted_proxy(peer, current.trusted_proxies)
     with queries.counting() as counter:
-        resolution = run(path, parse_headers(headers), current.content_prefix)
+        resolution = resolve_now(path, parse_headers(headers), current.content_prefix, from_proxy)
     doc = describe(resolution, counter.count, delegate=current.delegate is not None)
     if as_json:
         echo_json(doc)

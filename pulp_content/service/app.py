@@ -18,6 +18,7 @@ from pulp_content.service.ingest import OrmPersist
 from pulp_content.service.keys import (
     COUNTERS,
     DOWNLOADS,
+    PASSWORDS,
     PERSIST,
     QUERY_LOG,
     RESOLVER,
@@ -26,6 +27,7 @@ from pulp_content.service.keys import (
     UPSTREAM,
 )
 from pulp_content.service.metrics import Counters
+from pulp_content.service.passwords import FailureLimit, Passwords
 from pulp_content.service.resolve import resolve
 from pulp_content.service.storage import open_storage
 from pulp_content.service.types import Resolution
@@ -58,6 +60,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)
     app.cleanup_ctx.append(_upstream)
+    app.cleanup_ctx.append(_passwords)
     app.on_startup.append(_sweep)
     return app
 
@@ -66,6 +69,8 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text: requests, database queries, upstream requests, bytes sent."""
     counters = request.app[COUNTERS]
     counters.upstream_requests = request.app[UPSTREAM].requests
+    counters.password_hashes = request.app[PASSWORDS].hashes
+    counters.password_hash_iterations = request.app[PASSWORDS].hash_iterations
     return web.Response(text=counters.render(), content_type="text/plain")
 
 
@@ -101,6 +106,14 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
     await app[UPSTREAM].aclose()
     app[PERSIST].close()
     app[STORAGE].locks.close()  # every download has ended: no claim is left
+
+
+async def _passwords(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    limit = FailureLimit(settings.auth_failure_limit, settings.auth_failure_window)
+    app[PASSWORDS] = Passwords(limit)
+    yield
+    app[PASSWORDS].close()
 
 
 async def _sweep(app: web.Application) -> None:

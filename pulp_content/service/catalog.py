@@ -403,7 +403,8 @@ def sign_url(url: str, expires_in: int, prefix: str) -> str:
         parts = urlsplit(url)
     except ValueError as exc:  # e.g. an unclosed IPv6 bracket
         raise InvalidInput(f"invalid URL {url!r}: {exc}") from None
-    path = parts.path
+    # The canonical form the service checks: the path percent-decoded once.
+    path = unquote(parts.path)
     if not path.startswith(prefix):
         raise InvalidInput(f"{url!r} is not under {prefix}")
     segments = path[len(prefix) :].strip("/").split("/")

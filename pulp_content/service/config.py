@@ -6,12 +6,13 @@ import contextlib
 import copy
 import os
 import tomllib
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
 
 from pulp_content.service.errors import InvalidInput
+from pulp_content.service.proxies import DEFAULT_TRUSTED_PROXIES, Network, parse_networks
 from pulp_content.service.text import check_text
 
 DEFAULT_BIND = "127.0.0.1:24816"
@@ -34,6 +35,12 @@ class Settings:
     log_format: str = "plain"  # or "json": one object per access log line
     # The Fernet key file that encrypts secrets at rest; None: keys/secret.key in home.
     secret_key_file: Path | None = None
+    # Peers whose proxy headers (X-Client-Cert, X-Forwarded-For) are believed.
+    trusted_proxies: tuple[Network, ...] = DEFAULT_TRUSTED_PROXIES
+    # A client address with this many failed basic-auth attempts within the window (s)
+    # is answered 429 until the oldest of them leaves it; 0 turns the limit off.
+    auth_failure_limit: int = 5
+    auth_failure_window: float = 60.0
 
     @property
     def secret_key_path(self) -> Path:
@@ -56,6 +63,9 @@ CONFIG_KEYS = (
     "delegate_prefix",
     "log_format",
     "secret_key_file",
+    "trusted_proxies",
+    "auth_failure_limit",
+    "auth_failure_window",
 )
 
 
@@ -77,6 +87,8 @@ def apply_config_file(path: str, environ: MutableMapping[str, str]) -> None:
             f"unknown keys in {path}: {', '.join(unknown)} (known: {', '.join(CONFIG_KEYS)})"
         )
     for key, value in values.items():
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            value = ",".join(value)  # trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]
         if not isinstance(value, str | int | float):
             raise InvalidInput(f"{path}: {key} must be a string or a number")
         check_text(str(value), f"{path}: {key}")
@@ -111,6 +123,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if log_format not in ("plain", "json"):
         raise InvalidInput(f"PULP_CONTENT_LOG_FORMAT must be plain or json, not {log_format!r}")
     key_file = env.get("PULP_CONTENT_SECRET_KEY_FILE")
+    proxies = env.get("PULP_CONTENT_TRUSTED_PROXIES")
     return Settings(
         home=home,
         database_url=url,
@@ -119,7 +132,22 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         delegate_prefix="/" + prefix.strip("/") + "/",
         log_format=log_format,
         secret_key_file=Path(key_file).expanduser().resolve() if key_file else None,
+        trusted_proxies=DEFAULT_TRUSTED_PROXIES if proxies is None else parse_networks(proxies),
+        auth_failure_limit=int(_count(env, "PULP_CONTENT_AUTH_FAILURE_LIMIT", "5", int)),
+        auth_failure_window=_count(env, "PULP_CONTENT_AUTH_FAILURE_WINDOW", "60", float),
     )
+
+
+def _count(env: Mapping[str, str], name: str, default: str, kind: type[float]) -> float:
+    """A non-negative number from the environment, or a one-line error naming it."""
+    text = env.get(name) or default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a non-negative number, not {text!r}") from None
+    if value < 0:
+        raise InvalidInput(f"{name} must be a non-negative number, not {text!r}")
+    return value
 
 
 def sqlite_path(url: str) -> Path:

@@ -1,14 +1,19 @@
 """Content guards: the check every request passes before any byte is sent.
 
 A guard has a `kind`; each kind is a function from the guard's settings and the
-request's facts to None (permitted) or a refusal. A guard whose kind is unknown refuses,
-so a misconfigured guard never opens a door. Refusals carry a short reason and never a
-secret (they are sent to the client and logged).
+request's facts to None (permitted), a refusal, or (basic) a password check still to
+run. A guard whose kind is unknown refuses, so a misconfigured guard never opens a door.
+Refusals carry a short reason and never a secret (they are sent to the client and
+logged).
 
 Kinds: `header` (a named header carries one of the configured values), `basic` (HTTP
 basic auth against PBKDF2 password hashes), `signed-url` (an HMAC over path and expiry,
-made by `pulp-content sign`), `x509` (a client certificate, passed by the front web
+made by `pulp-content sign`), `x509` (a client certificate, passed by a trusted front web
 server in a header, chains to the configured CA).
+
+A `basic` guard does not hash here: it answers a `PasswordCheck`, which the service runs
+on a pool of its own (`service.passwords`), so hashing never holds up the thread that
+resolves every request.
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 from pulp_content.service.errors import InvalidInput
 from pulp_content.service.text import check_text
+from pulp_content.service.types import PasswordCheck, Refusal
 
 KINDS = ("header", "basic", "signed-url", "x509")
 PBKDF2_ITERATIONS = 200_000
@@ -34,31 +39,26 @@ REALM = "pulp-content"
 
 @dataclass(frozen=True)
 class RequestFacts:
-    """What a guard may look at: the path, the request headers and the query."""
+    """What a guard may look at: the path (percent-decoded once, as resolved), the request
+    headers, the query, and whether the peer is a trusted proxy (whose headers count)."""
 
     path: str
     headers: Mapping[str, str] = field(default_factory=dict)
     query: Mapping[str, str] = field(default_factory=dict)
+    from_proxy: bool = False
 
     def header(self, name: str) -> str | None:
         wanted = name.lower()
         return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """Why a guard refused; `status` is 401 (credentials may help) or 403."""
-
-    reason: str
-    status: int = 403
-    challenge: str | None = None
+Verdict = Refusal | PasswordCheck | None
+Check = Callable[[Mapping[str, Any], RequestFacts], Verdict]
 
 
-Check = Callable[[Mapping[str, Any], RequestFacts], Refusal | None]
-
-
-def check(kind: str, settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | None:
-    """None when the guard permits the request, else why it refuses."""
+def check(kind: str, settings: Mapping[str, Any], facts: RequestFacts) -> Verdict:
+    """None when the guard permits the request, a PasswordCheck still to run, or why it
+    refuses."""
     checker = CHECKS.get(kind)
     if checker is None:
         return Refusal(f"content guard kind {kind!r} is not supported")
@@ -66,6 +66,14 @@ def check(kind: str, settings: Mapping[str, Any], facts: RequestFacts) -> Refusa
         return checker(settings, facts)
     except (KeyError, TypeError, ValueError):
         return Refusal("content guard is misconfigured")
+
+
+def check_now(kind: str, settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | None:
+    """`check` with any password hashed right here (the CLI and the WSGI baseline)."""
+    verdict = check(kind, settings, facts)
+    if isinstance(verdict, PasswordCheck):
+        return None if password_matches(verdict) else wrong_password(verdict)
+    return verdict
 
 
 # -- header -----------------------------------------------------------------------------------
@@ -83,33 +91,50 @@ def hash_password(password: str, salt: bytes | None = None) -> str:
     """`pbkdf2_sha256$iterations$salt$hash`, base64; never the password."""
     salt = salt or secrets.token_bytes(16)
     digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, PBKDF2_ITERATIONS)
-    return "$".join(
-        [
-            "pbkdf2_sha256",
-            str(PBKDF2_ITERATIONS),
-            base64.b64encode(salt).decode(),
-            base64.b64encode(digest).decode(),
-        ]
-    )
+    return _encode(PBKDF2_ITERATIONS, salt, digest)
 
 
-def _password_matches(password: str, stored: str) -> bool:
-    scheme, iterations, salt, expected = stored.split("$")
-    if scheme != "pbkdf2_sha256":
-        return False
+def _encode(iterations: int, salt: bytes, digest: bytes) -> str:
+    encoded = (base64.b64encode(salt).decode(), base64.b64encode(digest).decode())
+    return "$".join(["pbkdf2_sha256", str(iterations), *encoded])
+
+
+def _cost(stored: str) -> int:
+    """The iterations of a stored hash; ValueError if it is not one of ours."""
+    scheme, iterations, salt, digest = stored.split("$")
+    if scheme != "pbkdf2_sha256" or not iterations.isdigit():
+        raise ValueError("not a pbkdf2_sha256 hash")
+    for part in (salt, digest):
+        base64.b64decode(part, validate=True)  # binascii.Error is a ValueError
+    return int(iterations)
+
+
+def _kdf(password: str, stored: str) -> bool:
+    _scheme, iterations, salt, expected = stored.split("$")
     digest = hashlib.pbkdf2_hmac(
         "sha256", password.encode(), base64.b64decode(salt), int(iterations)
     )
     return hmac.compare_digest(digest, base64.b64decode(expected))
 
 
-# PBKDF2 is slow on purpose; a client downloading a repository sends the same
-# credentials hundreds of times. Remember which (credentials, hash) pairs matched.
-_VERIFIED: dict[str, float] = {}
-_VERIFIED_FOR = 300.0
+def password_matches(attempt: PasswordCheck) -> bool:
+    """Run the KDF (slow on purpose: call it off the event loop and off the resolver)."""
+    matched = _kdf(attempt.password, attempt.stored)
+    return matched and attempt.known
 
 
-def _basic(settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | None:
+def wrong_password(attempt: PasswordCheck) -> Refusal:
+    return Refusal("wrong user name or password", 401, attempt.challenge)
+
+
+def _dummy_hash(users: Mapping[str, str]) -> str:
+    """A hash no password matches, as costly as the guard's own: the iterations of its
+    most expensive user (a random salt and digest, so computing it costs nothing)."""
+    costs = [_cost(stored) for stored in users.values()] or [PBKDF2_ITERATIONS]
+    return _encode(max(costs), secrets.token_bytes(16), secrets.token_bytes(32))
+
+
+def _basic(settings: Mapping[str, Any], facts: RequestFacts) -> Verdict:
     challenge = f'Basic realm="{REALM}", charset="UTF-8"'
     header = facts.header("Authorization")
     if header is None or not header.lower().startswith("basic "):
@@ -118,19 +143,14 @@ def _basic(settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | None:
         user, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return Refusal("malformed credentials", 401, challenge)
-    stored = settings["users"].get(user)
-    if stored is None:
-        return Refusal("wrong user name or password", 401, challenge)
-    key = hashlib.sha256(f"{header}\0{stored}".encode()).hexdigest()
-    now = time.monotonic()
-    if _VERIFIED.get(key, 0) > now:
-        return None
-    if not _password_matches(password, stored):
-        return Refusal("wrong user name or password", 401, challenge)
-    if len(_VERIFIED) > 10_000:
-        _VERIFIED.clear()
-    _VERIFIED[key] = now + _VERIFIED_FOR
-    return None
+    users: Mapping[str, str] = settings["users"]
+    stored = users.get(user)
+    known = stored is not None
+    stored = stored if stored is not None else _dummy_hash(users)
+    # What a verified attempt is remembered by: the credentials and the hash they
+    # matched (a changed password is a new key). Never stored or logged as such.
+    cache_key = hashlib.sha256(f"{header}\0{stored}".encode()).hexdigest()
+    return PasswordCheck(user, password, stored, known, _cost(stored), challenge, cache_key)
 
 
 # -- signed-url -------------------------------------------------------------------------------
@@ -139,8 +159,13 @@ def new_key() -> str:
 
 
 def signature(key: str, path: str, expires: int) -> str:
-    """HMAC-SHA256 over the decoded path and the expiry: the signature binds both."""
-    message = f"{unquote(path)}\n{expires}".encode()
+    """HMAC-SHA256 over the path and the expiry: the signature binds both.
+
+    `path` is the canonical form, the URL path percent-decoded exactly once, which is also
+    what the service resolves: `sign` decodes the URL it is given once, the service checks
+    the path it decoded once. (Decoding again would let `p%2541.txt` pass for `pA.txt`.)
+    """
+    message = f"{path}\n{expires}".encode()
     return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
 
 
@@ -157,26 +182,17 @@ def _signed_url(settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | N
 
 # -- x509 -------------------------------------------------------------------------------------
 def _x509(settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | None:
-    from cryptography import x509
-    from cryptography.exceptions import InvalidSignature
+    from pulp_content.service import clientcert
 
-    header = settings.get("header", "X-Client-Cert")
-    presented = facts.header(header)
+    # The certificate header is the front web server's word that it verified the TLS
+    # client: from anyone else it is just text anybody can send.
+    presented = facts.header(settings.get("header", "X-Client-Cert")) if facts.from_proxy else None
     if not presented:
         return Refusal("a client certificate is required")
     try:
-        # nginx passes $ssl_client_escaped_cert: the PEM, URL-encoded.
-        cert = x509.load_pem_x509_certificate(unquote(presented).encode())
-        ca = x509.load_pem_x509_certificate(settings["ca_pem"].encode())
-    except ValueError:
-        return Refusal("the client certificate cannot be read")
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        return Refusal("the client certificate is not issued by the trusted CA")
-    now = time.time()
-    if not (cert.not_valid_before_utc.timestamp() <= now <= cert.not_valid_after_utc.timestamp()):
-        return Refusal("the client certificate is not valid now")
+        clientcert.verify(presented, settings["ca_pem"], settings.get("intermediates_pem", ""))
+    except clientcert.Unverified as exc:
+        return Refusal(str(exc))
     return None
 
 
@@ -208,16 +224,7 @@ def settings_for(kind: str, **options: Any) -> dict[str, Any]:
     if kind == "signed-url":
         return {"key": options.get("key") or new_key()}
     if kind == "x509":
-        from cryptography import x509
-
-        pem = options.get("ca_pem")
-        if not pem:
-            raise InvalidInput("an x509 guard needs --ca-cert FILE")
-        try:
-            x509.load_pem_x509_certificate(pem.encode())
-        except ValueError:
-            raise InvalidInput("--ca-cert is not a PEM certificate") from None
-        return {"ca_pem": pem, "header": options.get("header") or "X-Client-Cert"}
+        return _x509_settings(options)
     raise InvalidInput(f"invalid guard kind {kind!r}: choose one of {', '.join(KINDS)}")
 
 
@@ -236,6 +243,23 @@ def _check_texts(options: Mapping[str, Any]) -> None:
         check_text(options["key"], "--key", secret=True)
 
 
+def _x509_settings(options: Mapping[str, Any]) -> dict[str, Any]:
+    from pulp_content.service.clientcert import read_bundle
+
+    pem = options.get("ca_pem")
+    if not pem:
+        raise InvalidInput("an x509 guard needs --ca-cert FILE")
+    settings = {
+        "ca_pem": read_bundle(pem, "--ca-cert", ca=True),
+        "header": options.get("header") or "X-Client-Cert",
+    }
+    if options.get("intermediates_pem"):
+        settings["intermediates_pem"] = read_bundle(
+            options["intermediates_pem"], "--intermediates", ca=True
+        )
+    return settings
+
+
 def public(kind: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """A guard's settings for `guard show`/`list`: no key, no value, no password hash."""
     if kind == "header":
@@ -246,5 +270,6 @@ def public(kind: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     if kind == "signed-url":
         return {"key": "***"}
     if kind == "x509":
-        return {"header": settings.get("header"), "ca_pem": "(set)"}
+        intermediates = "(set)" if settings.get("intermediates_pem") else None
+        return {"header": settings.get("header"), "ca_pem": "(set)", "intermediates": intermediates}
     return {}  # an unknown kind: nothing is known to be safe to show

@@ -8,8 +8,17 @@ from aiohttp import hdrs, web
 
 from pulp_content.service import queries
 from pulp_content.service.errors import NotResolved, RangeError, UpstreamError
-from pulp_content.service.keys import DOWNLOADS, QUERY_LOG, RESOLVER, SERVED_FROM, SETTINGS, STORAGE
+from pulp_content.service.keys import (
+    DOWNLOADS,
+    PASSWORDS,
+    QUERY_LOG,
+    RESOLVER,
+    SERVED_FROM,
+    SETTINGS,
+    STORAGE,
+)
 from pulp_content.service.listing import render_listing
+from pulp_content.service.proxies import client_address, is_trusted_proxy
 from pulp_content.service.redact import escape
 from pulp_content.service.serve import delegated, serve
 from pulp_content.service.stream import stream
@@ -21,6 +30,8 @@ from pulp_content.service.types import (
     Redirect,
     RemoteSource,
     Resolution,
+    Unverified,
+    refused,
 )
 
 log = logging.getLogger(__name__)
@@ -32,11 +43,7 @@ CLIENT_CLOSED_REQUEST = 499
 async def content(request: web.Request) -> web.StreamResponse:
     """GET or HEAD anything under the content prefix."""
     with queries.counting() as counter:
-        resolution = await request.app[RESOLVER](
-            request.raw_path,
-            request.headers,  # read-only; only a guard looks at it
-            request.app[SETTINGS].content_prefix,
-        )
+        resolution = await resolve_request(request)
         try:
             response = await answer(request, resolution)
         except ConnectionError:
@@ -46,6 +53,24 @@ async def content(request: web.Request) -> web.StreamResponse:
         finally:
             request.app[QUERY_LOG].append((request.method, request.path, counter.count))
     return response
+
+
+async def resolve_request(request: web.Request) -> Resolution:
+    """Resolve off the event loop; a basic-auth password is hashed in between, on the
+    password pool, and the path resolved again once it checks out."""
+    settings = request.app[SETTINGS]
+    from_proxy = is_trusted_proxy(request.remote, settings.trusted_proxies)
+    # request.headers is read-only; only a guard looks at it.
+    args = (request.raw_path, request.headers, settings.content_prefix, from_proxy)
+    resolution = await request.app[RESOLVER](*args)
+    if not isinstance(resolution, Unverified) or resolution.check is None:
+        return resolution
+    forwarded = request.headers.get(hdrs.X_FORWARDED_FOR)
+    client = client_address(request.remote, forwarded, settings.trusted_proxies)
+    refusal = await request.app[PASSWORDS].verify(resolution.check, client)
+    if refusal is not None:
+        return refused(resolution.path, resolution.distribution, refusal)
+    return await request.app[RESOLVER](*args, resolution.check.cache_key)
 
 
 async def answer(request: web.Request, resolution: Resolution) -> web.StreamResponse:
@@ -70,16 +95,8 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
                 return render_listing(listing)
             case Redirect(location=location):
                 raise web.HTTPMovedPermanently(location)
-            case Forbidden(reason=why, status=status, challenge=challenge):
-                # The path without its query (a signed URL's query is a credential);
-                # reasons never carry secrets. Escaped: the path is the client's.
-                log.info(
-                    "refused %s %s: %s", escape(request.method), escape(request.path), escape(why)
-                )
-                headers: dict[str, str] | None = (
-                    {hdrs.WWW_AUTHENTICATE: challenge} if challenge else None
-                )
-                return _text(status, why, headers)
+            case Forbidden() as refusal:
+                return _refuse(request, refusal)
             case NotFound(reason=why):
                 return _text(404, why)
     except NotResolved as exc:
@@ -92,6 +109,24 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
             return _text(404, "not found upstream")
         return _text(504 if exc.timeout else 502, f"upstream failed: {exc}")
     raise AssertionError(f"unhandled resolution {resolution!r}")
+
+
+def _refuse(request: web.Request, refusal: Forbidden) -> web.Response:
+    # The path without its query (a signed URL's query is a credential); reasons never
+    # carry secrets.
+    # Escaped: the path is the client's.
+    log.info(
+        "refused %s %s: %s",
+        escape(request.method),
+        escape(request.path),
+        escape(refusal.reason),
+    )
+    headers: dict[str, str] = {}
+    if refusal.challenge:
+        headers[hdrs.WWW_AUTHENTICATE] = refusal.challenge
+    if refusal.retry_after is not None:
+        headers[hdrs.RETRY_AFTER] = str(refusal.retry_after)
+    return _text(refusal.status, refusal.reason, headers)
 
 
 def _text(status: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -11,6 +11,7 @@ from aiohttp import web
 from pulp_content.service.config import Settings
 from pulp_content.service.download import Downloads, Persist
 from pulp_content.service.metrics import Counters
+from pulp_content.service.passwords import Passwords
 from pulp_content.service.storage import FileSystemStorage
 from pulp_content.service.upstream import HttpUpstream
 
@@ -25,5 +26,7 @@ QUERY_LOG = web.AppKey("query_log", deque)
 Resolver = Callable[..., Awaitable[Any]]
 RESOLVER: web.AppKey[Resolver] = web.AppKey("resolver")
 COUNTERS = web.AppKey("counters", Counters)
+# Basic-auth password checks: their own thread pool, bounded, limited per client address.
+PASSWORDS = web.AppKey("passwords", Passwords)
 # Where a request's bytes came from (storage | delegated | upstream | shared download).
 SERVED_FROM = web.RequestKey("served_from", str)

@@ -12,6 +12,8 @@ _HELP = {
     "db_queries": "Database queries this process ran.",
     "upstream_requests": "Requests this process sent to upstream remotes.",
     "bytes_sent": "Bytes this process wrote in responses, headers included.",
+    "password_hashes": "Basic-auth passwords this process hashed (unknown users too).",
+    "password_hash_iterations": "PBKDF2 iterations of those hashes: the CPU they cost.",
 }
 
 
@@ -23,6 +25,8 @@ class Counters:
     requests: int = 0
     upstream_requests: int = 0
     bytes_sent: int = 0
+    password_hashes: int = 0
+    password_hash_iterations: int = 0
 
     def render(self) -> str:
         values = {
@@ -30,6 +34,8 @@ class Counters:
             "db_queries": queries.total(),
             "upstream_requests": self.upstream_requests,
             "bytes_sent": self.bytes_sent,
+            "password_hashes": self.password_hashes,
+            "password_hash_iterations": self.password_hash_iterations,
         }
         lines = []
         for name, value in values.items():

@@ -26,7 +26,6 @@ from pulp_content.service.types import (
     ArtifactRef,
     DistributionRef,
     Entry,
-    Forbidden,
     Listing,
     LocalArtifact,
     NotFound,
@@ -34,6 +33,8 @@ from pulp_content.service.types import (
     RemoteRef,
     RemoteSource,
     Resolution,
+    Unverified,
+    refused,
 )
 
 
@@ -41,9 +42,15 @@ def resolve(
     raw_path: str,
     headers: Mapping[str, str] | None = None,
     prefix: str = CONTENT_PREFIX,
+    from_proxy: bool = False,
+    verified: str | None = None,
 ) -> Resolution:
     """Resolve a URL path such as `/pulp/content/base/dir/file.iso` (still percent-encoded;
-    a query string, if any, is what signed-URL guards read)."""
+    a query string, if any, is what signed-URL guards read).
+
+    `from_proxy`: the peer is a trusted proxy, whose headers (a client certificate) guards
+    may believe. `verified`: the cache key of the PasswordCheck the caller has run and found
+    right; any other password check comes back as Unverified, before any other query."""
     raw_path, _, query_string = raw_path.partition("?")
     decoded = unquote(raw_path)
     if not decoded.startswith(prefix) and decoded != prefix.rstrip("/"):
@@ -59,18 +66,37 @@ def resolve(
         return _list_distributions(decoded, prefix, "/".join(segments), trailing)
     ref = DistributionRef(dist.name, dist.base_path)
     if dist.guard_kind is not None:
-        facts = guards.RequestFacts(decoded, headers or {}, dict(parse_qsl(query_string)))
-        refusal = guards.check(dist.guard_kind, dist.guard_settings, facts)
-        if refusal is not None:
-            return Forbidden(
-                decoded, ref, None, None, refusal.reason, refusal.status, refusal.challenge
-            )
+        query = dict(parse_qsl(query_string))
+        facts = guards.RequestFacts(decoded, headers or {}, query, from_proxy)
+        verdict = guards.check(dist.guard_kind, dist.guard_settings, facts)
+        if isinstance(verdict, guards.Refusal):
+            return refused(decoded, ref, verdict)
+        if isinstance(verdict, guards.PasswordCheck) and verdict.cache_key != verified:
+            return Unverified(decoded, ref, check=verdict)
     relative = "/".join(segments[len(dist.base_path.split("/")) :])
     if not relative and not trailing:
         return Redirect(decoded, ref, location=f"{prefix}{dist.base_path}/")
     if dist.remote_id is not None and dist.publication_id is None:
         return _resolve_pull_through(decoded, ref, dist, relative, trailing)
     return _resolve_in_source(decoded, ref, dist, relative, trailing)
+
+
+def resolve_now(
+    raw_path: str,
+    headers: Mapping[str, str] | None = None,
+    prefix: str = CONTENT_PREFIX,
+    from_proxy: bool = False,
+) -> Resolution:
+    """`resolve`, with a password check hashed right here (`pulp-content resolve`: one
+    request, no pool to protect); the service runs the same steps in `handlers`."""
+    resolution = resolve(raw_path, headers, prefix, from_proxy)
+    if not isinstance(resolution, Unverified) or resolution.check is None:
+        return resolution
+    if not guards.password_matches(resolution.check):
+        return refused(
+            resolution.path, resolution.distribution, guards.wrong_password(resolution.check)
+        )
+    return resolve(raw_path, headers, prefix, from_proxy, verified=resolution.check.cache_key)
 
 
 @dataclass(frozen=True)

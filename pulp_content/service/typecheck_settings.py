@@ -14,3 +14,4 @@ CONTENT: dict[str, Any] = {}
 PULP_CONTENT_STORAGE = Path("/nonexistent")
 # The Fernet key file (service.config.configure_django names it at run time).
 PULP_CONTENT_SECRET_KEY_FILE = "/nonexistent/secret.key"
+PULP_CONTENT_TRUSTED_PROXIES: tuple[Any, ...] = ()

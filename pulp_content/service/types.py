@@ -15,6 +15,31 @@ DIGESTS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Why a guard refused; `status` is 401 (credentials may help) or 403, or 429/503
+    with `retry_after` seconds when password checks are limited."""
+
+    reason: str
+    status: int = 403
+    challenge: str | None = None
+    retry_after: int | None = None
+
+
+@dataclass(frozen=True)
+class PasswordCheck:
+    """A basic-auth attempt still to be hashed: `stored` is the user's hash, or a dummy
+    one of the same cost for an unknown user (equal work: no user enumeration)."""
+
+    user: str
+    password: str = field(repr=False)
+    stored: str = field(repr=False)
+    known: bool
+    iterations: int
+    challenge: str
+    cache_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class DistributionRef:
     name: str
     base_path: str
@@ -110,6 +135,29 @@ class Forbidden(Resolved):
     reason: str = "forbidden"
     status: int = 403
     challenge: str | None = None
+    retry_after: int | None = None  # 429 and 503: seconds before trying again
 
 
-Resolution = LocalArtifact | RemoteSource | Listing | Redirect | NotFound | Forbidden
+@dataclass(frozen=True)
+class Unverified(Resolved):
+    """A basic-auth password still to be checked. The caller hashes it off the resolver's
+    thread (`service.passwords`), then resolves again with `verified=check.cache_key`."""
+
+    check: PasswordCheck | None = None
+
+
+Resolution = LocalArtifact | RemoteSource | Listing | Redirect | NotFound | Forbidden | Unverified
+
+
+def refused(path: str, ref: DistributionRef | None, refusal: Refusal) -> Forbidden:
+    """The answer for a request a guard refused."""
+    return Forbidden(
+        path,
+        ref,
+        None,
+        None,
+        refusal.reason,
+        refusal.status,
+        refusal.challenge,
+        refusal.retry_after,
+    )

@@ -1,5 +1,6 @@
 """Behind a real nginx, with the shipped site configuration: stored files come from
-nginx (X-Accel-Redirect), lazy ones stream through the service, guards still apply."""
+nginx (X-Accel-Redirect), lazy ones stream through the service, guards still apply, and
+x509 guards see the TLS client certificates nginx verified, never a header a client sent."""
 
 from __future__ import annotations
 
@@ -8,13 +9,18 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+import trustme
 
 from pulp_content.fixtures.bench import CLI, free_port, wait_listening
 from pulp_content.fixtures.remote import FileSpec
+from tests.certs import SERVER_AUTH, ca_pem, leaf_pem, pem_of, signed_by, write_key_and_chain
 from tests.functional.conftest import Client
+from tests.helpers import curl
 
 pytestmark = pytest.mark.functional
 
@@ -28,11 +34,44 @@ class Port:
         self.port = port
 
 
-def nginx_conf(tmp: Path, listen: int, service: int, storage: Path) -> str:
-    """The shipped site, pointed at this test's ports and storage, in a minimal nginx.conf."""
+@dataclass
+class Tls:
+    """The site's TLS files: a server certificate for 127.0.0.1 and the client CA."""
+
+    port: int
+    directory: Path
+    server_ca: trustme.CA
+    client_ca: trustme.CA
+
+    @classmethod
+    def make(cls, directory: Path) -> Tls:
+        directory.mkdir()
+        server_ca, client_ca = trustme.CA(), trustme.CA()
+        server = server_ca.issue_cert("127.0.0.1")
+        server.private_key_pem.write_to_path(str(directory / "server.key"))
+        for blob in server.cert_chain_pems:
+            blob.write_to_path(str(directory / "server.pem"), append=True)
+        client_ca.cert_pem.write_to_path(str(directory / "client-ca.pem"))
+        server_ca.cert_pem.write_to_path(str(directory / "server-ca.pem"))
+        return cls(free_port(), directory, server_ca, client_ca)
+
+    def url(self, path: str) -> str:
+        return f"https://127.0.0.1:{self.port}{path}"
+
+    def curl(self, path: str, *options: str) -> tuple[int, bytes]:
+        """GET over TLS with curl, trusting the server's CA."""
+        reply = curl(self.url(path), "--cacert", str(self.directory / "server-ca.pem"), *options)
+        return reply.status, reply.body
+
+
+def nginx_conf(tmp: Path, listen: int, service: int, storage: Path, tls: Tls) -> str:
+    """The shipped site, pointed at this test's ports, storage and TLS files, in a minimal
+    nginx.conf."""
     site = SITE.read_text()
     site = site.replace("server 127.0.0.1:24816;", f"server 127.0.0.1:{service};")
     site = site.replace("listen 80;", f"listen 127.0.0.1:{listen};")
+    site = site.replace("listen 443 ssl;", f"listen 127.0.0.1:{tls.port} ssl;")
+    site = site.replace("/etc/pulp-content/tls/", f"{tls.directory}/")
     site = site.replace("alias /var/lib/pulp-content/storage/;", f"alias {storage}/;")
     temp = "\n".join(
         f"    {kind}_temp_path {tmp}/{kind};"
@@ -55,7 +94,7 @@ http {{
 
 
 @pytest.fixture
-def behind_nginx(scenario, tmp_path) -> Iterator[tuple[Client, object]]:
+def behind_nginx(scenario, tmp_path) -> Iterator[tuple[Client, object, Tls]]:
     binary = shutil.which("nginx") or (
         "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
     )
@@ -79,8 +118,10 @@ def behind_nginx(scenario, tmp_path) -> Iterator[tuple[Client, object]]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    tls = Tls.make(tmp_path / "tls")
     conf = tmp_path / "nginx.conf"
-    conf.write_text(nginx_conf(tmp_path, nginx_port, service_port, scenario.settings.storage_root))
+    storage = scenario.settings.storage_root
+    conf.write_text(nginx_conf(tmp_path, nginx_port, service_port, storage, tls))
     nginx = subprocess.Popen(
         [binary, "-p", str(tmp_path), "-c", str(conf)],
         stdout=subprocess.DEVNULL,
@@ -89,7 +130,8 @@ def behind_nginx(scenario, tmp_path) -> Iterator[tuple[Client, object]]:
     try:
         wait_listening(service_port, service)
         wait_listening(nginx_port, nginx)
-        yield Client(Port(nginx_port)), scenario  # type: ignore[arg-type]
+        wait_listening(tls.port, nginx)
+        yield Client(Port(nginx_port)), scenario, tls  # type: ignore[arg-type]
     finally:
         for process in (nginx, service):
             process.terminate()
@@ -97,7 +139,7 @@ def behind_nginx(scenario, tmp_path) -> Iterator[tuple[Client, object]]:
 
 
 def test_stored_files_come_from_nginx(behind_nginx):
-    client, _ = behind_nginx
+    client, _, _ = behind_nginx
     data = STORED.content()
     response = client.get("/pulp/content/eager/dir/stored.bin")
     assert response.status == 200 and response.body == data
@@ -111,7 +153,7 @@ def test_stored_files_come_from_nginx(behind_nginx):
 
 
 def test_lazy_files_stream_through_the_service(behind_nginx):
-    client, scenario = behind_nginx
+    client, scenario, _ = behind_nginx
     response = client.get("/pulp/content/lazy/lazy.bin")
     assert response.status == 200 and response.body == LAZY.content()
     assert scenario.remote.count("/lazy/lazy.bin") == 1
@@ -121,13 +163,13 @@ def test_lazy_files_stream_through_the_service(behind_nginx):
 
 
 def test_the_internal_location_cannot_be_requested(behind_nginx):
-    client, _ = behind_nginx
+    client, _, _ = behind_nginx
     sha = hashlib.sha256(STORED.content()).hexdigest()
     assert client.get(f"/pulp/storage/artifact/{sha[:2]}/{sha[2:]}").status == 404
 
 
 def test_guards_still_apply(behind_nginx):
-    client, scenario = behind_nginx
+    client, scenario, _ = behind_nginx
     scenario.cli(
         "guard", "create", "token", "--kind", "header", "--header", "X-Token", "--value", "abc"
     )
@@ -158,3 +200,63 @@ def test_apache_delegation_sends_x_sendfile(scenario, db):
         assert (
             client.get("/pulp/content/eager/dir/stored.bin", {"If-None-Match": etag}).status == 304
         )
+
+
+def test_x509_guard_with_real_tls_client_certificates(behind_nginx, tmp_path):
+    """nginx verifies the client certificate in the TLS handshake and passes it on; a
+    certificate a client writes into a header itself never reaches the service."""
+    client, scenario, tls = behind_nginx
+    intermediate = tls.client_ca.create_child_ca()
+    (tmp_path / "intermediates.pem").write_text(ca_pem(intermediate))
+    scenario.cli(
+        "guard", "create", "certs", "--kind", "x509",
+        "--ca-cert", str(tls.directory / "client-ca.pem"),
+        "--intermediates", str(tmp_path / "intermediates.pem"),
+    )  # fmt: skip
+    scenario.cli("distribution", "update", "eager", "--guard", "certs")
+    path, data = "/pulp/content/eager/dir/stored.bin", STORED.content()
+
+    alice = tls.client_ca.issue_cert("alice@example.com")
+    key, cert = write_key_and_chain(
+        tmp_path, "alice", alice.private_key_pem.bytes(), leaf_pem(alice)
+    )
+    assert tls.curl(path, "--cert", str(cert), "--key", str(key)) == (200, data)
+
+    # Issued by an intermediate: curl sends the chain, nginx verifies it and passes on the
+    # leaf, and the guard's --intermediates complete the chain to the CA.
+    bob = intermediate.issue_cert("bob@example.com")
+    key, cert = write_key_and_chain(
+        tmp_path, "bob", bob.private_key_pem.bytes(), *(b.bytes() for b in bob.cert_chain_pems)
+    )
+    assert tls.curl(path, "--cert", str(cert), "--key", str(key)) == (200, data)
+
+    # No certificate in the handshake: whatever X-Client-Cert the client sends is dropped,
+    # over TLS and over plain HTTP alike; the CA's own certificate and a real client's
+    # certificate (public, without its key) get nowhere.
+    for forged in (ca_pem(tls.client_ca), leaf_pem(alice)):
+        header = f"X-Client-Cert: {quote(forged)}"
+        status, body = tls.curl(path, "-H", header)
+        assert status == 403 and body == b"a client certificate is required\n"
+        plain = client.get(path, {"X-Client-Cert": quote(forged)})
+        assert plain.status == 403 and plain.body == b"a client certificate is required\n"
+
+    # Certificates nginx does not accept in the handshake never get as far as the guard.
+    server_only, server_only_key = signed_by(tls.client_ca, SERVER_AUTH)
+    stranger = trustme.CA().issue_cert("mallory@example.com")
+    for name, key_pem, cert_pem in (
+        ("server-only", _key_pem(server_only_key), pem_of(server_only)),
+        ("stranger", stranger.private_key_pem.bytes(), leaf_pem(stranger)),
+    ):
+        key, cert = write_key_and_chain(tmp_path, name, key_pem, cert_pem)
+        status, body = tls.curl(path, "--cert", str(cert), "--key", str(key))
+        assert status == 400 and data not in body
+
+
+def _key_pem(key: object) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(  # type: ignore[attr-defined, no-any-return]
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )

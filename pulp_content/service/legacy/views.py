@@ -21,6 +21,7 @@ from pulp_content.service import guards
 from pulp_content.service.headers import content_type
 from pulp_content.service.legacy.lookup import Missing, children, find
 from pulp_content.service.metrics import Counters
+from pulp_content.service.proxies import is_trusted_proxy
 from pulp_content.service.storage import FileSystemStorage
 
 COUNTERS = Counters("legacy-content-app")
@@ -37,8 +38,13 @@ def content(request: HttpRequest, path: str) -> HttpResponse | StreamingHttpResp
         return HttpResponseNotFound()
     guard = found.distribution.content_guard
     if guard is not None:
-        facts = guards.RequestFacts(request.path, dict(request.headers), request.GET.dict())
-        refusal = guards.check(guard.kind, guard.settings, facts)
+        # request.path is decoded once, as the merged service's resolve() decodes it.
+        peer = request.META.get("REMOTE_ADDR")
+        from_proxy = is_trusted_proxy(peer, settings.PULP_CONTENT_TRUSTED_PROXIES)
+        facts = guards.RequestFacts(
+            request.path, dict(request.headers), request.GET.dict(), from_proxy
+        )
+        refusal = guards.check_now(guard.kind, guard.settings, facts)
         if refusal is not None:
             return HttpResponseForbidden(refusal.reason)
     if found.artifact is not None:

@@ -1,0 +1,73 @@
+"""Which peers are trusted proxies, and who the client behind them is.
+
+A header a proxy sets (X-Client-Cert, X-Forwarded-For) is just as easy for any client to
+send, so it counts only when the TCP peer itself is a configured proxy. Nothing here
+imports aiohttp or Django.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from pulp_content.service.errors import InvalidInput
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Loopback only: a proxy on the same host (nginx in front of the service).
+DEFAULT_TRUSTED_PROXIES: tuple[Network, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or CIDRs, e.g. `127.0.0.1, 10.0.0.0/8, ::1`."""
+    networks = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise InvalidInput(f"trusted_proxies: {item!r} is not an address or CIDR") from None
+    return tuple(networks)
+
+
+def _address(text: str | None) -> Address | None:
+    if not text:
+        return None
+    try:
+        address = ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+    # A dual-stack socket reports an IPv4 peer as ::ffff:a.b.c.d.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def is_trusted_proxy(peer: str | None, trusted: Iterable[Network]) -> bool:
+    """Whether the TCP peer `peer` (an IP address; None or a socket path: no) is a proxy
+    whose headers are believed."""
+    address = _address(peer)
+    return address is not None and any(address in network for network in trusted)
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: Iterable[Network]) -> str:
+    """The client's address: the peer, or, when the peer is a trusted proxy, the nearest
+    address in X-Forwarded-For that is not itself a trusted proxy (the entries further
+    left were written by the client and prove nothing)."""
+    networks = tuple(trusted)
+    if not is_trusted_proxy(peer, networks) or not forwarded_for:
+        return peer or "-"
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        address = _address(hop)
+        if address is None:
+            break  # garbage from here on: stop at the last hop a proxy vouched for
+        if not is_trusted_proxy(str(address), networks):
+            return str(address)
+        peer = str(address)
+    return peer or "-"
