@@ -25,3 +25,20 @@ def run_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[
     return subprocess.run(
         [*CLI, *args], env=env, capture_output=True, text=True, timeout=120, check=False
     )
+
+
+def need_tool(name: str) -> str:
+    """The path of a command-line tool the test drives; without it the test skips, or
+    fails when CI is set (CI installs it: see .ci/run)."""
+    import os
+    import shutil
+
+    import pytest
+
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian: see .ci/run)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
