@@ -18,7 +18,7 @@ from pulp_content.service.models import (
     ContentArtifact,
     RemoteArtifact,
 )
-from pulp_content.service.resolve import RemoteRef, RemoteSource
+from pulp_content.service.resolve import ArtifactRef, RemoteRef, RemoteSource
 from pulp_content.service.storage import FileSystemStorage
 
 
@@ -74,6 +74,22 @@ def mark_failed(ra: RemoteRef) -> None:
     RemoteArtifact.objects.filter(pk=ra.id).update(failed_at=dt.datetime.now(dt.UTC))
 
 
+def stored_artifact(ra: RemoteRef) -> ArtifactRef | None:
+    """The artifact a pull-through fetch of `ra` (its remote and URL) was saved as."""
+    row = (
+        RemoteArtifact.objects.filter(
+            remote_id=ra.config.id, url=ra.url, content_artifact__artifact__isnull=False
+        )
+        .values_list(
+            "content_artifact__artifact__sha256",
+            "content_artifact__artifact__size",
+            "content_artifact__artifact__file",
+        )
+        .first()
+    )
+    return ArtifactRef(*row) if row is not None else None
+
+
 class OrmPersist:
     """`download.Persist` on the Django ORM, run off the event loop.
 
@@ -88,6 +104,8 @@ class OrmPersist:
         self._mark_failed = sync_to_async(
             mark_failed, thread_sensitive=False, executor=self._writer
         )
+        # A read, as resolving is: off the writer's thread, so it never waits for saves.
+        self._stored = sync_to_async(stored_artifact, thread_sensitive=False)
 
     def close(self) -> None:
         """Finish the writes in progress and stop the writer thread."""
@@ -98,3 +116,6 @@ class OrmPersist:
 
     async def mark_failed(self, ra: RemoteRef) -> None:
         await asyncio.shield(self._mark_failed(ra))
+
+    async def stored(self, ra: RemoteRef) -> ArtifactRef | None:
+        return await self._stored(ra)

@@ -21,10 +21,14 @@ USER_AGENT = "pulp-content/0.1"
 
 
 class Upstream(Protocol):
-    """Opens a GET on a remote; raises UpstreamError for anything but a 2xx answer."""
+    """Opens a GET or HEAD on a remote; raises UpstreamError for anything but a 2xx answer."""
 
     def get(
         self, remote: RemoteConfig, url: str, headers: Mapping[str, str] | None = None
+    ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]: ...
+
+    def head(
+        self, remote: RemoteConfig, url: str
     ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]: ...
 
     async def aclose(self) -> None: ...
@@ -89,19 +93,34 @@ class HttpUpstream:
             self._sessions[key] = session
         return session
 
-    @contextlib.asynccontextmanager
-    async def get(
+    def get(
         self, remote: RemoteConfig, url: str, headers: Mapping[str, str] | None = None
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+    ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
         """GET `url`; yields the response once its status is known to be 2xx.
 
         Only failures up to the headers become UpstreamError here; read the body with
         `chunks()`, so a client-side error inside the block is never blamed on the upstream.
         """
+        return self._request(hdrs.METH_GET, remote, url, headers)
+
+    def head(
+        self, remote: RemoteConfig, url: str
+    ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """HEAD `url`; yields the response once its status is known to be 2xx."""
+        return self._request(hdrs.METH_HEAD, remote, url, None)
+
+    @contextlib.asynccontextmanager
+    async def _request(
+        self,
+        method: str,
+        remote: RemoteConfig,
+        url: str,
+        headers: Mapping[str, str] | None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         self.requests += 1
         try:
-            response = await self._session(remote).get(
-                url, headers=dict(headers or {}), proxy=remote.proxy_url
+            response = await self._session(remote).request(
+                method, url, headers=dict(headers or {}), proxy=remote.proxy_url
             )
         except TimeoutError as exc:
             raise UpstreamError(url, "timed out", timeout=True) from exc
