@@ -71,3 +71,20 @@ def curl(url: str, *options: str) -> CurlReply:
             if sep
         }
         return CurlReply(status, headers, body.read_bytes())
+
+
+def need_tool(name: str) -> str:
+    """The path of a command-line tool the test drives; without it the test skips, or
+    fails when CI is set (CI installs it: see .ci/run)."""
+    import os
+    import shutil
+
+    import pytest
+
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian: see .ci/run)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

@@ -191,7 +191,7 @@ def test_unmigrated_postgres_asks_for_migrate(tmp_path):
         env = {**os.environ, "PULP_CONTENT_HOME": str(tmp_path), "PULP_CONTENT_DATABASE_URL": url}
         refused = run_command("remote", "list", env=env)
         assert refused.returncode == 1
-        pending = len(MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
+        pending = len(MigrationLoader(None).disk_migrations)  # every one of them
         assert refused.stderr.strip().splitlines() == [
             f"Error: the database is not migrated ({pending} pending): run `pulp-content migrate`"
         ]
@@ -232,3 +232,13 @@ def test_manifest_slower_than_the_read_timeout_is_one_clear_error(world):
     world.cli("remote", "update", "pub", "--sock-read-timeout", "0.5")
     world.remote.set_fault("pub/PULP_MANIFEST", Fault("latency", delay=2.0))
     assert "timed out" in refused(world, "repository", "sync", "pub")
+
+
+def test_remote_max_size_takes_binary_suffixes(world):
+    world.cli("remote", "create", "sized", "--url", "http://x/", "--max-size", "2G")
+    assert json.loads(world.cli("remote", "show", "sized", "--json"))["max_size"] == 2 * 1024**3
+    world.cli("remote", "update", "sized", "--max-size", "512k")
+    assert json.loads(world.cli("remote", "show", "sized", "--json"))["max_size"] == 512 * 1024
+    bad = world.runner.invoke(pulp_content, ["remote", "update", "sized", "--max-size", "1.5G"])
+    assert bad.exit_code == 2 and "is not a size such as" in bad.output
+    assert json.loads(world.cli("remote", "show", "sized", "--json"))["max_size"] == 512 * 1024

@@ -3,11 +3,14 @@ from __future__ import annotations
 import pytest
 
 from pulp_content.service.paths import (
+    MAX_REQUEST_SEGMENTS,
+    MAX_SEGMENTS,
     BadPath,
     clean_base_path,
     clean_relative_path,
     nested,
     split_request_path,
+    url_path,
 )
 
 
@@ -41,6 +44,57 @@ def test_split_request_path() -> None:
     assert split_request_path("a/b/", "a/b/") == (["a", "b"], True)
     assert split_request_path("a/b", "a/b") == (["a", "b"], False)
     assert split_request_path("", "") == ([], True)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("base/./Release", (["base", "Release"], False)),  # apt and a flat repository
+        ("base/././pkg.deb", (["base", "pkg.deb"], False)),  # dpkg-scanpackages' ./pkg.deb
+        ("a//b", (["a", "b"], False)),
+        ("a/b/.", (["a", "b"], True)),  # RFC 3986 §5.2.4: 'b/.' is 'b/'
+        ("./", ([], True)),
+        ("a/./", (["a"], True)),
+    ],
+)
+def test_dot_and_empty_segments_are_removed(path: str, expected: tuple) -> None:
+    assert split_request_path(path, path) == expected
+
+
+@pytest.mark.parametrize("path", ["a/../b", "..", "a/..", "a/b/../../..", "./../a"])
+def test_dot_dot_segments_are_refused_not_resolved(path: str) -> None:
+    with pytest.raises(BadPath, match=r"'\.\.'"):
+        split_request_path(path, path)
+
+
+def test_request_segments_are_capped() -> None:
+    fits = "/".join(["a"] * MAX_REQUEST_SEGMENTS)
+    assert len(split_request_path(fits, fits)[0]) == MAX_REQUEST_SEGMENTS
+    thousand = "/".join(["a"] * 1000)
+    with pytest.raises(BadPath, match="segments"):
+        split_request_path(thousand, thousand)
+
+
+def test_relative_and_base_path_segments_are_capped() -> None:
+    deep = "/".join(["d"] * (MAX_SEGMENTS + 1))
+    with pytest.raises(BadPath, match="segments"):
+        clean_relative_path(deep)
+    with pytest.raises(BadPath, match="segments"):
+        clean_base_path(deep)
+
+
+@pytest.mark.parametrize(
+    ("path", "encoded"),
+    [
+        ("/pulp/content/b/q?dir/", "/pulp/content/b/q%3Fdir/"),
+        ("/pulp/content/b/h#dir/", "/pulp/content/b/h%23dir/"),
+        ("/pulp/content/b/50%/", "/pulp/content/b/50%25/"),
+        ("/pulp/content/b/a b+c;d=e@f:g/", "/pulp/content/b/a%20b+c;d=e@f:g/"),
+        ("/pulp/content/b/café/", "/pulp/content/b/caf%C3%A9/"),
+    ],
+)
+def test_url_path_encodes_what_is_not_a_path_character(path: str, encoded: str) -> None:
+    assert url_path(path) == encoded
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import click
 from pulp_content.cli.common import (
     ROW_ID,
     SECONDS,
+    ByteSize,
     Command,
     CommandGroup,
     emit_list,
@@ -83,6 +84,17 @@ def remote_options(creating: bool) -> Any:
             type=click.IntRange(1, 2**31 - 1),
             help="Parallel downloads during an immediate sync.",
         ),
+        click.option(
+            "--max-size",
+            type=ByteSize(),
+            help="Largest file downloaded on a client's request (pull-through, on_demand, "
+            "streamed), e.g. 500M; larger ones are refused with a 502. 0: no bound.",
+        ),
+        click.option(
+            "--forward-query/--no-forward-query",
+            default=None,
+            help="Send a pull-through request's query string upstream (default: no).",
+        ),
     ]
 
     def decorate(func: Any) -> Any:
@@ -101,6 +113,8 @@ def remote_fields(options: dict[str, Any]) -> dict[str, Any]:
     for key in ("ca_cert", "client_cert", "client_key"):
         if key in fields:
             fields[key] = read_file_option(fields[key], "--" + key.replace("_", "-"))
+    if fields.get("max_size") == 0:
+        fields["max_size"] = None  # no bound
     return fields
 
 

@@ -80,6 +80,22 @@ def parse_headers(values: tuple[str, ...]) -> dict[str, str]:
     return headers
 
 
+class ByteSize(click.ParamType):
+    """A number of bytes: `1048576`, or with a binary suffix, `512K`, `100M`, `2G`."""
+
+    name = "size"
+    UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+        number, unit = (text[:-1], text[-1]) if text[-1:] in self.UNITS else (text, "")
+        if not number.isdigit():
+            self.fail(f"{value!r} is not a size such as 1048576, 512K, 100M or 2G", param, ctx)
+        return int(number) * self.UNITS[unit]
+
+
 def read_file_option(path: str | None, hint: str) -> str | None:
     """The text of a PEM file given as option `hint`."""
     if path is None:

@@ -145,6 +145,8 @@ def _check_remote_fields(fields: dict[str, Any]) -> dict[str, Any]:
             check_seconds(value, name)
     if fields.get("download_concurrency") is not None and fields["download_concurrency"] < 1:
         raise InvalidInput("download_concurrency must be at least 1")
+    if fields.get("max_size") is not None and fields["max_size"] < 1:
+        raise InvalidInput("max_size must be at least 1 byte")
     return fields
 
 

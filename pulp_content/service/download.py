@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -25,11 +26,12 @@ from typing import IO, Protocol
 
 from aiohttp import ClientResponse, hdrs
 
-from pulp_content.service.errors import DigestMismatch, UpstreamError
+from pulp_content.service.errors import DigestMismatch, TooLarge, UpstreamError
 from pulp_content.service.locks import Claim
 from pulp_content.service.redact import shown
+from pulp_content.service.remoteconfig import RemoteConfig
 from pulp_content.service.storage import FileSystemStorage, artifact_name
-from pulp_content.service.types import DIGESTS, RemoteRef, RemoteSource
+from pulp_content.service.types import DIGESTS, ArtifactRef, RemoteRef, RemoteSource
 from pulp_content.service.upstream import Upstream, chunks
 
 log = logging.getLogger(__name__)
@@ -54,19 +56,33 @@ class Persist(Protocol):
 
     def close(self) -> None: ...
 
+    async def stored(self, ra: RemoteRef) -> ArtifactRef | None:
+        """The artifact a pull-through fetch of `ra` was saved as, if one was."""
+
+
+def check_size(remote: RemoteConfig, url: str, size: int | None) -> None:
+    """Refuse a file larger than its remote's max_size (before downloading it)."""
+    if remote.max_size is not None and size is not None and size > remote.max_size:
+        raise TooLarge(url, remote.max_size)
+
 
 class Verifier:
     """Running size and digests of a download against what is expected of it."""
 
-    def __init__(self, url: str, size: int | None, expected: dict[str, str]) -> None:
+    def __init__(
+        self, url: str, size: int | None, expected: dict[str, str], limit: int | None = None
+    ) -> None:
         self.url = url
         self.size = size
+        self.limit = limit  # the remote's max_size: a body that grows past it is refused
         self.expected = {k: v.lower() for k, v in expected.items() if k in DIGESTS and v}
         self.hashers = {name: hashlib.new(name) for name in {"sha256", *self.expected}}
         self.received = 0
 
     def update(self, chunk: bytes) -> None:
         self.received += len(chunk)
+        if self.limit is not None and self.received > self.limit:
+            raise TooLarge(self.url, self.limit)
         if self.size is not None and self.received > self.size:
             raise DigestMismatch(self.url, f"sent more than the expected {self.size} bytes")
         for hasher in self.hashers.values():
@@ -91,10 +107,24 @@ def expected_digests(src: RemoteSource, ra: RemoteRef) -> dict[str, str]:
 
 
 def key_of(src: RemoteSource) -> Hashable:
-    """What makes two requests ask for the same download."""
+    """What makes two requests ask for the same download: the content artifact, or for
+    pull-through the remote (its credentials, its max_size) and the URL."""
     if src.content_artifact_id is not None:
         return ("content_artifact", src.content_artifact_id)
-    return ("url", src.remote_artifacts[0].url)
+    ra = src.remote_artifacts[0]
+    return ("pull_through", ra.config.id, ra.url)
+
+
+def partial_name(src: RemoteSource) -> str | None:
+    """The name every process gives the partial file of `src`, so one downloads and the
+    others follow: its sha256, or for pull-through (sha256 unknown until the end) a
+    digest of what `key_of` names. None: each download gets a fresh name."""
+    if src.sha256 and src.size is not None:
+        return src.sha256
+    if src.content_artifact_id is None:
+        ra = src.remote_artifacts[0]
+        return hashlib.sha256(f"pull-through\n{ra.config.id}\n{ra.url}".encode()).hexdigest()
+    return None
 
 
 class Progress(abc.ABC):
@@ -112,6 +142,7 @@ class Progress(abc.ABC):
         # instead of reading it back from the file.
         self.tail: tuple[int, bytes] = (0, b"")
         self.verified = False
+        self.sha256: str | None = src.sha256  # known once verified, for pull-through too
         self.followers = 0
         self.joins = 0  # requests that joined, ever (the first one began it)
         loop = asyncio.get_running_loop()
@@ -142,8 +173,16 @@ class Progress(abc.ABC):
             self.task.cancel()
 
     @abc.abstractmethod
-    def open(self) -> IO[bytes]:
-        """The file being written (or, once saved, the stored artifact) for reading."""
+    def open(self) -> IO[bytes] | None:
+        """A handle taken the moment a follower joins, before the start (the file of a
+        streamed download goes as soon as it ends; an open one outlives that). None:
+        nothing to hold yet."""
+
+    def reader(self, early: IO[bytes] | None) -> IO[bytes]:
+        """The file to follow once the download started (closing `early` if it is not)."""
+        if early is None:
+            raise UpstreamError(self.src.path, "the download left nothing to read")
+        return early
 
     def _close(self) -> None:
         """The run is over: wake every follower; a start that never came is a failure."""
@@ -184,6 +223,13 @@ class SharedDownload(Progress):
         # removed as soon as its download ends, and an open file outlives that.
         self._out = open(self.path, "wb")  # noqa: SIM115 (closed when the run ends)
         self.error: UpstreamError | None = None
+        self._stored: Path | None = None  # saved by another process before we began
+
+    def _saved(self) -> Path:
+        if self._stored is not None:
+            return self._stored
+        assert self.sha256 is not None, "verified downloads know their sha256"
+        return self.storage.path_of(artifact_name(self.sha256))
 
     def open(self) -> IO[bytes]:
         """The file being written (or, once saved, the stored artifact) for reading."""
@@ -192,15 +238,24 @@ class SharedDownload(Progress):
         except FileNotFoundError:
             if not self.verified or not self.keep:
                 raise
-            # Moved into storage between our check and the open.
-            sha256 = self.src.sha256 or ""
-            return open(self.storage.path_of(artifact_name(sha256)), "rb")
+            # Saved into storage before this follower came: read it there (a pull-through
+            # file's place is known from the sha256 computed while downloading).
+            return open(self._saved(), "rb")
+
+    def reader(self, early: IO[bytes] | None) -> IO[bytes]:
+        if self._stored is None:
+            return super().reader(early)
+        if early is not None:
+            early.close()  # the empty partial file of a download that never ran
+        return open(self._stored, "rb")
 
     # -- the download ----------------------------------------------------------------------
     async def run(self) -> None:
         """Try each remote artifact until one answers; then copy, verify and save."""
         failure: UpstreamError | None = None
         try:
+            if await self._saved_elsewhere():
+                return
             for ra in usable(self.src.remote_artifacts, self.cooldown):
                 try:
                     await self._from(ra)
@@ -211,21 +266,38 @@ class SharedDownload(Progress):
                         log.warning(
                             "download of %s failed after its start: %s", shown(ra.url), shown(exc)
                         )
-                        if ra.id is not None:
+                        if ra.id is not None and not isinstance(exc, TooLarge):
                             await self.persist.mark_failed(ra)
                         return
                     log.warning("%s failed before the first byte: %s", shown(ra.url), shown(exc))
                     failure = exc
-                    if ra.id is not None and (exc.status is None or exc.status >= 500):
+                    if _blame(ra, exc):
                         await self.persist.mark_failed(ra)
             assert failure is not None
             self.started.set_exception(failure)
         finally:
             self._out.close()
-            if not (self.keep and self.verified):
-                self.path.unlink(missing_ok=True)
+            # Gone already when it was saved (renamed into storage); we still hold the
+            # claim, so nobody else can have made a new file of this name.
+            self.path.unlink(missing_ok=True)
             self.claim.release()
             self._close()
+
+    async def _saved_elsewhere(self) -> bool:
+        """A pull-through file another process saved after this request resolved (its
+        claim was dropped before ours was taken): serve the saved file, fetch nothing."""
+        if self.src.content_artifact_id is not None or not self.keep:
+            return False
+        art = await self.persist.stored(self.src.remote_artifacts[0])
+        if art is None:
+            return False
+        self._stored = self.storage.path_of(art.storage_path)
+        self.size = self.written = art.size
+        self.sha256 = art.sha256
+        self.verified = True
+        self.started.set_result(None)
+        self._announce()
+        return True
 
     async def _from(self, ra: RemoteRef) -> None:
         verifier: Verifier | None = None
@@ -237,13 +309,17 @@ class SharedDownload(Progress):
                 # RFC 9110 §13.1.5: If-Range makes the upstream send the whole (new) file
                 # instead of a range of something that changed under us.
                 headers = {"Range": f"bytes={self.written}-", "If-Range": validator or ""}
+            check_size(ra.config, ra.url, self.size)
             try:
                 async with self.upstream.get(ra.config, ra.url, headers) as answer:
                     if verifier is None:
                         if self.size is None:
+                            check_size(ra.config, ra.url, answer.content_length)
                             self.size = answer.content_length
                         self.content_type = answer.content_type
-                        verifier = Verifier(ra.url, self.size, expected_digests(self.src, ra))
+                        verifier = Verifier(
+                            ra.url, self.size, expected_digests(self.src, ra), ra.config.max_size
+                        )
                         validator = resumable(answer)
                         self.started.set_result(None)
                     elif not continues(answer, self.written, self.size):
@@ -253,7 +329,7 @@ class SharedDownload(Progress):
             except UpstreamError as exc:
                 if (
                     verifier is None
-                    or isinstance(exc, DigestMismatch)
+                    or isinstance(exc, DigestMismatch | TooLarge)
                     or exc.timeout
                     or validator is None
                     or resumes >= MAX_RESUMES
@@ -267,6 +343,7 @@ class SharedDownload(Progress):
         self._out.close()
         if self.size is None:
             self.size = verifier.received
+        self.sha256 = digests["sha256"]
         self.verified = True
         self._announce()
         if self.keep:
@@ -286,6 +363,14 @@ class SharedDownload(Progress):
 
 
 MAX_RESUMES = 3
+
+
+def _blame(ra: RemoteRef, exc: UpstreamError) -> bool:
+    """Whether a failure before the first byte marks a saved remote artifact failed:
+    no answer or a 5xx does; a 4xx or a file over the remote's max size does not."""
+    if ra.id is None or isinstance(exc, TooLarge):
+        return False
+    return exc.status is None or exc.status >= 500
 
 
 def resumable(answer: ClientResponse) -> str | None:
@@ -337,11 +422,14 @@ class TailedDownload(Progress):
         self.partial = storage.new_partial(src.sha256)
         self.final = storage.path_of(artifact_name(src.sha256))
 
-    def open(self) -> IO[bytes]:
-        try:
-            return open(self.partial, "rb")
-        except FileNotFoundError:
-            return open(self.final, "rb")
+    def open(self) -> IO[bytes] | None:
+        for path in (self.partial, self.final):  # placed between the two looks: see above
+            with contextlib.suppress(FileNotFoundError):
+                return open(path, "rb")
+        return None  # not begun yet: `reader` opens it once it has
+
+    def reader(self, early: IO[bytes] | None) -> IO[bytes]:
+        return super().reader(early if early is not None else self.open())
 
     def _gone(self) -> bool:
         """The other process stopped without placing the file."""
@@ -375,6 +463,128 @@ class TailedDownload(Progress):
             self.started.set_exception(exc)
         finally:
             self._close()
+
+
+class TailedPullThrough(Progress):
+    """A pull-through download another process runs. Its sha256, and so its place in
+    storage, is unknown until it ends, so its partial file is followed through a handle
+    of our own, which outlives the rename into storage.
+
+    The other process renames the verified file into storage (our handle still reads it,
+    with one link) or removes it on failure (no link left), then drops its claim. A file
+    still at the partial path when the claim is gone is a crash's leftover: not verified.
+    When the partial file is gone before we could open it, the other process's save is
+    looked up in the database.
+    """
+
+    POLL = TailedDownload.POLL
+    ASK_EVERY = TailedDownload.ASK_EVERY
+
+    def __init__(
+        self,
+        src: RemoteSource,
+        storage: FileSystemStorage,
+        persist: Persist,
+        chunk_size: int,
+        partial: Path,
+    ) -> None:
+        super().__init__(src, chunk_size, keep=True)
+        self.storage = storage
+        self.persist = persist
+        self.partial = partial
+        self._fd: int | None = None
+        self._stored: Path | None = None
+        self._asked = 0.0
+
+    @property
+    def reusable(self) -> bool:
+        # Once over, the next request finds the saved file through the database.
+        return self.task is None or not self.task.done()
+
+    def open(self) -> None:
+        return None  # the watcher opens the file once it exists
+
+    def reader(self, early: IO[bytes] | None) -> IO[bytes]:
+        if self._stored is not None:
+            return open(self._stored, "rb")
+        assert self._fd is not None, "open while anyone follows"
+        # Duplicates share one file offset; a follower seeks and reads without yielding
+        # to the loop in between, so none disturbs another (unbuffered: no read-ahead
+        # that assumes the offset is its own).
+        return os.fdopen(os.dup(self._fd), "rb", buffering=0)
+
+    def leave(self) -> None:
+        super().leave()
+        if self.task is not None and self.task.done():
+            self._drop()
+
+    def _drop(self) -> None:
+        if self.followers == 0 and self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _claimed(self) -> bool:
+        """Whether the other process still holds the claim (asked at most every
+        ASK_EVERY seconds: on PostgreSQL it is a database round trip)."""
+        now = time.monotonic()
+        if now - self._asked < self.ASK_EVERY:
+            return True
+        self._asked = now
+        return self.storage.locks.held(self.partial)
+
+    async def watch(self) -> None:
+        """Open the other process's file, or find its save; then follow it to its end."""
+        try:
+            await self._attach()
+            self.started.set_result(None)
+            if self._stored is None:
+                await self._follow()
+        except UpstreamError as exc:
+            self.started.set_exception(exc)
+        finally:
+            self._close()
+            self._drop()
+
+    async def _attach(self) -> None:
+        while True:
+            with contextlib.suppress(FileNotFoundError):
+                self._fd = os.open(self.partial, os.O_RDONLY)
+                return
+            if not self._claimed():
+                break
+            await asyncio.sleep(self.POLL)
+        art = await self.persist.stored(self.src.remote_artifacts[0])
+        if art is None:
+            raise UpstreamError(self.src.path, "the download in another worker failed")
+        self._stored = self.storage.path_of(art.storage_path)
+        self.size = self.written = art.size
+        self.sha256 = art.sha256
+        self.verified = True
+
+    async def _follow(self) -> None:
+        assert self._fd is not None
+        while True:
+            grown = os.fstat(self._fd).st_size
+            if grown > self.written:
+                self.written = grown
+                self._announce()
+            elif not self._claimed():
+                self.verified = self._placed()
+                if self.verified:
+                    self.size = self.written = os.fstat(self._fd).st_size
+                return  # not verified: followers abort their clients
+            await asyncio.sleep(self.POLL)
+
+    def _placed(self) -> bool:
+        """Whether our file was renamed into storage (still linked, and no longer at the
+        partial path) rather than removed or left behind."""
+        assert self._fd is not None
+        ours = os.fstat(self._fd)
+        try:
+            there = os.stat(self.partial).st_ino
+        except FileNotFoundError:
+            there = None
+        return ours.st_nlink > 0 and there != ours.st_ino
 
 
 class Downloads:
@@ -425,19 +635,17 @@ class Downloads:
 
     def _begin(self, src: RemoteSource) -> Progress:
         """Download `src` here, or, when another process already does (it holds the claim
-        on the artifact's partial file), follow that process's file."""
+        on the download's partial file), follow that process's file."""
         claimed: tuple[Path, Claim] | None = None
-        if self.share and src.sha256 and src.size is not None and src.policy != "streamed":
-            partial = self.storage.new_partial(src.sha256)
+        name = partial_name(src) if self.share and src.policy != "streamed" else None
+        if name is not None:
+            partial = self.storage.new_partial(name)
             claim = self.storage.locks.claim(partial)
-            placed = self.storage.path_of(artifact_name(src.sha256)).exists()
-            if claim is None or placed:
-                # Another worker downloads it, or already saved it since we resolved.
-                if claim is not None:
-                    claim.release()
-                tailed = TailedDownload(src, self.storage, self.chunk_size)
-                tailed.task = asyncio.ensure_future(tailed.watch())
-                return tailed
+            elsewhere = self._elsewhere(src, partial, claim)
+            if elsewhere is not None:
+                elsewhere.task = asyncio.ensure_future(elsewhere.watch())
+                return elsewhere
+            assert claim is not None
             claimed = partial, claim
         download = SharedDownload(
             src, self.storage, self.persist, self.upstream, self.chunk_size, self.cooldown, claimed
@@ -445,6 +653,22 @@ class Downloads:
         self.started += 1
         download.task = asyncio.ensure_future(download.run())
         return download
+
+    def _elsewhere(
+        self, src: RemoteSource, partial: Path, claim: Claim | None
+    ) -> TailedDownload | TailedPullThrough | None:
+        """The follower of another process's download of `src`, when it runs one (it
+        holds the claim) or already saved the artifact since we resolved; else None."""
+        if src.sha256 is None:
+            if claim is not None:
+                return None  # whether it was saved meanwhile is asked as the download runs
+            return TailedPullThrough(src, self.storage, self.persist, self.chunk_size, partial)
+        placed = self.storage.path_of(artifact_name(src.sha256)).exists()
+        if claim is not None and not placed:
+            return None
+        if claim is not None:
+            claim.release()
+        return TailedDownload(src, self.storage, self.chunk_size)
 
     def _forget(self, key: Hashable, download: Progress) -> Callable[..., None]:
         def forget() -> None:

@@ -45,3 +45,11 @@ class UpstreamError(ContentError):
 
 class DigestMismatch(UpstreamError):
     """The upstream's bytes did not match the expected size or digest."""
+
+
+class TooLarge(UpstreamError):
+    """The file is larger than its remote's max_size: refused, nothing is kept."""
+
+    def __init__(self, url: str, limit: int) -> None:
+        super().__init__(url, f"is larger than the remote's max size ({limit} bytes)")
+        self.limit = limit

@@ -7,7 +7,7 @@ import logging
 from aiohttp import hdrs, web
 
 from pulp_content.service import queries
-from pulp_content.service.errors import NotResolved, RangeError, UpstreamError
+from pulp_content.service.errors import NotResolved, RangeError, TooLarge, UpstreamError
 from pulp_content.service.keys import (
     DOWNLOADS,
     PASSWORDS,
@@ -104,6 +104,9 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
     except RangeError as exc:
         # RFC 9110 §14.4: unsatisfiable range -> 416 with bytes */size
         return _text(416, "range not satisfiable", {hdrs.CONTENT_RANGE: f"bytes */{exc.size}"})
+    except TooLarge as exc:
+        # The upstream is fine; this service will not fetch the file. No URL in the text.
+        return _text(502, f"the file is larger than the remote's max size ({exc.limit} bytes)")
     except UpstreamError as exc:
         if exc.status == 404 and resolution.source == "pull_through":
             return _text(404, "not found upstream")

@@ -13,7 +13,7 @@ from django.db.models import Subquery
 from pulp_content.service.download import Download
 from pulp_content.service.models import Artifact, Content, ContentArtifact, RemoteArtifact
 from pulp_content.service.storage import FileSystemStorage
-from pulp_content.service.types import DIGESTS, RemoteRef, RemoteSource
+from pulp_content.service.types import DIGESTS, ArtifactRef, RemoteRef, RemoteSource
 
 
 def store_artifact(storage: FileSystemStorage, download: Download) -> str:
@@ -68,6 +68,22 @@ def mark_failed(ra: RemoteRef) -> None:
     RemoteArtifact.objects.filter(pk=ra.id).update(failed_at=dt.datetime.now(dt.UTC))
 
 
+def stored_artifact(ra: RemoteRef) -> ArtifactRef | None:
+    """The artifact a pull-through fetch of `ra` (its remote and URL) was saved as."""
+    row = (
+        RemoteArtifact.objects.filter(
+            remote_id=ra.config.id, url=ra.url, content_artifact__artifact__isnull=False
+        )
+        .values_list(
+            "content_artifact__artifact__sha256",
+            "content_artifact__artifact__size",
+            "content_artifact__artifact__file",
+        )
+        .first()
+    )
+    return ArtifactRef(*row) if row is not None else None
+
+
 class OrmPersist:
     """`download.Persist` on the Django ORM, run off the event loop.
 
@@ -82,6 +98,8 @@ class OrmPersist:
         self._mark_failed = sync_to_async(
             mark_failed, thread_sensitive=False, executor=self._writer
         )
+        # A read, as resolving is: off the writer's thread, so it never waits for saves.
+        self._stored = sync_to_async(stored_artifact, thread_sensitive=False)
 
     def close(self) -> None:
         """Finish the writes in progress and stop the writer thread."""
@@ -92,3 +110,6 @@ class OrmPersist:
 
     async def mark_failed(self, ra: RemoteRef) -> None:
         await asyncio.shield(self._mark_failed(ra))
+
+    async def stored(self, ra: RemoteRef) -> ArtifactRef | None:
+        return await self._stored(ra)

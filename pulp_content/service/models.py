@@ -92,6 +92,10 @@ class Remote(models.Model):
     sock_read_timeout = models.FloatField(default=60.0)
     total_timeout = models.FloatField(null=True)
     download_concurrency = models.PositiveIntegerField(default=10)
+    # The largest file downloaded on a client's request, in bytes (None: no bound).
+    max_size = models.BigIntegerField(null=True)
+    # Whether a pull-through request's query string goes upstream with it.
+    forward_query = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -28,6 +28,8 @@ class RemoteConfig:
     sock_read_timeout: float = 60.0
     total_timeout: float | None = None
     download_concurrency: int = 10
+    max_size: int | None = None
+    forward_query: bool = False
 
     @classmethod
     def from_model(cls, remote: Any) -> RemoteConfig:
@@ -52,4 +54,6 @@ class RemoteConfig:
             sock_read_timeout=remote.sock_read_timeout,
             total_timeout=remote.total_timeout,
             download_concurrency=remote.download_concurrency,
+            max_size=remote.max_size,
+            forward_query=remote.forward_query,
         )

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
-from urllib.parse import parse_qsl, unquote, urljoin
+from urllib.parse import parse_qsl, unquote
 
 from django.db import connection
 
@@ -19,8 +19,9 @@ from pulp_content.service import guards
 from pulp_content.service.config import CONTENT_PREFIX
 from pulp_content.service.fields import unseal_json, unseal_text
 from pulp_content.service.models import Distribution, Remote, RemoteArtifact
-from pulp_content.service.paths import BadPath, split_request_path
+from pulp_content.service.paths import MAX_SEGMENTS, BadPath, split_request_path, url_path
 from pulp_content.service.remoteconfig import RemoteConfig
+from pulp_content.service.remoteurl import upstream_url
 from pulp_content.service.types import (
     DIGESTS,
     ArtifactRef,
@@ -60,7 +61,7 @@ def resolve(
     except BadPath as exc:
         return NotFound(decoded, reason=str(exc))
     if not segments and decoded == prefix.rstrip("/"):
-        return Redirect(decoded, location=prefix)
+        return Redirect(decoded, location=url_path(prefix))
     dist = _match_distribution(segments)
     if dist is None:
         return _list_distributions(decoded, prefix, "/".join(segments), trailing)
@@ -75,10 +76,10 @@ def resolve(
             return Unverified(decoded, ref, check=verdict)
     relative = "/".join(segments[len(dist.base_path.split("/")) :])
     if not relative and not trailing:
-        return Redirect(decoded, ref, location=f"{prefix}{dist.base_path}/")
+        return Redirect(decoded, ref, location=url_path(f"{prefix}{dist.base_path}/"))
     if dist.remote_id is not None and dist.publication_id is None:
-        return _resolve_pull_through(decoded, ref, dist, relative, trailing)
-    return _resolve_in_source(decoded, ref, dist, relative, trailing)
+        return _resolve_pull_through(decoded, ref, dist, relative, trailing, query_string)
+    return _resolve_in_source(decoded, ref, dist, relative, trailing, prefix)
 
 
 def resolve_now(
@@ -134,7 +135,9 @@ def _match_distribution(segments: list[str]) -> _Dist | None:
     """
     if not segments:
         return None
-    prefixes = ["/".join(segments[: i + 1]) for i in range(len(segments))]
+    # A base path has at most MAX_SEGMENTS segments: no longer prefix can match.
+    depth = min(len(segments), MAX_SEGMENTS)
+    prefixes = ["/".join(segments[: i + 1]) for i in range(depth)]
     sql = _MATCH_DISTRIBUTION.format(placeholders=", ".join(["%s"] * len(prefixes)))
     with connection.cursor() as cursor:
         cursor.execute(sql, prefixes)
@@ -172,7 +175,7 @@ def _list_distributions(decoded: str, prefix: str, partial: str, trailing: bool)
     if not names and partial:
         return NotFound(decoded, reason="no distribution at this base path")
     if not trailing:
-        return Redirect(decoded, location=f"{prefix}{partial}/")
+        return Redirect(decoded, location=url_path(f"{prefix}{partial}/"))
     return Listing(decoded, entries=tuple(Entry(name, True) for name in names))
 
 
@@ -273,7 +276,7 @@ def _children_bounds(relative: str) -> tuple[str, str]:
 
 
 def _resolve_in_source(
-    decoded: str, ref: DistributionRef, dist: _Dist, relative: str, trailing: bool
+    decoded: str, ref: DistributionRef, dist: _Dist, relative: str, trailing: bool, prefix: str
 ) -> Resolution:
     source = _source_of(dist)
     if trailing:
@@ -290,7 +293,9 @@ def _resolve_in_source(
         if row.relative_path == relative:
             return _file(decoded, ref, source.name, relative, row)
     if rows:
-        return Redirect(decoded, ref, source.name, relative, location=decoded + "/")
+        # A directory: its path, normalised and encoded ('?' and '#' are name characters).
+        location = url_path(f"{prefix}{ref.base_path}/{relative}/")
+        return Redirect(decoded, ref, source.name, relative, location=location)
     return NotFound(decoded, ref, source.name, relative, reason="no content at this path")
 
 
@@ -391,6 +396,7 @@ def remote_artifacts(content_artifact_id: int) -> list[RemoteRef]:
             remote[name] = unseal_text(remote[name])
         remote["headers"] = tuple(sorted((unseal_json(remote["headers"]) or {}).items()))
         remote["tls_validation"] = bool(remote["tls_validation"])
+        remote["forward_query"] = bool(remote["forward_query"])
         remote["updated"] = _aware(remote["updated"])
         refs.append(RemoteRef(ra_id, RemoteConfig(**remote), url, size, digests, _aware(failed_at)))
     return refs
@@ -404,7 +410,7 @@ def _remote_ref(ra: RemoteArtifact) -> RemoteRef:
 
 
 def _resolve_pull_through(
-    decoded: str, ref: DistributionRef, dist: _Dist, relative: str, trailing: bool
+    decoded: str, ref: DistributionRef, dist: _Dist, relative: str, trailing: bool, query: str
 ) -> Resolution:
     """A pull-through distribution serves whatever its remote has beside its URL, and keeps
     (on_demand, immediate) what it fetched so the next request comes from storage."""
@@ -418,7 +424,10 @@ def _resolve_pull_through(
         )
     assert dist.remote_id is not None
     remote = Remote.objects.get(pk=dist.remote_id)
-    url = urljoin(remote.url, relative)
+    try:
+        url = upstream_url(remote.url, relative, query if remote.forward_query else "")
+    except BadPath as exc:
+        return NotFound(decoded, ref, "pull_through", relative, reason=str(exc))
     known = (
         RemoteArtifact.objects.filter(remote=remote, url=url)
         .select_related("content_artifact__artifact", "remote")

@@ -17,8 +17,14 @@ from typing import IO
 
 from aiohttp import ClientResponse, hdrs, web
 
-from pulp_content.service.download import Downloads, Progress, SharedDownload, usable
-from pulp_content.service.errors import UpstreamError
+from pulp_content.service.download import (
+    Downloads,
+    Progress,
+    SharedDownload,
+    check_size,
+    usable,
+)
+from pulp_content.service.errors import TooLarge, UpstreamError
 from pulp_content.service.keys import SERVED_FROM
 from pulp_content.service.serve import Plan, not_modified_response, plan
 from pulp_content.service.types import RemoteSource
@@ -31,6 +37,8 @@ async def stream(
     """Answer with a lazy artifact; raises UpstreamError when no remote artifact answers."""
     relative = src.relative_path or ""
     decided: Plan | None = None
+    if src.size is None and request.method == hdrs.METH_HEAD:
+        return await _head(request, src, downloads)
     if src.size is not None:
         decided = plan(request, relative, src.size, src.sha256, src.last_modified)
         if decided is None:
@@ -49,6 +57,7 @@ async def stream(
     fobj = download.open()
     try:
         await download.started
+        fobj = download.reader(fobj)
         if decided is None and download.size is not None:
             decided = plan(request, relative, download.size, src.sha256, src.last_modified)
             if decided is None:
@@ -70,8 +79,39 @@ async def stream(
             await download.finished
         return response
     finally:
-        fobj.close()
+        if fobj is not None:
+            fobj.close()
         download.leave()
+
+
+async def _head(
+    request: web.BaseRequest, src: RemoteSource, downloads: Downloads
+) -> web.StreamResponse:
+    """HEAD of a file whose size is not known yet (pull-through): the upstream's answer to
+    a HEAD of its own; nothing is downloaded, nothing is kept."""
+    failure: UpstreamError | None = None
+    for ra in usable(src.remote_artifacts, downloads.cooldown):
+        try:
+            async with downloads.upstream.head(ra.config, ra.url) as answer:
+                size, content_type = answer.content_length, answer.content_type
+            check_size(ra.config, ra.url, size)
+        except TooLarge:
+            raise
+        except UpstreamError as exc:
+            failure = exc
+            continue
+        request[SERVED_FROM] = "upstream"
+        if size is None:
+            response = web.StreamResponse()
+            response.content_type = content_type
+            return response
+        relative = src.relative_path or ""
+        decided = plan(request, relative, size, None, None)
+        if decided is None:
+            return not_modified_response(relative, None, None)
+        return decided.response()
+    assert failure is not None
+    raise failure
 
 
 async def _forward_range(
@@ -86,6 +126,7 @@ async def _forward_range(
     first, last = decided.start, decided.start + decided.count - 1
     ra = usable(src.remote_artifacts, downloads.cooldown)[0]
     try:
+        check_size(ra.config, ra.url, src.size)
         async with downloads.upstream.get(
             ra.config, ra.url, {hdrs.RANGE: f"bytes={first}-{last}"}
         ) as answer:

@@ -14,7 +14,6 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin
 
 from django.db import transaction
 
@@ -34,6 +33,7 @@ from pulp_content.service.models import (
 )
 from pulp_content.service.paths import BadPath, clean_relative_path
 from pulp_content.service.remoteconfig import RemoteConfig
+from pulp_content.service.remoteurl import beside
 from pulp_content.service.storage import FileSystemStorage, PartialBatch, artifact_name
 from pulp_content.service.upstream import HttpUpstream, chunks
 
@@ -134,7 +134,7 @@ async def fetch_all(
 
     async def one(line: ManifestLine) -> Download:
         async with limit:
-            url = urljoin(remote.url, line.relative_path)
+            url = beside(remote.url, line.relative_path)
             done = await fetch_artifact(upstream, batch, remote, url, line)
         progress(1)
         return done
@@ -237,7 +237,7 @@ def _record(repo: Repository, remote: Remote, lines: list[ManifestLine]) -> Repo
             RemoteArtifact(
                 content_artifact=cas[c.pk],
                 remote=remote,
-                url=urljoin(remote.url, c.relative_path),
+                url=beside(remote.url, c.relative_path),
                 size=c.size,
                 sha256=c.sha256,
             )

@@ -28,10 +28,14 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class Upstream(Protocol):
-    """Opens a GET on a remote; raises UpstreamError for anything but a 2xx answer."""
+    """Opens a GET or HEAD on a remote; raises UpstreamError for anything but a 2xx answer."""
 
     def get(
         self, remote: RemoteConfig, url: str, headers: Mapping[str, str] | None = None
+    ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]: ...
+
+    def head(
+        self, remote: RemoteConfig, url: str
     ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]: ...
 
     async def aclose(self) -> None: ...
@@ -100,16 +104,31 @@ class HttpUpstream:
             self._sessions[key] = session
         return session
 
-    @contextlib.asynccontextmanager
-    async def get(
+    def get(
         self, remote: RemoteConfig, url: str, headers: Mapping[str, str] | None = None
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+    ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
         """GET `url`; yields the response once its status is known to be 2xx.
 
         Only failures up to the headers become UpstreamError here; read the body with
         `chunks()`, so a client-side error inside the block is never blamed on the upstream.
         """
-        response = await self._follow(remote, url, dict(headers or {}))
+        return self._request(hdrs.METH_GET, remote, url, headers)
+
+    def head(
+        self, remote: RemoteConfig, url: str
+    ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """HEAD `url`; yields the response once its status is known to be 2xx."""
+        return self._request(hdrs.METH_HEAD, remote, url, None)
+
+    @contextlib.asynccontextmanager
+    async def _request(
+        self,
+        method: str,
+        remote: RemoteConfig,
+        url: str,
+        headers: Mapping[str, str] | None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        response = await self._follow(method, remote, url, dict(headers or {}))
         try:
             if response.status >= 400:
                 raise UpstreamError(
@@ -120,15 +139,15 @@ class HttpUpstream:
             response.release()
 
     async def _follow(
-        self, remote: RemoteConfig, url: str, headers: dict[str, str]
+        self, method: str, remote: RemoteConfig, url: str, headers: dict[str, str]
     ) -> aiohttp.ClientResponse:
-        """GET `url`, following up to MAX_REDIRECTS redirects; the remote's credentials
-        go along only while the target is on the remote's own origin."""
+        """GET or HEAD `url`, following up to MAX_REDIRECTS redirects; the remote's
+        credentials go along only while the target is on the remote's own origin."""
         own = origin(URL(remote.url))
         target, credentials = without_userinfo(URL(url), remote)
         for _ in range(MAX_REDIRECTS + 1):
             sent = {**credentials, **headers} if origin(target) == own else headers
-            response = await self._get(remote, url, target, sent)
+            response = await self._send(method, remote, url, target, sent)
             location = response.headers.get(hdrs.LOCATION)
             if response.status not in REDIRECTS or location is None:
                 return response
@@ -136,13 +155,14 @@ class HttpUpstream:
             target = redirect_target(url, response.url, location)
         raise UpstreamError(url, f"redirected more than {MAX_REDIRECTS} times")
 
-    async def _get(
-        self, remote: RemoteConfig, url: str, target: URL, headers: dict[str, str]
+    async def _send(
+        self, method: str, remote: RemoteConfig, url: str, target: URL, headers: dict[str, str]
     ) -> aiohttp.ClientResponse:
         """One request, no redirect followed; failures are UpstreamErrors about `url`."""
         self.requests += 1
         try:
-            return await self._session(remote).get(
+            return await self._session(remote).request(
+                method,
                 target,
                 headers=headers,
                 proxy=remote.proxy_url,

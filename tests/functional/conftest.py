@@ -235,3 +235,13 @@ def inprocess_client(db: Settings) -> Iterator[Client]:
     server = ServiceServer(db)
     with Background(server):
         yield Client(server)
+
+
+@pytest.fixture
+def second_worker(db: Settings) -> Iterator[Client]:
+    """Another service on the same database and storage: a second worker process as far
+    as the download locks can tell (flock is per open file; on PostgreSQL each service
+    holds its advisory locks on a connection of its own)."""
+    server = ServiceServer(db)
+    with Background(server):
+        yield Client(server)

@@ -167,18 +167,6 @@ def test_a_range_of_streamed_content_downloads_only_the_range(scenario, client):
     assert scenario.remote.ranged["/streamy/big.img"] == 1
 
 
-@pytest.fixture
-def second_worker(db):
-    """Another service on the same database and storage: a second worker process as far
-    as the download locks can tell (flock is per open file)."""
-    from pulp_content.fixtures.background import Background
-    from tests.functional.conftest import Client, ServiceServer
-
-    server = ServiceServer(db)
-    with Background(server):
-        yield Client(server)
-
-
 def test_workers_share_one_download_through_the_storage(shared, client, second_worker):
     shared.remote.set_fault("shared", SLOW)
     starter, first = begin_download(shared, client)
