@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from asgiref.sync import sync_to_async
-from django.db import DatabaseError
 
 from pulp_content.service.accesslog import one_line_bad_requests
 from pulp_content.service.config import Settings, configure_django
+from pulp_content.service.database import unit_of_work
 from pulp_content.service.download import Downloads
+from pulp_content.service.errors import DatabaseUnavailable
 from pulp_content.service.handlers import content, resolver
 from pulp_content.service.ingest import OrmPersist
 from pulp_content.service.keys import (
@@ -64,12 +65,12 @@ async def health(request: web.Request) -> web.Response:
     """Ready when the database answers: 200, else 503 (for load balancers and probes)."""
     try:
         await sync_to_async(_ping, thread_sensitive=False)()
-    except DatabaseError as exc:
-        log.warning("health check: the database does not answer: %s", exc.__class__.__name__)
+    except DatabaseUnavailable:  # logged with its cause by unit_of_work
         return web.json_response({"status": "unavailable", "database": "down"}, status=503)
     return web.json_response({"status": "ok", "database": "ok"})
 
 
+@unit_of_work
 def _ping() -> None:
     from django.db import connection
 
