@@ -28,3 +28,5 @@ RESOLVER: web.AppKey[Resolver] = web.AppKey("resolver")
 COUNTERS = web.AppKey("counters", Counters)
 # Where a request's bytes came from (storage | delegated | upstream | shared download).
 SERVED_FROM = web.RequestKey("served_from", str)
+# Body bytes sent straight to the socket (sendfile), which the response does not count.
+SENT_DIRECTLY = web.RequestKey("sent_directly", int)
