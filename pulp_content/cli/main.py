@@ -19,6 +19,7 @@ from pulp_content.cli.catalog import (
 )
 from pulp_content.cli.common import Group, echo_json, parse_headers, settings
 from pulp_content.cli.fixture import fixture
+from pulp_content.cli.storage import storage
 from pulp_content.service.config import DEFAULT_BIND, load_settings
 
 
@@ -203,5 +204,15 @@ def resolve(path: str, as_json: bool, headers: tuple[str, ...]) -> None:
         )
 
 
-for command in (remote, repository, publication, distribution, guard, sign, fixture, bench):
+for command in (
+    remote,
+    repository,
+    publication,
+    distribution,
+    guard,
+    sign,
+    storage,
+    fixture,
+    bench,
+):
     cli.add_command(command)

@@ -96,6 +96,16 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _sweep(app: web.Application) -> None:
-    removed = app[STORAGE].sweep_partials()
-    if removed:
-        log.info("removed %d partial downloads left by an earlier run", removed)
+    """What killed processes left: partial files, files placed without their rows."""
+    from pulp_content.service.audit import sweep
+
+    try:
+        partials, placed = await sync_to_async(unit_of_work(sweep), thread_sensitive=False)(
+            app[STORAGE]
+        )
+    except DatabaseUnavailable:  # logged with its cause; the next start sweeps
+        return
+    if partials:
+        log.info("removed %d partial downloads left by an earlier run", partials)
+    if placed:
+        log.info("removed %d files an earlier run placed without saving their rows", placed)
