@@ -25,7 +25,7 @@ from typing import IO, Protocol
 
 from aiohttp import ClientResponse, hdrs
 
-from pulp_content.service.errors import DigestMismatch, UpstreamError
+from pulp_content.service.errors import ContentError, DigestMismatch, StorageError, UpstreamError
 from pulp_content.service.locks import Claim
 from pulp_content.service.models import DIGESTS
 from pulp_content.service.resolve import RemoteRef, RemoteSource
@@ -110,6 +110,7 @@ class Progress(abc.ABC):
         # instead of reading it back from the file.
         self.tail: tuple[int, bytes] = (0, b"")
         self.verified = False
+        self.saved = False  # kept in storage for good (on_demand, after the commit)
         self.followers = 0
         self.joins = 0  # requests that joined, ever (the first one began it)
         loop = asyncio.get_running_loop()
@@ -131,7 +132,7 @@ class Progress(abc.ABC):
     @property
     def reusable(self) -> bool:
         """Still running, or finished and saved: a newcomer can follow it."""
-        return self.task is None or not self.task.done() or (self.verified and self.keep)
+        return self.task is None or not self.task.done() or self.saved
 
     def leave(self) -> None:
         """A follower is gone; a streamed download nobody follows any more stops."""
@@ -142,6 +143,10 @@ class Progress(abc.ABC):
     @abc.abstractmethod
     def open(self) -> IO[bytes]:
         """The file being written (or, once saved, the stored artifact) for reading."""
+
+    async def opened(self) -> IO[bytes]:
+        """`open()`, as soon as there is a file to open."""
+        return self.open()
 
     def _close(self) -> None:
         """The run is over: wake every follower; a start that never came is a failure."""
@@ -180,48 +185,84 @@ class SharedDownload(Progress):
         self.path, self.claim = claimed
         # Created now, so a follower can open it the moment it joins: a streamed file is
         # removed as soon as its download ends, and an open file outlives that.
-        self._out = open(self.path, "wb")  # noqa: SIM115 (closed when the run ends)
-        self.error: UpstreamError | None = None
+        try:
+            self._out = open(self.path, "wb")  # noqa: SIM115 (closed when the run ends)
+        except OSError as exc:
+            self.claim.release()
+            raise storage_error(exc) from exc
+        self.error: ContentError | None = None
 
     def open(self) -> IO[bytes]:
         """The file being written (or, once saved, the stored artifact) for reading."""
         try:
             return open(self.path, "rb")
         except FileNotFoundError:
-            if not self.verified or not self.keep:
+            if not (self.verified and self.keep):
                 raise
-            # Moved into storage between our check and the open.
+            # Moved into storage (being saved, or saved) between our check and the open.
             sha256 = self.src.sha256 or ""
             return open(self.storage.path_of(artifact_name(sha256)), "rb")
 
     # -- the download ----------------------------------------------------------------------
     async def run(self) -> None:
-        """Try each remote artifact until one answers; then copy, verify and save."""
-        failure: UpstreamError | None = None
+        """Try each remote artifact until one answers; then copy, verify and save.
+
+        Never raises: whatever fails (the upstream, the disk, the database), the partial
+        file goes, the claim is dropped and every follower wakes to the verdict."""
         try:
-            for ra in usable(self.src.remote_artifacts, self.cooldown):
-                try:
-                    await self._from(ra)
-                    return
-                except UpstreamError as exc:
-                    if self.started.done():
-                        self.error = exc
-                        log.warning("download of %s failed after its start: %s", ra.url, exc)
-                        if ra.id is not None:
-                            await self.persist.mark_failed(ra)
-                        return
-                    log.warning("%s failed before the first byte: %s", ra.url, exc)
-                    failure = exc
-                    if ra.id is not None and (exc.status is None or exc.status >= 500):
-                        await self.persist.mark_failed(ra)
-            assert failure is not None
-            self.started.set_exception(failure)
+            await self._attempts()
+        except OSError as exc:
+            self._failed(storage_error(exc))
+        except ContentError as exc:  # StorageError, DatabaseUnavailable: nobody's upstream
+            self._failed(exc)
+        except Exception as exc:
+            log.exception("download of %s failed", self.src.path)
+            self._failed(ContentError(f"download failed: {exc.__class__.__name__}"))
         finally:
-            self._out.close()
-            if not (self.keep and self.verified):
-                self.path.unlink(missing_ok=True)
-            self.claim.release()
-            self._close()
+            self._end()
+
+    async def _attempts(self) -> None:
+        failure: UpstreamError | None = None
+        for ra in usable(self.src.remote_artifacts, self.cooldown):
+            try:
+                await self._from(ra)
+                return
+            except UpstreamError as exc:
+                if self.started.done():
+                    self.error = exc
+                    log.warning("download of %s failed after its start: %s", ra.url, exc)
+                    if ra.id is not None:
+                        await self.persist.mark_failed(ra)
+                    return
+                log.warning("%s failed before the first byte: %s", ra.url, exc)
+                failure = exc
+                if ra.id is not None and (exc.status is None or exc.status >= 500):
+                    await self.persist.mark_failed(ra)
+        assert failure is not None
+        self.started.set_exception(failure)
+
+    def _failed(self, exc: ContentError) -> None:
+        """A failure of this service's own (storage, database), not of the upstream."""
+        self.error = exc
+        if self.verified:
+            log.warning("could not save %s (its clients got it whole): %s", self.src.path, exc)
+        else:
+            log.warning("download of %s stopped: %s", self.src.path, exc)
+        if not self.started.done():
+            self.started.set_exception(exc)
+
+    def _end(self) -> None:
+        """Release everything the run held; each step whatever the one before did."""
+        try:
+            with contextlib.suppress(OSError):  # a failed flush: the bytes are dropped anyway
+                self._out.close()
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)  # gone already when saved (moved)
+        finally:
+            try:
+                self.claim.release()
+            finally:
+                self._close()
 
     async def _from(self, ra: RemoteRef) -> None:
         verifier: Verifier | None = None
@@ -267,12 +308,13 @@ class SharedDownload(Progress):
             download = Download(self.path, verifier.received, digests)
             # Shielded: a cancelled task (shutdown) must not leave half a save behind.
             await asyncio.shield(self.persist.commit(self.src, ra, download))
+            self.saved = True
 
     async def _copy(self, answer: ClientResponse, verifier: Verifier) -> None:
         out = self._out
         async for chunk in chunks(answer, self.chunk_size):
             verifier.update(chunk)
-            out.write(chunk)
+            out.write(chunk)  # an OSError here (a full disk) ends the run: see run()
             out.flush()  # late followers read the file: the bytes must be in it
             self.tail = (self.written, chunk)
             self.written += len(chunk)
@@ -280,6 +322,11 @@ class SharedDownload(Progress):
 
 
 MAX_RESUMES = 3
+
+
+def storage_error(exc: OSError) -> StorageError:
+    """What a client may be told about a failed write (no paths)."""
+    return StorageError(f"cannot write to storage: {exc.strerror or exc.__class__.__name__}")
 
 
 def resumable(answer: ClientResponse) -> str | None:
@@ -335,7 +382,18 @@ class TailedDownload(Progress):
         try:
             return open(self.partial, "rb")
         except FileNotFoundError:
+            pass
+        try:
             return open(self.final, "rb")
+        except FileNotFoundError:
+            # Neither written nor placed any more: the other process's download failed.
+            raise UpstreamError(self.src.path, "the download in another worker failed") from None
+
+    async def opened(self) -> IO[bytes]:
+        """The other process's file, once it exists (it may not have created it yet)."""
+        with contextlib.suppress(ContentError):
+            await self.started  # a failure is the caller's to see, from `started`
+        return self.open()
 
     def _gone(self) -> bool:
         """The other process stopped without placing the file."""
@@ -355,7 +413,7 @@ class TailedDownload(Progress):
             self.started.set_result(None)
             while True:
                 if self.final.exists():
-                    self.written, self.verified = self.size or 0, True
+                    self.written, self.verified, self.saved = self.size or 0, True, True
                     return
                 before = self.written
                 with contextlib.suppress(FileNotFoundError):  # placed, or removed: see above
@@ -365,8 +423,9 @@ class TailedDownload(Progress):
                 elif self._gone():
                     return  # not verified: followers abort their clients
                 await asyncio.sleep(self.POLL)
-        except UpstreamError as exc:
-            self.started.set_exception(exc)
+        except ContentError as exc:  # also DatabaseUnavailable: the claims cannot be asked
+            if not self.started.done():
+                self.started.set_exception(exc)
         finally:
             self._close()
 
@@ -422,9 +481,16 @@ class Downloads:
         on the artifact's partial file), follow that process's file."""
         claimed: tuple[Path, Claim] | None = None
         if self.share and src.sha256 and src.size is not None and src.policy != "streamed":
-            partial = self.storage.new_partial(src.sha256)
-            claim = self.storage.locks.claim(partial)
-            placed = self.storage.path_of(artifact_name(src.sha256)).exists()
+            try:
+                partial = self.storage.new_partial(src.sha256)
+                claim = self.storage.locks.claim(partial)
+            except OSError as exc:
+                raise storage_error(exc) from exc
+            # Placed and settled: saved by another worker since we resolved. Placed and not
+            # settled, with nobody holding the claim: a save that failed; download it again.
+            placed = self.storage.path_of(artifact_name(src.sha256)).exists() and not (
+                claim is not None and self.storage.marker_of(partial, src.sha256).exists()
+            )
             if claim is None or placed:
                 # Another worker downloads it, or already saved it since we resolved.
                 if claim is not None:
@@ -446,7 +512,7 @@ class Downloads:
                 del self.active[key]
 
         def done(_: object) -> None:
-            if download.verified and download.keep:
+            if download.saved:
                 # A request that resolved while the save was running still finds it
                 # here (and reads the stored file) instead of downloading again.
                 asyncio.get_running_loop().call_later(SAVED_GRACE, forget)
