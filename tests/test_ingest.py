@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import threading
 
+from pulp_content.service import ingest
 from pulp_content.service.download import Download
-from pulp_content.service.ingest import store_artifact
 from pulp_content.service.storage import open_storage
 
 
@@ -26,7 +26,7 @@ def test_two_savers_of_the_same_bytes_leave_one_artifact_and_one_file(db):
         partial.write_bytes(data)
         try:
             barrier.wait()
-            store_artifact(storage, Download(partial, len(data), {"sha256": sha256}))
+            ingest.save(storage, [Download(partial, len(data), {"sha256": sha256})], lambda: None)
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -42,4 +42,4 @@ def test_two_savers_of_the_same_bytes_leave_one_artifact_and_one_file(db):
     stored = storage.path_of(Artifact.objects.get(sha256=sha256).file)
     assert stored.read_bytes() == data
     assert [p for p in stored.parent.iterdir()] == [stored]
-    assert storage.partials() == []
+    assert storage.partials() == [] and storage.placements() == []

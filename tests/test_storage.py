@@ -84,6 +84,7 @@ def test_a_batch_keeps_its_files_from_the_sweep_until_closed(tmp_path, make_lock
         assert other.locks.held(first)
         assert other.sweep_partials() == 0
         storage.place(first, "1" * 64)  # one of them is kept
+        storage.settle(first, "1" * 64)
     assert storage.path_of("artifact/11/" + "1" * 62).read_bytes() == b"1"
     assert storage.partials() == []
     assert list(storage.tmp.iterdir()) == []

@@ -28,6 +28,7 @@ from pulp_content.cli.common import (
 )
 from pulp_content.cli.fixture import fixture
 from pulp_content.cli.secrets import secrets
+from pulp_content.cli.storage import storage
 from pulp_content.service.config import DEFAULT_BIND, load_settings
 
 
@@ -225,6 +226,7 @@ for command in (
     guard,
     sign,
     secrets,
+    storage,
     fixture,
     bench,
 ):

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from pulp_content.service.keys import COUNTERS, SERVED_FROM, SETTINGS
+from pulp_content.service.keys import COUNTERS, SENT_DIRECTLY, SERVED_FROM, SETTINGS
 from pulp_content.service.redact import escape
 
 log = logging.getLogger("pulp_content.access")
@@ -26,9 +26,10 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         app = _app_of(request)
+        sent = bytes_sent(request, response)
         if app is not None:
             app[COUNTERS].requests += 1
-            app[COUNTERS].bytes_sent += response.body_length
+            app[COUNTERS].bytes_sent += sent
         if not self.logger.isEnabledFor(logging.INFO):
             return
         served_from = request.get(SERVED_FROM, "-")
@@ -43,7 +44,7 @@ class AccessLogger(AbstractAccessLogger):
                         # The path only: a signed URL's query is a credential.
                         "path": request.path,
                         "status": response.status,
-                        "bytes_sent": response.body_length,  # with headers, like $bytes_sent
+                        "bytes_sent": sent,  # with headers, like nginx's $bytes_sent
                         "duration_ms": round(time * 1000, 1),
                         "served_from": served_from,
                     }
@@ -58,10 +59,16 @@ class AccessLogger(AbstractAccessLogger):
             escape(request.method),
             escape(request.path),
             response.status,
-            response.body_length,
+            sent,
             time * 1000,
             escape(served_from),
         )
+
+
+def bytes_sent(request: web.BaseRequest, response: web.StreamResponse) -> int:
+    """Headers and body, the body's sendfile part included (aiohttp counts only what
+    went through the response's writer)."""
+    return response.body_length + request.get(SENT_DIRECTLY, 0)
 
 
 def _app_of(request: web.BaseRequest) -> web.Application | None:

@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from asgiref.sync import sync_to_async
-from django.db import DatabaseError
 
 from pulp_content.service.accesslog import one_line_bad_requests
 from pulp_content.service.config import Settings
+from pulp_content.service.database import unit_of_work
 from pulp_content.service.download import Downloads
+from pulp_content.service.errors import DatabaseUnavailable
 from pulp_content.service.handlers import content
 from pulp_content.service.ingest import OrmPersist
 from pulp_content.service.keys import (
@@ -40,7 +41,7 @@ def resolver(concurrent: bool) -> Callable[..., Awaitable[Resolution]]:
     """`resolve` off the event loop. Concurrent: each executor thread keeps its own
     connection, so requests wait on a networked database side by side instead of queueing
     behind one connection; SQLite answers in microseconds and is fastest on one thread."""
-    return sync_to_async(resolve, thread_sensitive=not concurrent)
+    return sync_to_async(unit_of_work(resolve), thread_sensitive=not concurrent)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -78,12 +79,12 @@ async def health(request: web.Request) -> web.Response:
     """Ready when the database answers: 200, else 503 (for load balancers and probes)."""
     try:
         await sync_to_async(_ping, thread_sensitive=False)()
-    except DatabaseError as exc:
-        log.warning("health check: the database does not answer: %s", exc.__class__.__name__)
+    except DatabaseUnavailable:  # logged with its cause by unit_of_work
         return web.json_response({"status": "unavailable", "database": "down"}, status=503)
     return web.json_response({"status": "ok", "database": "ok"})
 
 
+@unit_of_work
 def _ping() -> None:
     from django.db import connection
 
@@ -117,6 +118,16 @@ async def _passwords(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _sweep(app: web.Application) -> None:
-    removed = app[STORAGE].sweep_partials()
-    if removed:
-        log.info("removed %d partial downloads left by an earlier run", removed)
+    """What killed processes left: partial files, files placed without their rows."""
+    from pulp_content.service.audit import sweep
+
+    try:
+        partials, placed = await sync_to_async(unit_of_work(sweep), thread_sensitive=False)(
+            app[STORAGE]
+        )
+    except DatabaseUnavailable:  # logged with its cause; the next start sweeps
+        return
+    if partials:
+        log.info("removed %d partial downloads left by an earlier run", partials)
+    if placed:
+        log.info("removed %d files an earlier run placed without saving their rows", placed)

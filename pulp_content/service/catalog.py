@@ -16,7 +16,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Model, ProtectedError
 
 from pulp_content.service import guards
+from pulp_content.service.download import Download
 from pulp_content.service.errors import InvalidInput
+from pulp_content.service.ingest import save
 from pulp_content.service.models import (
     POLICIES,
     Artifact,
@@ -238,33 +240,38 @@ def create_publication(
     version = get_version(repository, number)
     manifest = manifest_of(version)
     sha256 = hashlib.sha256(manifest).hexdigest()
-    name = storage.write_bytes(manifest, sha256)
-    with transaction.atomic():
-        Artifact.objects.bulk_create(
-            [Artifact(sha256=sha256, size=len(manifest), file=name)], ignore_conflicts=True
+    with storage.batch() as batch:
+        partial = batch.new()
+        partial.write_bytes(manifest)
+        return save(
+            storage,
+            [Download(partial, len(manifest), {"sha256": sha256})],
+            lambda: _publish(version, sha256, pass_through),
         )
-        publication = Publication.objects.create(
-            repository_version=version, pass_through=pass_through
-        )
-        if not pass_through:
-            members = RepositoryVersionContent.objects.filter(version=version)
-            PublishedArtifact.objects.bulk_create(
-                PublishedArtifact(
-                    publication=publication,
-                    relative_path=m.relative_path,
-                    content_artifact_id=m.content_artifact_id,
-                    added=m.added,
-                )
-                for m in members.iterator()
-            )
-        if not PublishedArtifact.objects.filter(
-            publication=publication, relative_path="PULP_MANIFEST"
-        ).exists():
-            PublishedMetadata.objects.create(
+
+
+def _publish(version: RepositoryVersion, sha256: str, pass_through: bool) -> Publication:
+    """The rows of a publication whose PULP_MANIFEST artifact is `sha256`."""
+    publication = Publication.objects.create(repository_version=version, pass_through=pass_through)
+    if not pass_through:
+        members = RepositoryVersionContent.objects.filter(version=version)
+        PublishedArtifact.objects.bulk_create(
+            PublishedArtifact(
                 publication=publication,
-                relative_path="PULP_MANIFEST",
-                artifact=Artifact.objects.get(sha256=sha256),
+                relative_path=m.relative_path,
+                content_artifact_id=m.content_artifact_id,
+                added=m.added,
             )
+            for m in members.iterator()
+        )
+    if not PublishedArtifact.objects.filter(
+        publication=publication, relative_path="PULP_MANIFEST"
+    ).exists():
+        PublishedMetadata.objects.create(
+            publication=publication,
+            relative_path="PULP_MANIFEST",
+            artifact=Artifact.objects.get(sha256=sha256),
+        )
     return publication
 
 

@@ -185,7 +185,9 @@ def database_settings(url: str) -> dict[str, object]:
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
-            "CONN_MAX_AGE": None,
+            "CONN_MAX_AGE": None,  # kept; a broken one is replaced (database.unit_of_work)
+            # A server that drops packets is an outage (503) in seconds, not minutes.
+            "OPTIONS": {"connect_timeout": 5},
         }
     raise InvalidInput(f"invalid database URL {url!r}: use postgres://... or sqlite:///...")
 

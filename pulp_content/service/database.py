@@ -7,11 +7,19 @@ that still has the old one open would split the two without a word.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from pulp_content.service.config import Settings, configure_django, private_dir, sqlite_path
-from pulp_content.service.errors import InvalidInput
+from pulp_content.service.errors import DatabaseUnavailable, InvalidInput
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def pending_migrations() -> list[str]:
@@ -109,5 +117,46 @@ def _reachable(probe):  # type: ignore[no-untyped-def]
     try:
         return probe()
     except OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise InvalidInput(f"cannot open the database: {first}") from None
+        raise InvalidInput(f"cannot open the database: {_first(exc)}") from None
+
+
+def unit_of_work(work: Callable[P, T]) -> Callable[P, T]:
+    """`work` on this thread's database connection, replaced first if it broke.
+
+    Django replaces broken connections only around the requests it handles itself; a
+    service thread keeps its connection for ever. So before each call a connection that
+    an error left unusable is closed (Django's own check: a round trip only after an
+    error), and a call that finds its connection cut (a restarted server,
+    pg_terminate_backend) runs once more on a new one, so the first request after a
+    restart does not fail either. What is wrapped must be safe to repeat: reads, and
+    writes made idempotent in one transaction. No answer at all is DatabaseUnavailable.
+    """
+
+    @functools.wraps(work)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        from django.db import InterfaceError, OperationalError, close_old_connections, connection
+
+        close_old_connections()
+        for attempt in (1, 2):
+            try:
+                return work(*args, **kwargs)
+            except (OperationalError, InterfaceError) as exc:
+                if connection.in_atomic_block:
+                    raise  # the outer block owns the connection and decides
+                lost = not connection.is_usable()
+                if lost:
+                    connection.close()
+                if lost and attempt == 1:
+                    log.info("database connection lost (%s); connecting again", _first(exc))
+                    continue
+                log.warning("database unavailable: %s", _first(exc))
+                raise DatabaseUnavailable(f"database unavailable: {_first(exc)}") from None
+        raise AssertionError("unreachable")
+
+    return run
+
+
+def _first(exc: BaseException) -> str:
+    """The first line of an error message (psycopg2's run over several)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__

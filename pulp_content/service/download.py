@@ -26,7 +26,13 @@ from typing import IO, Protocol
 
 from aiohttp import ClientResponse, hdrs
 
-from pulp_content.service.errors import DigestMismatch, TooLarge, UpstreamError
+from pulp_content.service.errors import (
+    ContentError,
+    DigestMismatch,
+    StorageError,
+    TooLarge,
+    UpstreamError,
+)
 from pulp_content.service.locks import Claim
 from pulp_content.service.redact import shown
 from pulp_content.service.remoteconfig import RemoteConfig
@@ -143,6 +149,7 @@ class Progress(abc.ABC):
         self.tail: tuple[int, bytes] = (0, b"")
         self.verified = False
         self.sha256: str | None = src.sha256  # known once verified, for pull-through too
+        self.saved = False  # kept in storage for good (on_demand, after the commit)
         self.followers = 0
         self.joins = 0  # requests that joined, ever (the first one began it)
         loop = asyncio.get_running_loop()
@@ -164,7 +171,7 @@ class Progress(abc.ABC):
     @property
     def reusable(self) -> bool:
         """Still running, or finished and saved: a newcomer can follow it."""
-        return self.task is None or not self.task.done() or (self.verified and self.keep)
+        return self.task is None or not self.task.done() or self.saved
 
     def leave(self) -> None:
         """A follower is gone; a streamed download nobody follows any more stops."""
@@ -221,8 +228,12 @@ class SharedDownload(Progress):
         self.path, self.claim = claimed
         # Created now, so a follower can open it the moment it joins: a streamed file is
         # removed as soon as its download ends, and an open file outlives that.
-        self._out = open(self.path, "wb")  # noqa: SIM115 (closed when the run ends)
-        self.error: UpstreamError | None = None
+        try:
+            self._out = open(self.path, "wb")  # noqa: SIM115 (closed when the run ends)
+        except OSError as exc:
+            self.claim.release()
+            raise storage_error(exc) from exc
+        self.error: ContentError | None = None
         self._stored: Path | None = None  # saved by another process before we began
 
     def _saved(self) -> Path:
@@ -236,7 +247,7 @@ class SharedDownload(Progress):
         try:
             return open(self.path, "rb")
         except FileNotFoundError:
-            if not self.verified or not self.keep:
+            if not (self.verified and self.keep):
                 raise
             # Saved into storage before this follower came: read it there (a pull-through
             # file's place is known from the sha256 computed while downloading).
@@ -251,37 +262,71 @@ class SharedDownload(Progress):
 
     # -- the download ----------------------------------------------------------------------
     async def run(self) -> None:
-        """Try each remote artifact until one answers; then copy, verify and save."""
-        failure: UpstreamError | None = None
+        """Try each remote artifact until one answers; then copy, verify and save.
+
+        Never raises: whatever fails (the upstream, the disk, the database), the partial
+        file goes, the claim is dropped and every follower wakes to the verdict."""
         try:
             if await self._saved_elsewhere():
                 return
-            for ra in usable(self.src.remote_artifacts, self.cooldown):
-                try:
-                    await self._from(ra)
-                    return
-                except UpstreamError as exc:
-                    if self.started.done():
-                        self.error = exc
-                        log.warning(
-                            "download of %s failed after its start: %s", shown(ra.url), shown(exc)
-                        )
-                        if ra.id is not None and not isinstance(exc, TooLarge):
-                            await self.persist.mark_failed(ra)
-                        return
-                    log.warning("%s failed before the first byte: %s", shown(ra.url), shown(exc))
-                    failure = exc
-                    if _blame(ra, exc):
-                        await self.persist.mark_failed(ra)
-            assert failure is not None
-            self.started.set_exception(failure)
+            await self._attempts()
+        except OSError as exc:
+            self._failed(storage_error(exc))
+        except ContentError as exc:  # StorageError, DatabaseUnavailable: nobody's upstream
+            self._failed(exc)
+        except Exception as exc:
+            log.exception("download of %s failed", shown(self.src.path))
+            self._failed(ContentError(f"download failed: {exc.__class__.__name__}"))
         finally:
-            self._out.close()
-            # Gone already when it was saved (renamed into storage); we still hold the
-            # claim, so nobody else can have made a new file of this name.
-            self.path.unlink(missing_ok=True)
-            self.claim.release()
-            self._close()
+            self._end()
+
+    async def _attempts(self) -> None:
+        failure: UpstreamError | None = None
+        for ra in usable(self.src.remote_artifacts, self.cooldown):
+            try:
+                await self._from(ra)
+                return
+            except UpstreamError as exc:
+                if self.started.done():
+                    self.error = exc
+                    log.warning(
+                        "download of %s failed after its start: %s", shown(ra.url), shown(exc)
+                    )
+                    if ra.id is not None and not isinstance(exc, TooLarge):
+                        await self.persist.mark_failed(ra)
+                    return
+                log.warning("%s failed before the first byte: %s", shown(ra.url), shown(exc))
+                failure = exc
+                if _blame(ra, exc):
+                    await self.persist.mark_failed(ra)
+        assert failure is not None
+        self.started.set_exception(failure)
+
+    def _failed(self, exc: ContentError) -> None:
+        """A failure of this service's own (storage, database), not of the upstream."""
+        self.error = exc
+        path = shown(self.src.path)
+        if self.verified:
+            log.warning("could not save %s (its clients got it whole): %s", path, exc)
+        else:
+            log.warning("download of %s stopped: %s", path, exc)
+        if not self.started.done():
+            self.started.set_exception(exc)
+
+    def _end(self) -> None:
+        """Release everything the run held; each step whatever the one before did."""
+        try:
+            with contextlib.suppress(OSError):  # a failed flush: the bytes are dropped anyway
+                self._out.close()
+            with contextlib.suppress(OSError):
+                # Gone already when it was saved (renamed into storage); we still hold the
+                # claim, so nobody else can have made a new file of this name.
+                self.path.unlink(missing_ok=True)
+        finally:
+            try:
+                self.claim.release()
+            finally:
+                self._close()
 
     async def _saved_elsewhere(self) -> bool:
         """A pull-through file another process saved after this request resolved (its
@@ -294,7 +339,7 @@ class SharedDownload(Progress):
         self._stored = self.storage.path_of(art.storage_path)
         self.size = self.written = art.size
         self.sha256 = art.sha256
-        self.verified = True
+        self.verified = self.saved = True
         self.started.set_result(None)
         self._announce()
         return True
@@ -350,12 +395,13 @@ class SharedDownload(Progress):
             download = Download(self.path, verifier.received, digests)
             # Shielded: a cancelled task (shutdown) must not leave half a save behind.
             await asyncio.shield(self.persist.commit(self.src, ra, download))
+            self.saved = True
 
     async def _copy(self, answer: ClientResponse, verifier: Verifier) -> None:
         out = self._out
         async for chunk in chunks(answer, self.chunk_size):
             verifier.update(chunk)
-            out.write(chunk)
+            out.write(chunk)  # an OSError here (a full disk) ends the run: see run()
             out.flush()  # late followers read the file: the bytes must be in it
             self.tail = (self.written, chunk)
             self.written += len(chunk)
@@ -371,6 +417,11 @@ def _blame(ra: RemoteRef, exc: UpstreamError) -> bool:
     if ra.id is None or isinstance(exc, TooLarge):
         return False
     return exc.status is None or exc.status >= 500
+
+
+def storage_error(exc: OSError) -> StorageError:
+    """What a client may be told about a failed write (no paths)."""
+    return StorageError(f"cannot write to storage: {exc.strerror or exc.__class__.__name__}")
 
 
 def resumable(answer: ClientResponse) -> str | None:
@@ -449,7 +500,7 @@ class TailedDownload(Progress):
             self.started.set_result(None)
             while True:
                 if self.final.exists():
-                    self.written, self.verified = self.size or 0, True
+                    self.written, self.verified, self.saved = self.size or 0, True, True
                     return
                 before = self.written
                 with contextlib.suppress(FileNotFoundError):  # placed, or removed: see above
@@ -459,8 +510,9 @@ class TailedDownload(Progress):
                 elif self._gone():
                     return  # not verified: followers abort their clients
                 await asyncio.sleep(self.POLL)
-        except UpstreamError as exc:
-            self.started.set_exception(exc)
+        except ContentError as exc:  # also DatabaseUnavailable: the claims cannot be asked
+            if not self.started.done():
+                self.started.set_exception(exc)
         finally:
             self._close()
 
@@ -559,7 +611,7 @@ class TailedPullThrough(Progress):
         self._stored = self.storage.path_of(art.storage_path)
         self.size = self.written = art.size
         self.sha256 = art.sha256
-        self.verified = True
+        self.verified = self.saved = True
 
     async def _follow(self) -> None:
         assert self._fd is not None
@@ -569,7 +621,7 @@ class TailedPullThrough(Progress):
                 self.written = grown
                 self._announce()
             elif not self._claimed():
-                self.verified = self._placed()
+                self.verified = self.saved = self._placed()
                 if self.verified:
                     self.size = self.written = os.fstat(self._fd).st_size
                 return  # not verified: followers abort their clients
@@ -639,8 +691,11 @@ class Downloads:
         claimed: tuple[Path, Claim] | None = None
         name = partial_name(src) if self.share and src.policy != "streamed" else None
         if name is not None:
-            partial = self.storage.new_partial(name)
-            claim = self.storage.locks.claim(partial)
+            try:
+                partial = self.storage.new_partial(name)
+                claim = self.storage.locks.claim(partial)
+            except OSError as exc:
+                raise storage_error(exc) from exc
             elsewhere = self._elsewhere(src, partial, claim)
             if elsewhere is not None:
                 elsewhere.task = asyncio.ensure_future(elsewhere.watch())
@@ -663,7 +718,11 @@ class Downloads:
             if claim is not None:
                 return None  # whether it was saved meanwhile is asked as the download runs
             return TailedPullThrough(src, self.storage, self.persist, self.chunk_size, partial)
-        placed = self.storage.path_of(artifact_name(src.sha256)).exists()
+        # Placed and settled: saved by another worker since we resolved. Placed and not
+        # settled, with nobody holding the claim: a save that failed; download it again.
+        placed = self.storage.path_of(artifact_name(src.sha256)).exists() and not (
+            claim is not None and self.storage.marker_of(partial, src.sha256).exists()
+        )
         if claim is not None and not placed:
             return None
         if claim is not None:
@@ -676,7 +735,7 @@ class Downloads:
                 del self.active[key]
 
         def done(_: object) -> None:
-            if download.verified and download.keep:
+            if download.saved:
                 # A request that resolved while the save was running still finds it
                 # here (and reads the stored file) instead of downloading again.
                 asyncio.get_running_loop().call_later(SAVED_GRACE, forget)

@@ -22,6 +22,14 @@ class NotResolved(ContentError):
         self.reason = reason
 
 
+class DatabaseUnavailable(ContentError):
+    """The database does not answer (down, restarting, refusing connections) -> 503."""
+
+
+class StorageError(ContentError):
+    """Storage could not take a download (a full disk, an I/O error) -> 507."""
+
+
 class RangeError(ContentError):
     """The Range header cannot be satisfied for a representation of this size."""
 

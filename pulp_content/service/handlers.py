@@ -7,7 +7,14 @@ import logging
 from aiohttp import hdrs, web
 
 from pulp_content.service import queries
-from pulp_content.service.errors import NotResolved, RangeError, TooLarge, UpstreamError
+from pulp_content.service.errors import (
+    DatabaseUnavailable,
+    NotResolved,
+    RangeError,
+    StorageError,
+    TooLarge,
+    UpstreamError,
+)
 from pulp_content.service.keys import (
     DOWNLOADS,
     PASSWORDS,
@@ -38,14 +45,17 @@ log = logging.getLogger(__name__)
 
 
 CLIENT_CLOSED_REQUEST = 499
+RETRY_AFTER = "5"  # seconds: a restarting database is usually back by then
 
 
 async def content(request: web.Request) -> web.StreamResponse:
     """GET or HEAD anything under the content prefix."""
     with queries.counting() as counter:
-        resolution = await resolve_request(request)
         try:
+            resolution = await resolve_request(request)
             response = await answer(request, resolution)
+        except DatabaseUnavailable:
+            response = unavailable()
         except ConnectionError:
             # The client hung up before its answer began (segmented downloaders drop
             # connections they no longer need). Logged with nginx's 499.
@@ -107,6 +117,12 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
     except TooLarge as exc:
         # The upstream is fine; this service will not fetch the file. No URL in the text.
         return _text(502, f"the file is larger than the remote's max size ({exc.limit} bytes)")
+    except DatabaseUnavailable:
+        return unavailable()
+    except StorageError as exc:
+        # RFC 4918 §11.5: the server cannot store what it needs to complete the request.
+        log.warning("%s %s: %s", request.method, request.path, exc)
+        return _text(507, "insufficient storage")
     except UpstreamError as exc:
         if exc.status == 404 and resolution.source == "pull_through":
             return _text(404, "not found upstream")
@@ -130,6 +146,11 @@ def _refuse(request: web.Request, refusal: Forbidden) -> web.Response:
     if refusal.retry_after is not None:
         headers[hdrs.RETRY_AFTER] = str(refusal.retry_after)
     return _text(refusal.status, refusal.reason, headers)
+
+
+def unavailable() -> web.Response:
+    """503 while the database does not answer (the cause is logged where it was seen)."""
+    return _text(503, "database unavailable", {hdrs.RETRY_AFTER: RETRY_AFTER})
 
 
 def _text(status: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:

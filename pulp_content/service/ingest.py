@@ -1,40 +1,114 @@
-"""Verified temp file -> Artifact row and links (synchronous Django, in a transaction)."""
+"""Verified temp file -> Artifact row and links (synchronous Django, in a transaction).
+
+A save places the file first (durably: `storage.place`) and commits its rows after; if
+the rows do not commit, the file no committed row names is removed again, and if even
+that cannot be decided (the database is gone), the save's journal entry stays for the
+sweep (`service.audit`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Subquery
 
+from pulp_content.service.database import unit_of_work
 from pulp_content.service.download import Download
+from pulp_content.service.errors import DatabaseUnavailable
 from pulp_content.service.models import Artifact, Content, ContentArtifact, RemoteArtifact
-from pulp_content.service.storage import FileSystemStorage
+from pulp_content.service.storage import FileSystemStorage, artifact_name
 from pulp_content.service.types import DIGESTS, ArtifactRef, RemoteRef, RemoteSource
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-def store_artifact(storage: FileSystemStorage, download: Download) -> str:
-    """Move the verified file into storage and make sure its Artifact row exists (one
-    INSERT; a concurrent winner of the same sha256 is fine). Returns the sha256."""
-    assert download.partial is not None
+
+def save(storage: FileSystemStorage, downloads: Sequence[Download], record: Callable[[], T]) -> T:
+    """Place verified files and commit their Artifact rows with what `record()` writes,
+    in one transaction; returns what `record` returned."""
+    with placed(storage, downloads), transaction.atomic():
+        for download in downloads:
+            insert_artifact(download)
+        return record()
+
+
+@contextlib.contextmanager
+def placed(storage: FileSystemStorage, downloads: Sequence[Download]) -> Iterator[None]:
+    """Place verified files in storage for rows the block commits; if the block fails,
+    the files no committed row names are removed again."""
+    done: list[Download] = []
+    try:
+        for download in downloads:
+            storage.place(_partial(download), download.digests["sha256"])
+            done.append(download)
+        yield
+    except BaseException:
+        discard_unrecorded(storage, done)
+        raise
+    for download in done:
+        storage.settle(_partial(download), download.digests["sha256"])
+
+
+def insert_artifact(download: Download) -> str:
+    """Make sure the Artifact row of a placed download exists (one INSERT; a concurrent
+    winner of the same sha256 is fine). Returns the sha256."""
     sha256 = download.digests["sha256"]
-    name = storage.place(download.partial, sha256)
     digests = {k: v for k, v in download.digests.items() if k in DIGESTS}
     Artifact.objects.bulk_create(
-        [Artifact(size=download.size, file=name, **digests)], ignore_conflicts=True
+        [Artifact(size=download.size, file=artifact_name(sha256), **digests)],
+        ignore_conflicts=True,
     )
     return sha256
+
+
+def discard_unrecorded(storage: FileSystemStorage, downloads: list[Download]) -> None:
+    """After a failed save: remove the placed files no committed row names (unless
+    another save of the same bytes is under way), and settle. If the database cannot
+    tell, leave them with their journal entries for the sweep."""
+    if not downloads:
+        return
+    names = {artifact_name(d.digests["sha256"]) for d in downloads}
+    try:
+        recorded = set(Artifact.objects.filter(file__in=names).values_list("file", flat=True))
+    except DatabaseError as exc:
+        log.warning("a failed save left %d files for the sweep: %s", len(names), exc)
+        return
+    ours = {storage.marker_of(_partial(d), d.digests["sha256"]) for d in downloads}
+    busy = {p.name for p in storage.placements() if p.marker not in ours}
+    for download in downloads:
+        name = artifact_name(download.digests["sha256"])
+        if name not in recorded and name not in busy:
+            storage.path_of(name).unlink(missing_ok=True)
+        storage.settle(_partial(download), download.digests["sha256"])
+
+
+def _partial(download: Download) -> Path:
+    assert download.partial is not None, "only kept downloads are saved"
+    return download.partial
 
 
 def commit(
     storage: FileSystemStorage, src: RemoteSource, ra: RemoteRef, download: Download
 ) -> None:
     """Save a verified lazy download and link it so the next request is served from storage."""
+    with placed(storage, [download]):
+        link(src, ra, download)
+
+
+@unit_of_work  # repeatable: every statement below is idempotent
+def link(src: RemoteSource, ra: RemoteRef, download: Download) -> None:
+    """The rows of a placed lazy download, in one transaction."""
     with transaction.atomic():
-        sha256 = store_artifact(storage, download)
+        sha256 = insert_artifact(download)
         artifact_id = Subquery(Artifact.objects.filter(sha256=sha256).values("pk")[:1])
         if src.content_artifact_id is not None:
             ContentArtifact.objects.filter(
@@ -62,6 +136,7 @@ def _record_pull_through(src: RemoteSource, ra: RemoteRef, download: Download, s
     )
 
 
+@unit_of_work
 def mark_failed(ra: RemoteRef) -> None:
     """Record that a remote artifact failed, so the next request tries the others first."""
     assert ra.id is not None, "only recorded remote artifacts can be marked"
@@ -109,7 +184,9 @@ class OrmPersist:
         await self._commit(self.storage, src, ra, download)
 
     async def mark_failed(self, ra: RemoteRef) -> None:
-        await asyncio.shield(self._mark_failed(ra))
+        """Best effort: a failure that cannot be recorded is logged (by unit_of_work)."""
+        with contextlib.suppress(DatabaseUnavailable):
+            await asyncio.shield(self._mark_failed(ra))
 
     async def stored(self, ra: RemoteRef) -> ArtifactRef | None:
         return await self._stored(ra)

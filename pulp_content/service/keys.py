@@ -30,3 +30,5 @@ COUNTERS = web.AppKey("counters", Counters)
 PASSWORDS = web.AppKey("passwords", Passwords)
 # Where a request's bytes came from (storage | delegated | upstream | shared download).
 SERVED_FROM = web.RequestKey("served_from", str)
+# Body bytes sent straight to the socket (sendfile), which the response does not count.
+SENT_DIRECTLY = web.RequestKey("sent_directly", int)

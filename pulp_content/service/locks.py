@@ -9,11 +9,13 @@ Two kinds, by database:
   storage whatever their filesystem makes of flock.
 
 A partial file is `<name>.partial`, or `<name>-<n>.partial` for the members of a batch,
-which share the claim on `<name>`.
+which share the claim on `<name>`; what else sits beside it (`<name>.<sha256>.placing`,
+the journal of a save, see `storage.place`) shares it too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -24,14 +26,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pulp_content.service import queries
+from pulp_content.service.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 PARTIAL_SUFFIX = ".partial"
 
 
 def owner_of(partial: Path) -> str:
-    """The name whose claim covers `partial`."""
-    return partial.name.removesuffix(PARTIAL_SUFFIX).split("-")[0]
+    """The name whose claim covers `partial` (or a file of its download beside it)."""
+    return partial.name.split(".")[0].split("-")[0]
 
 
 def lock_of(partial: Path) -> Path:
@@ -154,7 +157,9 @@ class AdvisoryLocks:
         digest = hashlib.sha256(cls.NAMESPACE + owner_of(partial).encode()).digest()
         return int.from_bytes(digest[:8], "big", signed=True)
 
-    def _ask(self, sql: str, key: int) -> bool:
+    def _ask(self, sql: str, key: int, reconnect: bool = True) -> bool:
+        """Run one lock statement; raises DatabaseUnavailable when the database does not
+        answer (on a lost connection it connects again once, unless told not to)."""
         import psycopg2
 
         queries.note(sql)  # a round trip like any other: the request's count shows it
@@ -167,17 +172,21 @@ class AdvisoryLocks:
                     with self._conn.cursor() as cur:
                         cur.execute(sql, (key,))
                         return bool(cur.fetchone()[0])
-                except (psycopg2.OperationalError, psycopg2.InterfaceError):
-                    if self._held:
-                        log.warning(
-                            "lost the database connection holding %d download claims",
-                            len(self._held),
-                        )
-                        self._held.clear()
-                    self._conn = None
-                    if attempt == 2:
-                        raise
+                except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                    self._lost()
+                    if attempt == 2 or not reconnect:
+                        first = (str(exc).strip().splitlines() or ["no answer"])[0]
+                        raise DatabaseUnavailable(f"database unavailable: {first}") from None
         raise AssertionError("unreachable")
+
+    def _lost(self) -> None:
+        """The session is gone, and with it every lock it held."""
+        if self._held:
+            log.warning("lost the database connection holding %d download claims", len(self._held))
+            self._held.clear()
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
 
     def claim(self, partial: Path) -> Claim | None:
         key = self.key(partial)
@@ -187,9 +196,13 @@ class AdvisoryLocks:
         return AdvisoryClaim(self, key)
 
     def unlock(self, key: int) -> None:
-        if key in self._held:
-            self._ask("SELECT pg_advisory_unlock(%s)", key)
-            self._held.discard(key)
+        """Drop a claim; never raises (a lost session has dropped it already)."""
+        if key not in self._held:
+            return
+        # A lost session has dropped the lock with it (logged by _lost).
+        with contextlib.suppress(DatabaseUnavailable):
+            self._ask("SELECT pg_advisory_unlock(%s)", key, reconnect=False)
+        self._held.discard(key)
 
     def held(self, partial: Path) -> bool:
         key = self.key(partial)

@@ -11,6 +11,7 @@ from aiohttp import hdrs, web
 
 from pulp_content.service.errors import NotResolved
 from pulp_content.service.headers import not_modified, range_applies, representation_headers
+from pulp_content.service.keys import SENT_DIRECTLY
 from pulp_content.service.ranges import parse_range
 from pulp_content.service.storage import FileSystemStorage
 from pulp_content.service.types import LocalArtifact
@@ -124,4 +125,9 @@ async def sendfile(request: web.BaseRequest, fobj: IO[bytes], start: int, count:
     transport = request.transport
     if transport is None or transport.is_closing():
         raise ConnectionResetError("client went away")
-    await asyncio.get_running_loop().sendfile(transport, fobj, start, count)
+    try:
+        await asyncio.get_running_loop().sendfile(transport, fobj, start, count)
+    finally:
+        # The response's own count misses these bytes; the file position says how many
+        # went, even when the client hung up half-way (asyncio keeps it up to date).
+        request[SENT_DIRECTLY] = request.get(SENT_DIRECTLY, 0) + fobj.tell() - start

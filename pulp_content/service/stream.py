@@ -6,7 +6,8 @@ The order of events is the point of this module:
 - the client reads the download's file from its own offset, so it never waits for
   another client and late clients first get what is already on disk;
 - the last byte is held back until size and digests check out, so no client ever gets
-  every byte of a corrupt file; a failure after the first byte aborts the connection
+  every byte of a corrupt file, whatever ranges it asks for (a range forwarded upstream
+  never includes it); a failure after the first byte aborts the connection
   (the client sees an incomplete transfer), never a retry from byte 0.
 """
 
@@ -54,8 +55,9 @@ async def stream(
     # The access log's served-from: this request began the download, or joined one.
     began = isinstance(download, SharedDownload) and download.joins == 1
     request[SERVED_FROM] = "upstream" if began else "shared download"
-    fobj = download.open()
+    fobj: IO[bytes] | None = None
     try:
+        fobj = download.open()  # now: a streamed file goes the moment its download ends
         await download.started
         fobj = download.reader(fobj)
         if decided is None and download.size is not None:
@@ -121,6 +123,11 @@ async def _forward_range(
     (when it honours Range), so the client need not wait for the bytes before it; an
     on_demand artifact is still downloaded whole, once, in the background. None: follow
     the shared download instead."""
+    if decided.start + decided.count == src.size:
+        # The file's last byte: only the shared download may send it, once the whole file
+        # is verified. Forwarded, a client asking for every range of a file (segmented
+        # downloaders do) would hold every byte of a corrupt one.
+        return None
     if downloads.share and downloads.written(src) >= decided.start:
         return None  # already on disk, here or in another worker's partial file
     first, last = decided.start, decided.start + decided.count - 1

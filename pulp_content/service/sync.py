@@ -13,14 +13,11 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
-
-from django.db import transaction
 
 from pulp_content.service.catalog import get_named, latest_version
 from pulp_content.service.download import Download, Verifier
 from pulp_content.service.errors import InvalidInput, UpstreamError
-from pulp_content.service.ingest import store_artifact
+from pulp_content.service.ingest import save
 from pulp_content.service.models import (
     Artifact,
     Content,
@@ -34,7 +31,7 @@ from pulp_content.service.models import (
 from pulp_content.service.paths import BadPath, clean_relative_path
 from pulp_content.service.remoteconfig import RemoteConfig
 from pulp_content.service.remoteurl import beside
-from pulp_content.service.storage import FileSystemStorage, PartialBatch, artifact_name
+from pulp_content.service.storage import FileSystemStorage, PartialBatch
 from pulp_content.service.upstream import HttpUpstream, chunks
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -192,18 +189,7 @@ def record_version(
     downloads: Iterable[Download],
 ) -> RepositoryVersion:
     """Write artifacts, content, remote artifacts and the new version in one transaction."""
-    placed: list[Path] = []
-    try:
-        with transaction.atomic():
-            for download in downloads:
-                placed.append(storage.path_of(artifact_name(store_artifact(storage, download))))
-            return _record(repo, remote, lines)
-    except BaseException:
-        known = set(Artifact.objects.values_list("file", flat=True))
-        for path in placed:
-            if str(path.relative_to(storage.root)) not in known:
-                path.unlink(missing_ok=True)
-        raise
+    return save(storage, list(downloads), lambda: _record(repo, remote, lines))
 
 
 def _record(repo: Repository, remote: Remote, lines: list[ManifestLine]) -> RepositoryVersion:

@@ -96,9 +96,10 @@ class ServiceProcess:
 
     app = None  # nothing to introspect in another process
 
-    def __init__(self, settings: Settings, workers: int) -> None:
+    def __init__(self, settings: Settings, workers: int, options: tuple[str, ...] = ()) -> None:
         self.settings = settings
         self.workers = workers
+        self.options = options  # more `serve` options
         self.port = free_port()
         self._log = Path(tempfile.mkstemp(prefix="pulp-content-serve-", suffix=".log")[1])
         self._process: subprocess.Popen[bytes] | None = None
@@ -111,6 +112,7 @@ class ServiceProcess:
         )
         command = [*CLI, "serve"]
         command += ["--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}"]
+        command += self.options
         with self._log.open("wb") as out:
             self._process = subprocess.Popen(command, env=env, stdout=out, stderr=out)
         if not eventually(self._healthy, timeout=60):
@@ -151,9 +153,23 @@ class ServiceProcess:
         pid = self._process.pid
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
+    def serving_pids(self) -> list[int]:
+        """The processes that answer requests: the workers, or the one process."""
+        assert self._process is not None
+        return self.worker_pids() if self.workers > 1 else [self._process.pid]
+
     def descriptors(self) -> list[str]:
-        """What the open file descriptors of the worker processes point to, together."""
-        return [target for pid in self.worker_pids() for target in _descriptors(pid)]
+        """What the open file descriptors of the serving processes point to, together."""
+        return [target for pid in self.serving_pids() for target in _descriptors(pid)]
+
+    def stop(self, timeout: float) -> int:
+        """SIGTERM; the exit status, or an AssertionError if it takes over `timeout` s."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            return self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running {timeout} s after SIGTERM") from None
 
 
 def _descriptors(pid: int) -> list[str]:

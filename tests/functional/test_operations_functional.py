@@ -20,7 +20,7 @@ from pulp_content.fixtures.bench import CLI, free_port, wait_listening
 from pulp_content.fixtures.remote import Fault, FileSpec
 from pulp_content.service.config import CONFIG_KEYS
 from pulp_content.service.storage import open_storage
-from tests.functional.conftest import Client, ServiceServer, running_service
+from tests.functional.conftest import Client, ServiceProcess, ServiceServer, running_service
 from tests.helpers import eventually, run_command
 
 pytestmark = pytest.mark.functional
@@ -163,6 +163,37 @@ def test_health_is_503_when_the_database_goes_away(tmp_path):
         finally:
             process.terminate()
             process.wait(timeout=30)
+
+
+def test_bytes_sent_with_sendfile_are_counted(scenario):
+    """A stored 307,200-byte file goes out with sendfile: the access log line and
+    /metrics count its body, not only its headers."""
+    stored = FileSpec("s.bin", 307_200, 93)
+    base = scenario.publish("counted", [stored], "immediate")
+    settings = scenario.settings
+    with ServiceProcess(settings, workers=1, options=("--log-format", "json")) as served:
+        before = metrics_of(served.port)["bytes_sent"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{served.port}{base}s.bin") as r:
+            assert r.read() == stored.content()
+        assert eventually(lambda: f'"path": "{base}s.bin"' in served.output())
+        after = metrics_of(served.port)["bytes_sent"]
+        line = next(
+            json.loads(text[text.index("{") :])
+            for text in served.output().splitlines()
+            if f'"path": "{base}s.bin"' in text
+        )
+    assert line["served_from"] == "storage"
+    # Headers included, like nginx's $bytes_sent: the body and a few hundred bytes more.
+    assert stored.size < line["bytes_sent"] < stored.size + 1024
+    # /metrics counted that request, and the first /metrics answer (a few hundred bytes).
+    assert line["bytes_sent"] < after - before < line["bytes_sent"] + 4096
+
+
+def metrics_of(port: int) -> dict[str, float]:
+    from pulp_content.service.metrics import parse
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+        return parse(r.read().decode())
 
 
 def test_start_up_sweeps_the_partial_files_a_crash_left(db):

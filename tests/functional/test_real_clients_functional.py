@@ -13,7 +13,9 @@ import zipfile
 
 import pytest
 
-from pulp_content.fixtures.remote import FileSpec
+from pulp_content.fixtures.remote import Fault, FileSpec
+from pulp_content.service.storage import artifact_name, open_storage
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.functional
 
@@ -89,6 +91,46 @@ def test_aria2c_segmented_download(scenario, client, tmp_path):
     path = f"/segmented/{huge.relative_path}"
     full = scenario.remote.count(path) - scenario.remote.ranged[path]
     assert full <= 1  # at most one full download, plus the forwarded ranges
+
+
+def test_aria2c_segments_of_a_corrupt_file_never_add_up_to_it(scenario, client, tmp_path):
+    """The upstream sends wrong bytes: `aria2c -x8 -s8` fetches the artifact in ranges,
+    forwarded upstream or read from the shared download, and must not end up with every
+    byte of it (the one range with the last byte waits for a verification that fails)."""
+    bad = FileSpec("images/bad.img", 8 * 1024 * 1024, 54)
+    base = scenario.publish("corrupt", [bad], "on_demand")
+    scenario.remote.set_fault("corrupt", Fault("wrong_bytes"))
+    done = subprocess.run(
+        [
+            tool("aria2c"),
+            "-q",
+            "-x8",
+            "-s8",
+            "-k1M",
+            "--max-tries=2",
+            "--retry-wait=0",
+            "--file-allocation=none",  # the file grows to the furthest byte received
+            "-d",
+            str(tmp_path),
+            "-o",
+            "bad.img",
+            f"http://127.0.0.1:{client.server.port}{base}{bad.relative_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0, "aria2c reports a complete download"
+    left = tmp_path / "bad.img"
+    assert not left.exists() or left.stat().st_size < bad.size
+    from pulp_content.service.models import Artifact
+
+    sha256 = scenario.remote.repositories["corrupt"].digests[bad.relative_path]
+    assert not Artifact.objects.filter(sha256=sha256).exists()
+    storage = open_storage(scenario.settings)
+    assert not storage.path_of(artifact_name(sha256)).exists()
+    assert eventually(lambda: storage.partials() == [])
 
 
 def file_sha256(path) -> str:

@@ -161,10 +161,20 @@ def test_a_range_ahead_of_the_download_comes_straight_from_the_upstream(shared, 
 
 def test_a_range_of_streamed_content_downloads_only_the_range(scenario, client):
     scenario.publish("streamy", [BIG], "streamed")
+    response = client.get("/pulp/content/streamy/big.img", headers={"Range": "bytes=1000-1999"})
+    assert response.status == 206 and response.body == BIG.content()[1000:2000]
+    assert scenario.remote.count("/streamy/big.img") == 1
+    assert scenario.remote.ranged["/streamy/big.img"] == 1
+
+
+def test_a_range_with_the_last_byte_waits_for_the_verified_whole(scenario, client):
+    """The end of a file is never forwarded upstream: it comes from the one download,
+    which sends the last byte once the whole file checks out (streamed content too)."""
+    scenario.publish("streamy", [BIG], "streamed")
     response = client.get("/pulp/content/streamy/big.img", headers={"Range": "bytes=-1000"})
     assert response.status == 206 and response.body == BIG.content()[-1000:]
     assert scenario.remote.count("/streamy/big.img") == 1
-    assert scenario.remote.ranged["/streamy/big.img"] == 1
+    assert scenario.remote.ranged["/streamy/big.img"] == 0
 
 
 def test_workers_share_one_download_through_the_storage(shared, client, second_worker):
