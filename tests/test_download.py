@@ -19,12 +19,13 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
-from pulp_content.service.download import Download, Downloads
+from pulp_content.service.download import Downloads
 from pulp_content.service.errors import DigestMismatch, UpstreamError
 from pulp_content.service.locks import FileLocks
 from pulp_content.service.remoteconfig import RemoteConfig
 from pulp_content.service.storage import FileSystemStorage, artifact_name
 from pulp_content.service.types import RemoteRef, RemoteSource
+from pulp_content.service.verify import Download
 
 BODY = bytes(range(256)) * 1024  # 256 KiB
 SHA256 = hashlib.sha256(BODY).hexdigest()

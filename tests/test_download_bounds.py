@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from pulp_content.service.download import Verifier, check_size, key_of, partial_name
 from pulp_content.service.errors import TooLarge
+from pulp_content.service.progress import key_of, partial_name
 from pulp_content.service.remoteconfig import RemoteConfig
 from pulp_content.service.types import RemoteRef, RemoteSource
+from pulp_content.service.verify import Verifier, check_size
 
 URL = "http://h/pt/f.bin"
 

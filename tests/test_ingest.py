@@ -6,8 +6,8 @@ import hashlib
 import threading
 
 from pulp_content.service import ingest
-from pulp_content.service.download import Download
 from pulp_content.service.storage import open_storage
+from pulp_content.service.verify import Download
 
 
 def test_two_savers_of_the_same_bytes_leave_one_artifact_and_one_file(db):

@@ -9,14 +9,6 @@ import sys
 import click
 
 from pulp_content.cli.bench import bench
-from pulp_content.cli.catalog import (
-    distribution,
-    guard,
-    publication,
-    remote,
-    repository,
-    sign,
-)
 from pulp_content.cli.common import (
     Group,
     check_listen,
@@ -26,7 +18,12 @@ from pulp_content.cli.common import (
     settings,
     split_bind,
 )
+from pulp_content.cli.distribution import distribution
 from pulp_content.cli.fixture import fixture
+from pulp_content.cli.guard import guard, sign
+from pulp_content.cli.publication import publication
+from pulp_content.cli.remote import remote
+from pulp_content.cli.repository import repository
 from pulp_content.cli.secrets import secrets
 from pulp_content.cli.storage import storage
 from pulp_content.service.config import DEFAULT_BIND, load_settings

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import fields
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -16,7 +17,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Model, ProtectedError
 
 from pulp_content.service import guards
-from pulp_content.service.download import Download
 from pulp_content.service.errors import InvalidInput
 from pulp_content.service.ingest import save
 from pulp_content.service.models import (
@@ -38,6 +38,7 @@ from pulp_content.service.remoteconfig import RemoteConfig
 from pulp_content.service.storage import FileSystemStorage
 from pulp_content.service.text import check_seconds, check_text
 from pulp_content.service.tls import check_tls
+from pulp_content.service.verify import Download
 
 # What a user may set on a remote: every download setting but the identity.
 REMOTE_FIELDS = tuple(
@@ -434,3 +435,70 @@ def sign_url(url: str, expires_in: int, prefix: str) -> str:
     signed = guards.signature(guard.settings["key"], path, expires)
     query = f"{parts.query}&" if parts.query else ""
     return urlunsplit(parts._replace(query=f"{query}expires={expires}&signature={signed}"))
+
+
+def repository_as_dict(repo: Repository) -> dict[str, Any]:
+    return {
+        "name": repo.name,
+        "remote": repo.remote.name if repo.remote else None,
+        "latest_version": latest_version(repo).number,
+    }
+
+
+def publication_as_dict(pub: Publication) -> dict[str, Any]:
+    return {
+        "id": pub.pk,
+        "repository": pub.repository_version.repository.name,
+        "version": pub.repository_version.number,
+        "pass_through": pub.pass_through,
+    }
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """How the CLI's list, show and delete reach the records of one kind."""
+
+    model: type[Model]
+    rows: Callable[[], Any]  # every record, in the order `list` prints them
+    as_dict: Callable[[Any], dict[str, Any]]
+
+
+_KINDS: dict[str, _Kind] = {
+    "remote": _Kind(Remote, lambda: Remote.objects.order_by("name"), remote_as_dict),
+    "repository": _Kind(
+        Repository,
+        lambda: Repository.objects.select_related("remote").order_by("name"),
+        repository_as_dict,
+    ),
+    "publication": _Kind(
+        Publication,
+        lambda: Publication.objects.select_related("repository_version__repository").order_by("pk"),
+        publication_as_dict,
+    ),
+    "distribution": _Kind(
+        Distribution,
+        lambda: Distribution.objects.select_related(
+            "repository", "repository_version__repository", "remote", "content_guard"
+        ).order_by("base_path"),
+        distribution_as_dict,
+    ),
+    "guard": _Kind(ContentGuard, lambda: ContentGuard.objects.order_by("name"), guard_as_dict),
+}
+
+
+def list_records(kind: str) -> list[dict[str, Any]]:
+    """Every record of `kind` (remote, repository, publication, distribution, guard) as
+    `list` shows it; secrets masked."""
+    spec = _KINDS[kind]
+    return [spec.as_dict(row) for row in spec.rows()]
+
+
+def show_record(kind: str, name: str) -> dict[str, Any]:
+    """The record of `kind` called `name`, as `show` prints it; secrets masked."""
+    spec = _KINDS[kind]
+    return spec.as_dict(get_named(spec.model, name))
+
+
+def delete_record(kind: str, name: str) -> None:
+    """Delete the record of `kind` called `name`, or say why not."""
+    delete_named(_KINDS[kind].model, name)

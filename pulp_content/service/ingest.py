@@ -22,11 +22,11 @@ from django.db import DatabaseError, transaction
 from django.db.models import Subquery
 
 from pulp_content.service.database import unit_of_work
-from pulp_content.service.download import Download
 from pulp_content.service.errors import DatabaseUnavailable
 from pulp_content.service.models import Artifact, Content, ContentArtifact, RemoteArtifact
 from pulp_content.service.storage import FileSystemStorage, artifact_name
 from pulp_content.service.types import DIGESTS, ArtifactRef, RemoteRef, RemoteSource
+from pulp_content.service.verify import Download
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -160,7 +160,7 @@ def stored_artifact(ra: RemoteRef) -> ArtifactRef | None:
 
 
 class OrmPersist:
-    """`download.Persist` on the Django ORM, run off the event loop.
+    """`progress.Persist` on the Django ORM, run off the event loop.
 
     Writes go to one thread of their own (its own connection), one at a time: they
     never queue in front of the reads that resolve requests, and SQLite gets one writer.

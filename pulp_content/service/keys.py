@@ -9,9 +9,10 @@ from typing import Any
 from aiohttp import web
 
 from pulp_content.service.config import Settings
-from pulp_content.service.download import Downloads, Persist
+from pulp_content.service.download import Downloads
 from pulp_content.service.metrics import Counters
 from pulp_content.service.passwords import Passwords
+from pulp_content.service.progress import Persist
 from pulp_content.service.storage import FileSystemStorage
 from pulp_content.service.upstream import HttpUpstream
 

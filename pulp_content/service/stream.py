@@ -18,18 +18,15 @@ from typing import IO
 
 from aiohttp import ClientResponse, hdrs, web
 
-from pulp_content.service.download import (
-    Downloads,
-    Progress,
-    SharedDownload,
-    check_size,
-    usable,
-)
+from pulp_content.service.download import Downloads
 from pulp_content.service.errors import TooLarge, UpstreamError
 from pulp_content.service.keys import SERVED_FROM
+from pulp_content.service.progress import Progress
 from pulp_content.service.serve import Plan, not_modified_response, plan
+from pulp_content.service.shared import SharedDownload, usable
 from pulp_content.service.types import RemoteSource
 from pulp_content.service.upstream import chunks
+from pulp_content.service.verify import check_size
 
 
 async def stream(
@@ -128,7 +125,7 @@ async def _forward_range(
         # is verified. Forwarded, a client asking for every range of a file (segmented
         # downloaders do) would hold every byte of a corrupt one.
         return None
-    if downloads.share and downloads.written(src) >= decided.start:
+    if downloads.written(src) >= decided.start:
         return None  # already on disk, here or in another worker's partial file
     first, last = decided.start, decided.start + decided.count - 1
     ra = usable(src.remote_artifacts, downloads.cooldown)[0]

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pulp_content.service.catalog import get_named, latest_version
-from pulp_content.service.download import Download, Verifier
 from pulp_content.service.errors import InvalidInput, UpstreamError
 from pulp_content.service.ingest import save
 from pulp_content.service.models import (
@@ -33,6 +32,7 @@ from pulp_content.service.remoteconfig import RemoteConfig
 from pulp_content.service.remoteurl import beside
 from pulp_content.service.storage import FileSystemStorage, PartialBatch
 from pulp_content.service.upstream import HttpUpstream, chunks
+from pulp_content.service.verify import Download, Verifier
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 MAX_MANIFEST = 256 * 1024 * 1024

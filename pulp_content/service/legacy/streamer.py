@@ -7,7 +7,7 @@ merged service, so the comparison measures the design, not two download loops.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 
 from aiohttp import web
 from asgiref.sync import sync_to_async
@@ -18,6 +18,7 @@ from pulp_content.service.errors import UpstreamError
 from pulp_content.service.ingest import OrmPersist
 from pulp_content.service.legacy.lookup import Missing, find
 from pulp_content.service.metrics import Counters
+from pulp_content.service.progress import Progress
 from pulp_content.service.remoteconfig import RemoteConfig
 from pulp_content.service.storage import FileSystemStorage
 from pulp_content.service.stream import stream
@@ -81,6 +82,20 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(text=counters.render(), content_type="text/plain")
 
 
+class UnsharedDownloads(Downloads):
+    """As the 2018 streamer did: every request downloads on its own; nothing is shared
+    with other requests or claimed for other processes to follow."""
+
+    def _running(self, key: Hashable) -> Progress | None:
+        return None
+
+    def written(self, src: RemoteSource) -> int:
+        return 0  # no other download's bytes to read from
+
+    def _shared_name(self, src: RemoteSource) -> str | None:
+        return None
+
+
 def create_streamer(settings: Settings) -> web.Application:
     storage = FileSystemStorage(settings.storage_root)  # as in 2018: no shared download claims
     persist = OrmPersist(storage)
@@ -91,9 +106,7 @@ def create_streamer(settings: Settings) -> web.Application:
 
     async def downloads(app: web.Application) -> AsyncIterator[None]:
         app[UPSTREAM] = HttpUpstream()
-        app[DOWNLOADS] = Downloads(
-            storage, persist, app[UPSTREAM], settings.chunk_size, share=False
-        )
+        app[DOWNLOADS] = UnsharedDownloads(storage, persist, app[UPSTREAM], settings.chunk_size)
         yield
         await app[DOWNLOADS].aclose()
         await app[UPSTREAM].aclose()

@@ -1,0 +1,209 @@
+"""Following a download another process runs (it holds the claim on the partial
+file): `TailedDownload` for an artifact whose sha256 is known, `TailedPullThrough` for a
+pull-through file, whose name comes from its remote and URL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import IO
+
+from pulp_content.service.errors import (
+    ContentError,
+    UpstreamError,
+)
+from pulp_content.service.progress import Persist, Progress
+from pulp_content.service.storage import FileSystemStorage, artifact_name
+from pulp_content.service.types import RemoteSource
+
+log = logging.getLogger(__name__)
+
+
+class TailedDownload(Progress):
+    """A download another process runs: follow its partial file by polling.
+
+    The other process holds the claim on `<sha256>.partial` (`service.locks`) while it
+    writes it; it renames the partial into storage once verified (an open file outlives
+    the rename), or removes it and drops the claim on failure. Whether the claim is still
+    held is asked only when the file has not grown since the last look.
+    """
+
+    POLL = 0.02
+    ASK_EVERY = 0.25  # seconds between questions to the claims (a database round trip)
+
+    def __init__(self, src: RemoteSource, storage: FileSystemStorage, chunk_size: int) -> None:
+        assert src.sha256 is not None and src.size is not None
+        super().__init__(src, chunk_size, keep=True)
+        self.storage = storage
+        self._asked = 0.0
+        self.partial = storage.new_partial(src.sha256)
+        self.final = storage.path_of(artifact_name(src.sha256))
+
+    def open(self) -> IO[bytes] | None:
+        for path in (self.partial, self.final):  # placed between the two looks: see above
+            with contextlib.suppress(FileNotFoundError):
+                return open(path, "rb")
+        return None  # not begun yet: `reader` opens it once it has
+
+    def reader(self, early: IO[bytes] | None) -> IO[bytes]:
+        return super().reader(early if early is not None else self.open())
+
+    def _gone(self) -> bool:
+        """The other process stopped without placing the file."""
+        now = time.monotonic()
+        if now - self._asked < self.ASK_EVERY:
+            return False
+        self._asked = now
+        return not self.storage.locks.held(self.partial) and not self.final.exists()
+
+    async def watch(self) -> None:
+        """Poll the other process's progress until the file is placed or abandoned."""
+        try:
+            while not (self.partial.exists() or self.final.exists()):
+                if self._gone():
+                    raise UpstreamError(self.src.path, "the download in another worker failed")
+                await asyncio.sleep(self.POLL)
+            self.started.set_result(None)
+            while True:
+                if self.final.exists():
+                    self.written, self.verified, self.saved = self.size or 0, True, True
+                    return
+                before = self.written
+                with contextlib.suppress(FileNotFoundError):  # placed, or removed: see above
+                    self.written = self.partial.stat().st_size
+                if self.written > before:
+                    self._announce()
+                elif self._gone():
+                    return  # not verified: followers abort their clients
+                await asyncio.sleep(self.POLL)
+        except ContentError as exc:  # also DatabaseUnavailable: the claims cannot be asked
+            if not self.started.done():
+                self.started.set_exception(exc)
+        finally:
+            self._close()
+
+
+class TailedPullThrough(Progress):
+    """A pull-through download another process runs. Its sha256, and so its place in
+    storage, is unknown until it ends, so its partial file is followed through a handle
+    of our own, which outlives the rename into storage.
+
+    The other process renames the verified file into storage (our handle still reads it,
+    with one link) or removes it on failure (no link left), then drops its claim. A file
+    still at the partial path when the claim is gone is a crash's leftover: not verified.
+    When the partial file is gone before we could open it, the other process's save is
+    looked up in the database.
+    """
+
+    POLL = TailedDownload.POLL
+    ASK_EVERY = TailedDownload.ASK_EVERY
+
+    def __init__(
+        self,
+        src: RemoteSource,
+        storage: FileSystemStorage,
+        persist: Persist,
+        chunk_size: int,
+        partial: Path,
+    ) -> None:
+        super().__init__(src, chunk_size, keep=True)
+        self.storage = storage
+        self.persist = persist
+        self.partial = partial
+        self._fd: int | None = None
+        self._stored: Path | None = None
+        self._asked = 0.0
+
+    @property
+    def reusable(self) -> bool:
+        # Once over, the next request finds the saved file through the database.
+        return self.task is None or not self.task.done()
+
+    def open(self) -> None:
+        return None  # the watcher opens the file once it exists
+
+    def reader(self, early: IO[bytes] | None) -> IO[bytes]:
+        if self._stored is not None:
+            return open(self._stored, "rb")
+        assert self._fd is not None, "open while anyone follows"
+        # Duplicates share one file offset; a follower seeks and reads without yielding
+        # to the loop in between, so none disturbs another (unbuffered: no read-ahead
+        # that assumes the offset is its own).
+        return os.fdopen(os.dup(self._fd), "rb", buffering=0)
+
+    def leave(self) -> None:
+        super().leave()
+        if self.task is not None and self.task.done():
+            self._drop()
+
+    def _drop(self) -> None:
+        if self.followers == 0 and self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _claimed(self) -> bool:
+        """Whether the other process still holds the claim (asked at most every
+        ASK_EVERY seconds: on PostgreSQL it is a database round trip)."""
+        now = time.monotonic()
+        if now - self._asked < self.ASK_EVERY:
+            return True
+        self._asked = now
+        return self.storage.locks.held(self.partial)
+
+    async def watch(self) -> None:
+        """Open the other process's file, or find its save; then follow it to its end."""
+        try:
+            await self._attach()
+            self.started.set_result(None)
+            if self._stored is None:
+                await self._follow()
+        except UpstreamError as exc:
+            self.started.set_exception(exc)
+        finally:
+            self._close()
+            self._drop()
+
+    async def _attach(self) -> None:
+        while True:
+            with contextlib.suppress(FileNotFoundError):
+                self._fd = os.open(self.partial, os.O_RDONLY)
+                return
+            if not self._claimed():
+                break
+            await asyncio.sleep(self.POLL)
+        art = await self.persist.stored(self.src.remote_artifacts[0])
+        if art is None:
+            raise UpstreamError(self.src.path, "the download in another worker failed")
+        self._stored = self.storage.path_of(art.storage_path)
+        self.size = self.written = art.size
+        self.sha256 = art.sha256
+        self.verified = self.saved = True
+
+    async def _follow(self) -> None:
+        assert self._fd is not None
+        while True:
+            grown = os.fstat(self._fd).st_size
+            if grown > self.written:
+                self.written = grown
+                self._announce()
+            elif not self._claimed():
+                self.verified = self.saved = self._placed()
+                if self.verified:
+                    self.size = self.written = os.fstat(self._fd).st_size
+                return  # not verified: followers abort their clients
+            await asyncio.sleep(self.POLL)
+
+    def _placed(self) -> bool:
+        """Whether our file was renamed into storage (still linked, and no longer at the
+        partial path) rather than removed or left behind."""
+        assert self._fd is not None
+        ours = os.fstat(self._fd)
+        try:
+            there = os.stat(self.partial).st_ino
+        except FileNotFoundError:
+            there = None
+        return ours.st_nlink > 0 and there != ours.st_ino

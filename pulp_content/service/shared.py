@@ -1,0 +1,286 @@
+"""A `SharedDownload`: one upstream download run as its own task, not inside any
+client's request. It tries the remote artifacts in order until one answers 2xx, writes
+the body to a partial file beside storage while the digests run, announces every
+chunk, resumes a dropped connection at its offset, and hands the verified file to
+`Persist`. Whatever fails, the partial goes, the claim is dropped and followers wake."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import IO
+
+from aiohttp import ClientResponse, hdrs
+
+from pulp_content.service.errors import (
+    ContentError,
+    DigestMismatch,
+    StorageError,
+    TooLarge,
+    UpstreamError,
+)
+from pulp_content.service.locks import Claim
+from pulp_content.service.progress import Persist, Progress
+from pulp_content.service.redact import shown
+from pulp_content.service.storage import FileSystemStorage, artifact_name
+from pulp_content.service.types import RemoteRef, RemoteSource
+from pulp_content.service.upstream import Upstream, chunks
+from pulp_content.service.verify import Download, Verifier, check_size, expected_digests
+
+log = logging.getLogger(__name__)
+
+
+class SharedDownload(Progress):
+    """One download in progress (or just finished), and what its followers need to know."""
+
+    def __init__(
+        self,
+        src: RemoteSource,
+        storage: FileSystemStorage,
+        persist: Persist,
+        upstream: Upstream,
+        chunk_size: int,
+        cooldown: float = 0.0,
+        claimed: tuple[Path, Claim] | None = None,
+    ) -> None:
+        super().__init__(src, chunk_size, keep=src.policy != "streamed")
+        self.cooldown = cooldown
+        self.storage = storage
+        self.persist = persist
+        self.upstream = upstream
+        # The claim says "a live download writes this partial file" to every process
+        # (the start-up sweep and other workers); held until the file is placed or gone.
+        if claimed is None:
+            path = storage.new_partial()
+            claim = storage.locks.claim(path)
+            assert claim is not None, "a fresh name: nobody else has it"
+            claimed = path, claim
+        self.path, self.claim = claimed
+        # Created now, so a follower can open it the moment it joins: a streamed file is
+        # removed as soon as its download ends, and an open file outlives that.
+        try:
+            self._out = open(self.path, "wb")  # noqa: SIM115 (closed when the run ends)
+        except OSError as exc:
+            self.claim.release()
+            raise storage_error(exc) from exc
+        self.error: ContentError | None = None
+        self._stored: Path | None = None  # saved by another process before we began
+
+    def _saved(self) -> Path:
+        if self._stored is not None:
+            return self._stored
+        assert self.sha256 is not None, "verified downloads know their sha256"
+        return self.storage.path_of(artifact_name(self.sha256))
+
+    def open(self) -> IO[bytes]:
+        """The file being written (or, once saved, the stored artifact) for reading."""
+        try:
+            return open(self.path, "rb")
+        except FileNotFoundError:
+            if not (self.verified and self.keep):
+                raise
+            # Saved into storage before this follower came: read it there (a pull-through
+            # file's place is known from the sha256 computed while downloading).
+            return open(self._saved(), "rb")
+
+    def reader(self, early: IO[bytes] | None) -> IO[bytes]:
+        if self._stored is None:
+            return super().reader(early)
+        if early is not None:
+            early.close()  # the empty partial file of a download that never ran
+        return open(self._stored, "rb")
+
+    # -- the download ----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Try each remote artifact until one answers; then copy, verify and save.
+
+        Never raises: whatever fails (the upstream, the disk, the database), the partial
+        file goes, the claim is dropped and every follower wakes to the verdict."""
+        try:
+            if await self._saved_elsewhere():
+                return
+            await self._attempts()
+        except OSError as exc:
+            self._failed(storage_error(exc))
+        except ContentError as exc:  # StorageError, DatabaseUnavailable: nobody's upstream
+            self._failed(exc)
+        except Exception as exc:
+            log.exception("download of %s failed", shown(self.src.path))
+            self._failed(ContentError(f"download failed: {exc.__class__.__name__}"))
+        finally:
+            self._end()
+
+    async def _attempts(self) -> None:
+        failure: UpstreamError | None = None
+        for ra in usable(self.src.remote_artifacts, self.cooldown):
+            try:
+                await self._from(ra)
+                return
+            except UpstreamError as exc:
+                if self.started.done():
+                    self.error = exc
+                    log.warning(
+                        "download of %s failed after its start: %s", shown(ra.url), shown(exc)
+                    )
+                    if ra.id is not None and not isinstance(exc, TooLarge):
+                        await self.persist.mark_failed(ra)
+                    return
+                log.warning("%s failed before the first byte: %s", shown(ra.url), shown(exc))
+                failure = exc
+                if _blame(ra, exc):
+                    await self.persist.mark_failed(ra)
+        assert failure is not None
+        self.started.set_exception(failure)
+
+    def _failed(self, exc: ContentError) -> None:
+        """A failure of this service's own (storage, database), not of the upstream."""
+        self.error = exc
+        path = shown(self.src.path)
+        if self.verified:
+            log.warning("could not save %s (its clients got it whole): %s", path, exc)
+        else:
+            log.warning("download of %s stopped: %s", path, exc)
+        if not self.started.done():
+            self.started.set_exception(exc)
+
+    def _end(self) -> None:
+        """Release everything the run held; each step whatever the one before did."""
+        try:
+            with contextlib.suppress(OSError):  # a failed flush: the bytes are dropped anyway
+                self._out.close()
+            with contextlib.suppress(OSError):
+                # Gone already when it was saved (renamed into storage); we still hold the
+                # claim, so nobody else can have made a new file of this name.
+                self.path.unlink(missing_ok=True)
+        finally:
+            try:
+                self.claim.release()
+            finally:
+                self._close()
+
+    async def _saved_elsewhere(self) -> bool:
+        """A pull-through file another process saved after this request resolved (its
+        claim was dropped before ours was taken): serve the saved file, fetch nothing."""
+        if self.src.content_artifact_id is not None or not self.keep:
+            return False
+        art = await self.persist.stored(self.src.remote_artifacts[0])
+        if art is None:
+            return False
+        self._stored = self.storage.path_of(art.storage_path)
+        self.size = self.written = art.size
+        self.sha256 = art.sha256
+        self.verified = self.saved = True
+        self.started.set_result(None)
+        self._announce()
+        return True
+
+    async def _from(self, ra: RemoteRef) -> None:
+        verifier: Verifier | None = None
+        validator: str | None = None
+        resumes = 0
+        while True:
+            headers: dict[str, str] = {}
+            if verifier is not None:
+                # RFC 9110 §13.1.5: If-Range makes the upstream send the whole (new) file
+                # instead of a range of something that changed under us.
+                headers = {"Range": f"bytes={self.written}-", "If-Range": validator or ""}
+            check_size(ra.config, ra.url, self.size)
+            try:
+                async with self.upstream.get(ra.config, ra.url, headers) as answer:
+                    if verifier is None:
+                        if self.size is None:
+                            check_size(ra.config, ra.url, answer.content_length)
+                            self.size = answer.content_length
+                        self.content_type = answer.content_type
+                        verifier = Verifier(
+                            ra.url, self.size, expected_digests(self.src, ra), ra.config.max_size
+                        )
+                        validator = resumable(answer)
+                        self.started.set_result(None)
+                    elif not continues(answer, self.written, self.size):
+                        raise UpstreamError(ra.url, "could not resume at the same offset")
+                    await self._copy(answer, verifier)
+                    break
+            except UpstreamError as exc:
+                if (
+                    verifier is None
+                    or isinstance(exc, DigestMismatch | TooLarge)
+                    or exc.timeout
+                    or validator is None
+                    or resumes >= MAX_RESUMES
+                ):
+                    raise
+                resumes += 1
+                log.info(
+                    "resuming %s at byte %d after: %s", shown(ra.url), self.written, shown(exc)
+                )
+        digests = verifier.finish()
+        self._out.close()
+        if self.size is None:
+            self.size = verifier.received
+        self.sha256 = digests["sha256"]
+        self.verified = True
+        self._announce()
+        if self.keep:
+            download = Download(self.path, verifier.received, digests)
+            # Shielded: a cancelled task (shutdown) must not leave half a save behind.
+            await asyncio.shield(self.persist.commit(self.src, ra, download))
+            self.saved = True
+
+    async def _copy(self, answer: ClientResponse, verifier: Verifier) -> None:
+        out = self._out
+        async for chunk in chunks(answer, self.chunk_size):
+            verifier.update(chunk)
+            out.write(chunk)  # an OSError here (a full disk) ends the run: see run()
+            out.flush()  # late followers read the file: the bytes must be in it
+            self.tail = (self.written, chunk)
+            self.written += len(chunk)
+            self._announce()
+
+
+MAX_RESUMES = 3
+
+
+def _blame(ra: RemoteRef, exc: UpstreamError) -> bool:
+    """Whether a failure before the first byte marks a saved remote artifact failed:
+    no answer or a 5xx does; a 4xx or a file over the remote's max size does not."""
+    if ra.id is None or isinstance(exc, TooLarge):
+        return False
+    return exc.status is None or exc.status >= 500
+
+
+def storage_error(exc: OSError) -> StorageError:
+    """What a client may be told about a failed write (no paths)."""
+    return StorageError(f"cannot write to storage: {exc.strerror or exc.__class__.__name__}")
+
+
+def resumable(answer: ClientResponse) -> str | None:
+    """The validator to resume this response with (a strong ETag, else Last-Modified),
+    or None when the upstream does not offer byte ranges."""
+    if answer.headers.get(hdrs.ACCEPT_RANGES, "").lower() != "bytes":
+        return None
+    etag = answer.headers.get(hdrs.ETAG)
+    if etag and not etag.startswith("W/"):
+        return etag
+    return answer.headers.get(hdrs.LAST_MODIFIED)
+
+
+def continues(answer: ClientResponse, offset: int, size: int | None) -> bool:
+    """Whether a resumed answer carries exactly the bytes from `offset` on."""
+    if answer.status != 206:
+        return False
+    expected = f"bytes {offset}-{size - 1}/{size}" if size is not None else f"bytes {offset}-"
+    return answer.headers.get(hdrs.CONTENT_RANGE, "").startswith(expected)
+
+
+def usable(refs: tuple[RemoteRef, ...], cooldown: float) -> list[RemoteRef]:
+    """Remote artifacts to try, in order: those that failed within `cooldown` seconds are
+    skipped while another one is there; with no alternative, every one is tried again."""
+    now = dt.datetime.now(dt.UTC)
+    fresh = [
+        r for r in refs if r.failed_at is None or (now - r.failed_at).total_seconds() >= cooldown
+    ]
+    return fresh or list(refs)
