@@ -36,12 +36,7 @@ def run_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[
 
 def curl_binary() -> str:
     """curl's path; a missing curl fails the test in CI (.ci/run installs it), else skips."""
-    path = shutil.which("curl")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("curl is not installed (Debian: see .ci/run)")
-        pytest.skip("curl is not installed")
-    return path
+    return need_tool("curl")
 
 
 @dataclass
@@ -76,10 +71,6 @@ def curl(url: str, *options: str) -> CurlReply:
 def need_tool(name: str) -> str:
     """The path of a command-line tool the test drives; without it the test skips, or
     fails when CI is set (CI installs it: see .ci/run)."""
-    import os
-    import shutil
-
-    import pytest
 
     path = shutil.which(name)
     if path is None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,22 +13,12 @@ import pytest
 
 from pulp_content.fixtures.remote import Fault, FileSpec
 from pulp_content.service.storage import artifact_name, open_storage
-from tests.helpers import eventually
+from tests.helpers import eventually, need_tool
 
 pytestmark = pytest.mark.functional
 
 BIG = FileSpec("images/disk.img", 20 * 1024 * 1024, 51)
 SMALL = FileSpec("notes.bin", 300_000, 52)
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (Debian: see .ci/run)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def run(*args: str) -> None:
@@ -46,7 +34,7 @@ def lazy(scenario, client):
 
 def test_curl_plain_and_range(lazy, tmp_path):
     _, base = lazy
-    curl = tool("curl")
+    curl = need_tool("curl")
     run(curl, "-sSf", "-o", str(tmp_path / "whole"), base + SMALL.relative_path)
     assert (tmp_path / "whole").read_bytes() == SMALL.content()
     run(curl, "-sSf", "-r", "1000-1999", "-o", str(tmp_path / "part"), base + BIG.relative_path)
@@ -57,7 +45,7 @@ def test_curl_resumes_an_interrupted_transfer(lazy, tmp_path):
     _, base = lazy
     target = tmp_path / "disk.img"
     target.write_bytes(BIG.content()[: 5 * 1024 * 1024])  # what an interrupted run left
-    run(tool("curl"), "-sSf", "-C", "-", "-o", str(target), base + BIG.relative_path)
+    run(need_tool("curl"), "-sSf", "-C", "-", "-o", str(target), base + BIG.relative_path)
     assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(BIG.content()).digest()
 
 
@@ -65,7 +53,7 @@ def test_wget_continues_an_interrupted_transfer(lazy, tmp_path):
     _, base = lazy
     target = tmp_path / "disk.img"
     target.write_bytes(BIG.content()[:3_000_000])
-    run(tool("wget"), "-q", "-c", "-O", str(target), base + BIG.relative_path)
+    run(need_tool("wget"), "-q", "-c", "-O", str(target), base + BIG.relative_path)
     assert target.read_bytes() == BIG.content()
 
 
@@ -74,7 +62,7 @@ def test_aria2c_segmented_download(scenario, client, tmp_path):
     huge = FileSpec("images/huge.img", 200 * 1024 * 1024, 53)
     base = scenario.publish("segmented", [huge], "on_demand")
     run(
-        tool("aria2c"),
+        need_tool("aria2c"),
         "-q",
         "-x8",
         "-s8",
@@ -102,7 +90,7 @@ def test_aria2c_segments_of_a_corrupt_file_never_add_up_to_it(scenario, client, 
     scenario.remote.set_fault("corrupt", Fault("wrong_bytes"))
     done = subprocess.run(
         [
-            tool("aria2c"),
+            need_tool("aria2c"),
             "-q",
             "-x8",
             "-s8",
