@@ -30,7 +30,7 @@ from pulp_content.service.keys import (
 from pulp_content.service.metrics import Counters
 from pulp_content.service.passwords import FailureLimit, Passwords
 from pulp_content.service.resolve import resolve
-from pulp_content.service.storage import open_storage
+from pulp_content.service.storage import FileSystemStorage, open_storage
 from pulp_content.service.types import Resolution
 from pulp_content.service.upstream import HttpUpstream
 
@@ -121,10 +121,11 @@ async def _sweep(app: web.Application) -> None:
     """What killed processes left: partial files, files placed without their rows."""
     from pulp_content.service.audit import sweep
 
+    storage = app[STORAGE]
+    # The sweep reads the filesystem layout; another backend would bring its own.
+    assert isinstance(storage, FileSystemStorage)
     try:
-        partials, placed = await sync_to_async(unit_of_work(sweep), thread_sensitive=False)(
-            app[STORAGE]
-        )
+        partials, placed = await sync_to_async(unit_of_work(sweep), thread_sensitive=False)(storage)
     except DatabaseUnavailable:  # logged with its cause; the next start sweeps
         return
     if partials:

@@ -21,7 +21,12 @@ from django.db import transaction
 
 from pulp_content.service.config import Settings
 from pulp_content.service.models import Artifact, ContentArtifact, PublishedMetadata, RemoteArtifact
-from pulp_content.service.storage import FileSystemStorage, Placement, open_storage, sha256_of
+from pulp_content.service.storage import (
+    FileSystemStorage,
+    Placement,
+    open_storage,
+    sha256_of,
+)
 
 log = logging.getLogger(__name__)
 ROW_WITHOUT_FILE = "row without file"

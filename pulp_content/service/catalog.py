@@ -35,7 +35,7 @@ from pulp_content.service.models import (
 from pulp_content.service.paths import clean_base_path, nested
 from pulp_content.service.redact import MASK, mask_url
 from pulp_content.service.remoteconfig import RemoteConfig
-from pulp_content.service.storage import FileSystemStorage
+from pulp_content.service.storage import Storage
 from pulp_content.service.text import check_seconds, check_text
 from pulp_content.service.tls import check_tls
 from pulp_content.service.verify import Download
@@ -232,7 +232,7 @@ def manifest_of(version: RepositoryVersion) -> bytes:
 
 
 def create_publication(
-    storage: FileSystemStorage,
+    storage: Storage,
     repository: str,
     number: int | None = None,
     pass_through: bool = False,

@@ -24,7 +24,7 @@ from pulp_content.service.follow import TailedDownload, TailedPullThrough
 from pulp_content.service.locks import Claim
 from pulp_content.service.progress import Persist, Progress, key_of, partial_name
 from pulp_content.service.shared import SharedDownload, storage_error
-from pulp_content.service.storage import FileSystemStorage, artifact_name
+from pulp_content.service.storage import Storage, artifact_name
 from pulp_content.service.types import RemoteSource
 from pulp_content.service.upstream import Upstream
 
@@ -39,7 +39,7 @@ class Downloads:
 
     def __init__(
         self,
-        storage: FileSystemStorage,
+        storage: Storage,
         persist: Persist,
         upstream: Upstream,
         chunk_size: int,

@@ -17,7 +17,7 @@ from pulp_content.service.errors import (
     UpstreamError,
 )
 from pulp_content.service.progress import Persist, Progress
-from pulp_content.service.storage import FileSystemStorage, artifact_name
+from pulp_content.service.storage import Storage, artifact_name
 from pulp_content.service.types import RemoteSource
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class TailedDownload(Progress):
     POLL = 0.02
     ASK_EVERY = 0.25  # seconds between questions to the claims (a database round trip)
 
-    def __init__(self, src: RemoteSource, storage: FileSystemStorage, chunk_size: int) -> None:
+    def __init__(self, src: RemoteSource, storage: Storage, chunk_size: int) -> None:
         assert src.sha256 is not None and src.size is not None
         super().__init__(src, chunk_size, keep=True)
         self.storage = storage
@@ -105,7 +105,7 @@ class TailedPullThrough(Progress):
     def __init__(
         self,
         src: RemoteSource,
-        storage: FileSystemStorage,
+        storage: Storage,
         persist: Persist,
         chunk_size: int,
         partial: Path,

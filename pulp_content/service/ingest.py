@@ -24,7 +24,7 @@ from django.db.models import Subquery
 from pulp_content.service.database import unit_of_work
 from pulp_content.service.errors import DatabaseUnavailable
 from pulp_content.service.models import Artifact, Content, ContentArtifact, RemoteArtifact
-from pulp_content.service.storage import FileSystemStorage, artifact_name
+from pulp_content.service.storage import Storage, artifact_name
 from pulp_content.service.types import DIGESTS, ArtifactRef, RemoteRef, RemoteSource
 from pulp_content.service.verify import Download
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def save(storage: FileSystemStorage, downloads: Sequence[Download], record: Callable[[], T]) -> T:
+def save(storage: Storage, downloads: Sequence[Download], record: Callable[[], T]) -> T:
     """Place verified files and commit their Artifact rows with what `record()` writes,
     in one transaction; returns what `record` returned."""
     with placed(storage, downloads), transaction.atomic():
@@ -42,7 +42,7 @@ def save(storage: FileSystemStorage, downloads: Sequence[Download], record: Call
 
 
 @contextlib.contextmanager
-def placed(storage: FileSystemStorage, downloads: Sequence[Download]) -> Iterator[None]:
+def placed(storage: Storage, downloads: Sequence[Download]) -> Iterator[None]:
     """Place verified files in storage for rows the block commits; if the block fails,
     the files no committed row names are removed again."""
     done: list[Download] = []
@@ -70,7 +70,7 @@ def insert_artifact(download: Download) -> str:
     return sha256
 
 
-def discard_unrecorded(storage: FileSystemStorage, downloads: list[Download]) -> None:
+def discard_unrecorded(storage: Storage, downloads: list[Download]) -> None:
     """After a failed save: remove the placed files no committed row names (unless
     another save of the same bytes is under way), and settle. If the database cannot
     tell, leave them with their journal entries for the sweep."""
@@ -96,9 +96,7 @@ def _partial(download: Download) -> Path:
     return download.partial
 
 
-def commit(
-    storage: FileSystemStorage, src: RemoteSource, ra: RemoteRef, download: Download
-) -> None:
+def commit(storage: Storage, src: RemoteSource, ra: RemoteRef, download: Download) -> None:
     """Save a verified lazy download and link it so the next request is served from storage."""
     with placed(storage, [download]):
         link(src, ra, download)
@@ -166,7 +164,7 @@ class OrmPersist:
     never queue in front of the reads that resolve requests, and SQLite gets one writer.
     """
 
-    def __init__(self, storage: FileSystemStorage) -> None:
+    def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="pulp-content-writer")
         self._commit = sync_to_async(commit, thread_sensitive=False, executor=self._writer)

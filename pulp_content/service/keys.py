@@ -13,12 +13,12 @@ from pulp_content.service.download import Downloads
 from pulp_content.service.metrics import Counters
 from pulp_content.service.passwords import Passwords
 from pulp_content.service.progress import Persist
-from pulp_content.service.storage import FileSystemStorage
-from pulp_content.service.upstream import HttpUpstream
+from pulp_content.service.storage import Storage
+from pulp_content.service.upstream import Upstream
 
 SETTINGS = web.AppKey("settings", Settings)
-STORAGE = web.AppKey("storage", FileSystemStorage)
-UPSTREAM = web.AppKey("upstream", HttpUpstream)
+STORAGE: web.AppKey[Storage] = web.AppKey("storage")
+UPSTREAM: web.AppKey[Upstream] = web.AppKey("upstream")
 PERSIST: web.AppKey[Persist] = web.AppKey("persist")
 DOWNLOADS = web.AppKey("downloads", Downloads)
 # (method, path, queries) of recent requests: what tests and /metrics read.

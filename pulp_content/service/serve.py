@@ -13,7 +13,7 @@ from pulp_content.service.errors import NotResolved
 from pulp_content.service.headers import not_modified, range_applies, representation_headers
 from pulp_content.service.keys import SENT_DIRECTLY
 from pulp_content.service.ranges import parse_range
-from pulp_content.service.storage import FileSystemStorage
+from pulp_content.service.storage import Storage
 from pulp_content.service.types import LocalArtifact
 
 SMALL_FILE = 64 * 1024
@@ -69,7 +69,7 @@ def not_modified_response(
 def delegated(
     request: web.BaseRequest,
     hit: LocalArtifact,
-    storage: FileSystemStorage,
+    storage: Storage,
     web_server: str,
     prefix: str,
 ) -> web.Response:
@@ -86,7 +86,7 @@ def delegated(
 
 
 async def serve(
-    request: web.BaseRequest, hit: LocalArtifact, storage: FileSystemStorage
+    request: web.BaseRequest, hit: LocalArtifact, storage: Storage
 ) -> web.StreamResponse:
     """Answer with the stored file of `hit`."""
     art, relative = hit.artifact, hit.relative_path or ""

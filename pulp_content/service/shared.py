@@ -25,7 +25,7 @@ from pulp_content.service.errors import (
 from pulp_content.service.locks import Claim
 from pulp_content.service.progress import Persist, Progress
 from pulp_content.service.redact import shown
-from pulp_content.service.storage import FileSystemStorage, artifact_name
+from pulp_content.service.storage import Storage, artifact_name
 from pulp_content.service.types import RemoteRef, RemoteSource
 from pulp_content.service.upstream import Upstream, chunks
 from pulp_content.service.verify import Download, Verifier, check_size, expected_digests
@@ -39,7 +39,7 @@ class SharedDownload(Progress):
     def __init__(
         self,
         src: RemoteSource,
-        storage: FileSystemStorage,
+        storage: Storage,
         persist: Persist,
         upstream: Upstream,
         chunk_size: int,

@@ -30,7 +30,7 @@ from pulp_content.service.models import (
 from pulp_content.service.paths import BadPath, clean_relative_path
 from pulp_content.service.remoteconfig import RemoteConfig
 from pulp_content.service.remoteurl import beside
-from pulp_content.service.storage import FileSystemStorage, PartialBatch
+from pulp_content.service.storage import PartialBatch, Storage
 from pulp_content.service.upstream import HttpUpstream, chunks
 from pulp_content.service.verify import Download, Verifier
 
@@ -149,7 +149,7 @@ async def fetch_all(
 
 
 def sync(
-    storage: FileSystemStorage,
+    storage: Storage,
     repository: str,
     remote: str | None = None,
     progress: Progress | None = None,
@@ -182,7 +182,7 @@ def sync(
 
 
 def record_version(
-    storage: FileSystemStorage,
+    storage: Storage,
     repo: Repository,
     remote: Remote,
     lines: list[ManifestLine],

@@ -30,6 +30,8 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 class Upstream(Protocol):
     """Opens a GET or HEAD on a remote; raises UpstreamError for anything but a 2xx answer."""
 
+    requests: int  # requests sent upstream so far (for /metrics and the tests)
+
     def get(
         self, remote: RemoteConfig, url: str, headers: Mapping[str, str] | None = None
     ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]: ...
