@@ -15,8 +15,7 @@ from pulp_content.fixtures.bench import CLI, free_port, wait_listening
 from pulp_content.fixtures.remote import FileSpec
 from pulp_content.service.storage import artifact_name, open_storage
 from tests.functional.conftest import running_service
-from tests.functional.test_real_clients_functional import tool
-from tests.helpers import eventually, run_command
+from tests.helpers import eventually, need_tool, run_command
 
 pytestmark = pytest.mark.functional
 
@@ -28,7 +27,7 @@ def traced_fetch(scenario, path: str, trace: Path) -> None:
     writes, with the paths of their descriptors), then stop the service."""
     port = free_port()
     calls = "trace=fsync,fdatasync,rename,pwrite64,write,sendto"
-    command = [tool("strace"), "-f", "-y", "-s", "32", "-e", calls, "-o", str(trace)]
+    command = [need_tool("strace"), "-f", "-y", "-s", "32", "-e", calls, "-o", str(trace)]
     command += [*CLI, "serve", "--bind", f"127.0.0.1:{port}"]
     process = subprocess.Popen(
         command,
