@@ -36,18 +36,23 @@ def _pytest(session: nox.Session, database: str, *args: str) -> None:
     session.run("pytest", *args, *session.posargs, env=env)
 
 
+# Two test processes, each with its own database, home and fixture remote: most of a
+# functional test is waiting on a process it started, so this halves the wall time.
+PARALLEL = ("-n", "2")
+
+
 @nox.session
 @nox.parametrize("database", DATABASES)
 def tests(session: nox.Session, database: str) -> None:
     """Unit and functional tests, on SQLite and on PostgreSQL."""
-    _pytest(session, database, "tests")
+    _pytest(session, database, "tests", *PARALLEL)
 
 
 @nox.session
 @nox.parametrize("database", DATABASES)
 def functional(session: nox.Session, database: str) -> None:
     """Only the black-box tests against a running service and the live fixture remote."""
-    _pytest(session, database, "tests", "-m", "functional")
+    _pytest(session, database, "tests", "-m", "functional", *PARALLEL)
 
 
 @nox.session
