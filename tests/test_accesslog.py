@@ -44,3 +44,18 @@ def test_other_errors_keep_their_traceback():
     assert OneLineBadRequests().filter(line)
     assert line.levelno == logging.ERROR and line.exc_info is not None
     assert OneLineBadRequests().filter(record(BadStatusLine("GARBAGE")))
+
+
+def test_the_insufficient_storage_line_escapes_the_path(caplog):
+    """A full disk is logged with the client's path: a %0a in it stays on the line."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from pulp_content.service.errors import StorageError
+    from pulp_content.service.handlers import insufficient_storage
+
+    request = make_mocked_request("GET", "/pulp/content/x/a%0aforged%20line")
+    with caplog.at_level(logging.WARNING, logger="pulp_content.service.handlers"):
+        response = insufficient_storage(request, StorageError("cannot write to storage"))
+    assert response.status == 507
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "\n" not in line and r"a\x0aforged line" in line

@@ -120,9 +120,7 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
     except DatabaseUnavailable:
         return unavailable()
     except StorageError as exc:
-        # RFC 4918 §11.5: the server cannot store what it needs to complete the request.
-        log.warning("%s %s: %s", request.method, request.path, exc)
-        return _text(507, "insufficient storage")
+        return insufficient_storage(request, exc)
     except UpstreamError as exc:
         if exc.status == 404 and resolution.source == "pull_through":
             return _text(404, "not found upstream")
@@ -130,10 +128,16 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
     raise AssertionError(f"unhandled resolution {resolution!r}")
 
 
+def insufficient_storage(request: web.BaseRequest, exc: StorageError) -> web.Response:
+    """RFC 4918 §11.5: the server cannot store what it needs to complete the request.
+    Logged with the path escaped: the path is the client's."""
+    log.warning("%s %s: %s", escape(request.method), escape(request.path), exc)
+    return _text(507, "insufficient storage")
+
+
 def _refuse(request: web.Request, refusal: Forbidden) -> web.Response:
     # The path without its query (a signed URL's query is a credential); reasons never
-    # carry secrets.
-    # Escaped: the path is the client's.
+    # carry secrets. Escaped: the path is the client's.
     log.info(
         "refused %s %s: %s",
         escape(request.method),
