@@ -72,3 +72,11 @@ def test_settings_from_the_environment_and_toml(tmp_path):
     assert settings.auth_failure_limit == 3
     with pytest.raises(InvalidInput, match="PULP_CONTENT_AUTH_FAILURE_WINDOW"):
         load_settings({**env, "PULP_CONTENT_AUTH_FAILURE_WINDOW": "-1"})
+
+
+@pytest.mark.parametrize("name", ["AUTH_FAILURE_WINDOW", "AUTH_FAILURE_LIMIT", "FAILURE_COOLDOWN"])
+@pytest.mark.parametrize("text", ["nan", "inf", "-1", "soon"])
+def test_numeric_settings_are_finite_and_not_negative(tmp_path, name, text):
+    env = {"PULP_CONTENT_HOME": str(tmp_path), f"PULP_CONTENT_{name}": text}
+    with pytest.raises(InvalidInput, match=f"PULP_CONTENT_{name} must be a non-negative number"):
+        load_settings(env)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import tomllib
 from collections.abc import Mapping, MutableMapping
@@ -108,13 +109,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         check_text(given_url, "PULP_CONTENT_DATABASE_URL")
     # Quoted: a home may hold '#', '?' or '%', or bytes that are not UTF-8.
     url = given_url or f"sqlite:///{quote(os.fsencode(home / 'db.sqlite3'))}"
-    cooldown = env.get("PULP_CONTENT_FAILURE_COOLDOWN", "300")
-    try:
-        failure_cooldown = float(cooldown)
-    except ValueError:
-        raise InvalidInput(
-            f"PULP_CONTENT_FAILURE_COOLDOWN must be seconds, not {cooldown!r}"
-        ) from None
     delegate = env.get("PULP_CONTENT_DELEGATE") or None
     if delegate not in (None, "nginx", "apache"):
         raise InvalidInput(f"PULP_CONTENT_DELEGATE must be nginx or apache, not {delegate!r}")
@@ -127,7 +121,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     return Settings(
         home=home,
         database_url=url,
-        failure_cooldown=failure_cooldown,
+        failure_cooldown=_count(env, "PULP_CONTENT_FAILURE_COOLDOWN", "300", float),
         delegate=delegate,
         delegate_prefix="/" + prefix.strip("/") + "/",
         log_format=log_format,
@@ -139,13 +133,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
 
 
 def _count(env: Mapping[str, str], name: str, default: str, kind: type[float]) -> float:
-    """A non-negative number from the environment, or a one-line error naming it."""
+    """A finite, non-negative number from the environment, or a one-line error naming it
+    (`nan` and `inf` parse as floats, and would make every comparison with them false)."""
     text = env.get(name) or default
     try:
         value = kind(text)
     except ValueError:
         raise InvalidInput(f"{name} must be a non-negative number, not {text!r}") from None
-    if value < 0:
+    if not math.isfinite(value) or value < 0:
         raise InvalidInput(f"{name} must be a non-negative number, not {text!r}")
     return value
 
