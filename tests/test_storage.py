@@ -121,6 +121,7 @@ def test_claims_die_with_their_session_and_the_next_call_reconnects(tmp_path, ca
             cur.execute("SELECT pg_terminate_backend(%s, 5000)", (holder._conn.get_backend_pid(),))
         assert not other.held(partial)
         first.release()  # finds the connection gone, and connects again
+        holder.flush()  # the release runs on the lock thread: wait for it
         assert "lost the database connection holding 1 download claims" in caplog.text
         again = holder.claim(partial)
         assert again is not None and other.held(partial)

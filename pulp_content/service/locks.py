@@ -11,25 +11,36 @@ Two kinds, by database:
 A partial file is `<name>.partial`, or `<name>-<n>.partial` for the members of a batch,
 which share the claim on `<name>`; what else sits beside it (`<name>.<sha256>.placing`,
 the journal of a save, see `storage.place`) shares it too.
+
+Both kinds do their work on a thread of their own (`LockThread`), one call at a time and
+in the order asked: a coroutine awaits `aclaim`/`aheld` and the event loop goes on
+serving meanwhile (an advisory lock is a database round trip, with a connect timeout of
+seconds when the database is away); `release` never waits, and still runs before any
+claim asked after it. `claim`/`held` wait for the answer, for commands and start-up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import fcntl
 import hashlib
 import logging
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pulp_content.service import queries
 from pulp_content.service.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 PARTIAL_SUFFIX = ".partial"
+T = TypeVar("T")
+UNLOCK = "SELECT pg_advisory_unlock(%s)"
 
 
 def owner_of(partial: Path) -> str:
@@ -44,18 +55,97 @@ def lock_of(partial: Path) -> Path:
 
 
 class Claim(Protocol):
-    def release(self) -> None: ...
+    def release(self) -> None:
+        """Let go; never waits (the locks' thread does it, before any later claim)."""
 
 
 class Locks(Protocol):
     def claim(self, partial: Path) -> Claim | None:
         """The claim on `partial`, or None when another holder (in this process or any
-        other) has it."""
+        other) has it. Waits for the answer: not for the event loop (see `aclaim`)."""
 
     def held(self, partial: Path) -> bool:
-        """Whether anyone holds the claim on `partial` now."""
+        """Whether anyone holds the claim on `partial` now (waits, as `claim` does)."""
 
-    def close(self) -> None: ...
+    async def aclaim(self, partial: Path) -> Claim | None:
+        """`claim`, with the event loop free meanwhile."""
+
+    async def aheld(self, partial: Path) -> bool:
+        """`held`, with the event loop free meanwhile."""
+
+    def flush(self) -> None:
+        """Wait until the releases asked for so far are done."""
+
+    def close(self) -> None:
+        """Drop every claim left, after the releases already asked for."""
+
+
+class LockThread:
+    """Lock work on one thread, one call at a time, in the order asked; one per process
+    (`lock_thread`), whatever locks use it.
+
+    The order is what makes a release that does not wait safe: a claim or a question
+    asked after it, of any locks of this process, runs after it. The caller's context
+    goes along, so a request's statement count sees the lock statements it caused."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="pulp-content-locks")
+        self.pid = os.getpid()
+
+    def _submit(self, work: Callable[..., T], *args: Any) -> Future[T]:
+        context = contextvars.copy_context()
+        return self._executor.submit(context.run, work, *args)
+
+    def wait(self, work: Callable[..., T], *args: Any) -> T:
+        return self._submit(work, *args).result()
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        return await asyncio.wrap_future(self._submit(work, *args))
+
+    async def run_claim(self, work: Callable[[Path], Claim | None], partial: Path) -> Claim | None:
+        """A claim taken on the thread; if the caller is cancelled meanwhile, the claim
+        it would have got is dropped, never left held by nobody."""
+        future = self._submit(work, partial)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(_release_unwanted)
+            raise
+
+    def later(self, work: Callable[..., object], *args: Any) -> None:
+        """Run `work` after everything asked before it; do not wait for it."""
+        try:
+            self._submit(work, *args)
+        except RuntimeError:  # interpreter exit: nothing runs there any more
+            work(*args)
+
+    def drain(self) -> None:
+        """Wait until everything asked so far (the releases too) has run."""
+        self.wait(_nothing)
+
+
+def _nothing() -> None:
+    pass
+
+
+_thread: LockThread | None = None
+_thread_made = threading.Lock()
+
+
+def lock_thread() -> LockThread:
+    """This process's lock thread (made on first use; a forked child makes its own)."""
+    global _thread
+    with _thread_made:
+        if _thread is None or _thread.pid != os.getpid():
+            _thread = LockThread()
+        return _thread
+
+
+def _release_unwanted(future: Future[Claim | None]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        claim = future.result()
+        if claim is not None:
+            claim.release()
 
 
 class FileLock:
@@ -106,19 +196,46 @@ def held_elsewhere(path: Path) -> bool:
     return True
 
 
+class FileClaim:
+    def __init__(self, lock: FileLock, thread: LockThread) -> None:
+        self._lock = lock
+        self._thread = thread
+
+    def release(self) -> None:
+        self._thread.later(self._lock.release)
+
+
 class FileLocks:
     """Claims as flocks on the storage filesystem (flock conflicts between open files,
     so two claims in one process exclude each other too)."""
 
-    def claim(self, partial: Path) -> Claim | None:
-        lock = FileLock(lock_of(partial))
-        return lock if lock.try_acquire() else None
+    def __init__(self) -> None:
+        self._thread = lock_thread()
 
-    def held(self, partial: Path) -> bool:
+    def _claim(self, partial: Path) -> Claim | None:
+        lock = FileLock(lock_of(partial))
+        return FileClaim(lock, self._thread) if lock.try_acquire() else None
+
+    def _held(self, partial: Path) -> bool:
         return held_elsewhere(lock_of(partial))
 
+    def claim(self, partial: Path) -> Claim | None:
+        return self._thread.wait(self._claim, partial)
+
+    def held(self, partial: Path) -> bool:
+        return self._thread.wait(self._held, partial)
+
+    async def aclaim(self, partial: Path) -> Claim | None:
+        return await self._thread.run_claim(self._claim, partial)
+
+    async def aheld(self, partial: Path) -> bool:
+        return await self._thread.run(self._held, partial)
+
+    def flush(self) -> None:
+        self._thread.drain()
+
     def close(self) -> None:
-        pass
+        self._thread.drain()
 
 
 class AdvisoryClaim:
@@ -128,14 +245,14 @@ class AdvisoryClaim:
 
     def release(self) -> None:
         if self._locks is not None:
-            self._locks.unlock(self.key)
+            self._locks.unlock_later(self.key)
             self._locks = None
 
 
 class AdvisoryLocks:
     """Claims as PostgreSQL advisory locks, on a connection of their own (a session lock
     lives as long as the session that took it, so Django's connections, which come and
-    go with threads, will not do).
+    go with threads, will not do). The connection is used on the `LockThread` only.
 
     A session may take its own advisory lock twice, so claims this process holds are
     also kept here: a second claim on the same name fails, as an flock would. If the
@@ -148,7 +265,7 @@ class AdvisoryLocks:
     def __init__(self, connect: Callable[[], Any]) -> None:
         self._connect = connect
         self._conn: Any = None
-        self._mutex = threading.Lock()  # one connection, used from several threads
+        self._thread = lock_thread()
         self._held: set[int] = set()
 
     @classmethod
@@ -157,26 +274,26 @@ class AdvisoryLocks:
         digest = hashlib.sha256(cls.NAMESPACE + owner_of(partial).encode()).digest()
         return int.from_bytes(digest[:8], "big", signed=True)
 
-    def _ask(self, sql: str, key: int, reconnect: bool = True) -> bool:
+    def _ask(self, sql: str, key: int, reconnect: bool = True, noted: bool = False) -> bool:
         """Run one lock statement; raises DatabaseUnavailable when the database does not
         answer (on a lost connection it connects again once, unless told not to)."""
         import psycopg2
 
-        queries.note(sql)  # a round trip like any other: the request's count shows it
-        with self._mutex:
-            for attempt in (1, 2):
-                try:
-                    if self._conn is None or self._conn.closed:
-                        self._conn = self._connect()
-                        self._conn.autocommit = True
-                    with self._conn.cursor() as cur:
-                        cur.execute(sql, (key,))
-                        return bool(cur.fetchone()[0])
-                except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-                    self._lost()
-                    if attempt == 2 or not reconnect:
-                        first = (str(exc).strip().splitlines() or ["no answer"])[0]
-                        raise DatabaseUnavailable(f"database unavailable: {first}") from None
+        if not noted:
+            queries.note(sql)  # a round trip like any other: the request's count shows it
+        for attempt in (1, 2):
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = self._connect()
+                    self._conn.autocommit = True
+                with self._conn.cursor() as cur:
+                    cur.execute(sql, (key,))
+                    return bool(cur.fetchone()[0])
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                self._lost()
+                if attempt == 2 or not reconnect:
+                    first = (str(exc).strip().splitlines() or ["no answer"])[0]
+                    raise DatabaseUnavailable(f"database unavailable: {first}") from None
         raise AssertionError("unreachable")
 
     def _lost(self) -> None:
@@ -188,37 +305,61 @@ class AdvisoryLocks:
             self._conn.close()
         self._conn = None
 
-    def claim(self, partial: Path) -> Claim | None:
+    # On the lock thread:
+    def _claim(self, partial: Path) -> Claim | None:
         key = self.key(partial)
         if key in self._held or not self._ask("SELECT pg_try_advisory_lock(%s)", key):
             return None
         self._held.add(key)
         return AdvisoryClaim(self, key)
 
-    def unlock(self, key: int) -> None:
+    def _unlock(self, key: int) -> None:
         """Drop a claim; never raises (a lost session has dropped it already)."""
         if key not in self._held:
             return
         # A lost session has dropped the lock with it (logged by _lost).
         with contextlib.suppress(DatabaseUnavailable):
-            self._ask("SELECT pg_advisory_unlock(%s)", key, reconnect=False)
+            self._ask(UNLOCK, key, reconnect=False, noted=True)
         self._held.discard(key)
 
-    def held(self, partial: Path) -> bool:
+    def _held_now(self, partial: Path) -> bool:
         key = self.key(partial)
         if key in self._held:
             return True
         if self._ask("SELECT pg_try_advisory_lock(%s)", key):
-            self._ask("SELECT pg_advisory_unlock(%s)", key)
+            self._ask(UNLOCK, key)
             return False
         return True
 
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # and with the session, every lock it held
+            self._conn = None
+        self._held.clear()
+
+    # From anywhere:
+    def claim(self, partial: Path) -> Claim | None:
+        return self._thread.wait(self._claim, partial)
+
+    def held(self, partial: Path) -> bool:
+        return self._thread.wait(self._held_now, partial)
+
+    async def aclaim(self, partial: Path) -> Claim | None:
+        return await self._thread.run_claim(self._claim, partial)
+
+    async def aheld(self, partial: Path) -> bool:
+        return await self._thread.run(self._held_now, partial)
+
+    def flush(self) -> None:
+        self._thread.drain()
+
+    def unlock_later(self, key: int) -> None:
+        # Counted now, in the caller's count: the statement goes after the caller is done.
+        queries.note(UNLOCK)
+        self._thread.later(self._unlock, key)
+
     def close(self) -> None:
-        with self._mutex:
-            if self._conn is not None:
-                self._conn.close()  # and with the session, every lock it held
-                self._conn = None
-            self._held.clear()
+        self._thread.wait(self._disconnect)
 
 
 def locks_for(database_url: str) -> Locks:

@@ -61,6 +61,7 @@ class PartialBatch:
         self.tmp = tmp
         self.name = uuid.uuid4().hex
         self._numbers = itertools.count()
+        self._locks = locks
         claim = locks.claim(tmp / f"{self.name}{PARTIAL_SUFFIX}")
         assert claim is not None, "a fresh name: nobody else has it"
         self.claim: Claim = claim
@@ -74,6 +75,7 @@ class PartialBatch:
         for leftover in self.tmp.glob(f"{self.name}-*{PARTIAL_SUFFIX}"):
             leftover.unlink(missing_ok=True)
         self.claim.release()
+        self._locks.flush()  # gone when this returns, as a `with` block promises
 
     def __enter__(self) -> PartialBatch:
         return self
@@ -192,6 +194,7 @@ class FileSystemStorage:
                 removed += 1
             finally:
                 claim.release()
+        self.locks.flush()  # the lock files of what went are gone too
         return removed
 
     def partials(self) -> list[Path]:
