@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,9 @@ class RecordingPersist:
         self.failed: list[str] = []
 
     async def commit(self, src: RemoteSource, ra: RemoteRef, download: Download) -> None:
+        await asyncio.to_thread(self._commit, download)  # on a thread, as OrmPersist does
+
+    def _commit(self, download: Download) -> None:
         assert download.partial is not None
         self.committed.append((download.partial.read_bytes(), download.digests))
         self.storage.place(download.partial, download.digests["sha256"])
@@ -127,9 +131,11 @@ def downloads(storage: FileSystemStorage, upstream: FakeUpstream) -> Downloads:
 
 
 async def finish(registry: Downloads, src: RemoteSource) -> object:
-    download = registry.join(src)
+    download, handle = await registry.join(src)
     assert download.task is not None
     await download.task
+    if handle is not None:
+        handle.close()
     download.leave()
     return download
 
@@ -212,12 +218,17 @@ async def test_followers_share_one_download(storage: FileSystemStorage) -> None:
     upstream = FakeUpstream({"http://a/f": [Answer(gate=gate)]})
     registry = downloads(storage, upstream)
     src = source("http://a/f")
-    first, second = registry.join(src), registry.join(src)
+    # Both ask while the claim is being taken (on the lock thread): one download.
+    (first, one), (second, two) = await asyncio.gather(registry.join(src), registry.join(src))
     assert first is second and first.followers == 2
     gate.set()
     assert first.task is not None
     await first.task
     assert len(upstream.requests) == 1
+    assert one is not None and two is not None
+    assert os.pread(two.fileno(), len(BODY), 0) == BODY  # a handle of its own on the file
+    one.close()
+    two.close()
 
 
 async def test_a_cancelled_download_leaves_no_partial_and_no_claim(
@@ -227,7 +238,9 @@ async def test_a_cancelled_download_leaves_no_partial_and_no_claim(
     upstream = FakeUpstream({"http://a/f": [Answer(gate=gate)]})
     registry = downloads(storage, upstream)
     src = source("http://a/f", policy="streamed")
-    download = registry.join(src)
+    download, handle = await registry.join(src)
+    assert handle is not None
+    handle.close()
     await download.started
     while download.written == 0:
         await download.changed()

@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import IO
 
 from pulp_content.service.follow import TailedDownload, TailedPullThrough
 from pulp_content.service.locks import Claim
@@ -51,9 +52,11 @@ class Downloads:
         self.upstream = upstream
         self.chunk_size = chunk_size
         self.active: dict[Hashable, Progress] = {}
+        self._beginning: dict[Hashable, asyncio.Future[Progress]] = {}  # claims being taken
+        self._waiters: dict[Hashable, int] = {}  # requests waiting for one of those
         self.started = 0  # upstream downloads this process began (for tests and metrics)
 
-    def written(self, src: RemoteSource) -> int:
+    async def written(self, src: RemoteSource) -> int:
         """How many bytes of `src` a download running in this process, or another
         process's partial file, already holds (0: none runs)."""
         running = self.active.get(key_of(src))
@@ -61,45 +64,96 @@ class Downloads:
             return running.written
         if src.sha256 is None or src.policy == "streamed":
             return 0
-        try:
-            return self.storage.partial_of(src.sha256).stat().st_size
-        except FileNotFoundError:
-            return 0
+        return await asyncio.to_thread(_size_of, self.storage.partial_of(src.sha256))
 
-    def join(self, src: RemoteSource) -> Progress:
-        """The download of `src` in progress, or a new one; the caller follows it."""
-        key = key_of(src)
+    async def join(self, src: RemoteSource) -> tuple[Progress, IO[bytes] | None]:
+        """The download of `src` in progress, or a new one, and a handle on its file; the
+        caller follows it, closes the handle and leaves.
+
+        The handle is taken before the download can end (a streamed file goes the
+        moment its download does, an open one outlives that): a new download starts
+        only once its first follower holds one. Requests that ask at once while its
+        claim is being taken wait for that one download instead of beginning others."""
+        key = self._key(src)
         download = self._running(key)
-        if download is None:
-            download = self._begin(src)
-            self.active[key] = download
-            download.task.add_done_callback(self._forget(key, download))  # type: ignore[union-attr]
+        while download is None or not download.reusable:
+            beginning = self._beginning.get(key)
+            if beginning is None:
+                beginning = asyncio.ensure_future(self._begin(key, src))
+                self._beginning[key] = beginning
+            download = await self._wait(key, beginning)
         download.followers += 1
         download.joins += 1
-        return download
+        try:
+            early = await download.open()
+        except BaseException:
+            self._start(key, download)  # so that it ends, and lets go of its file and claim
+            download.leave()
+            raise
+        self._start(key, download)
+        return download, early
 
-    def _begin(self, src: RemoteSource) -> Progress:
+    def _start(self, key: Hashable, download: Progress) -> None:
+        if download.start():
+            download.task.add_done_callback(self._forget(key, download))  # type: ignore[union-attr]
+
+    async def _wait(self, key: Hashable, beginning: asyncio.Future[Progress]) -> Progress:
+        """The download `beginning` makes; shielded, so one waiter leaving does not stop
+        it. When the last waiter leaves before it is made, nobody would start it (and let
+        go of its claim): it is started as if everyone had left it."""
+        self._waiters[key] = self._waiters.get(key, 0) + 1
+        try:
+            return await asyncio.shield(beginning)
+        except asyncio.CancelledError:
+            if self._waiters[key] == 1:
+                beginning.add_done_callback(lambda done: self._abandon(key, done))
+            raise
+        finally:
+            self._waiters[key] -= 1
+            if not self._waiters[key]:
+                del self._waiters[key]
+
+    def _abandon(self, key: Hashable, done: asyncio.Future[Progress]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        download = done.result()
+        if download.task is None and not download.followers:
+            download.followers = 1  # as if its last follower left: see `Progress.leave`
+            self._start(key, download)
+            download.leave()
+
+    async def _begin(self, key: Hashable, src: RemoteSource) -> Progress:
+        try:
+            download = self.active[key] = await self._new(src)
+            return download
+        finally:
+            del self._beginning[key]
+
+    def _key(self, src: RemoteSource) -> Hashable:
+        """What requests that share a download have in common."""
+        return key_of(src)
+
+    async def _new(self, src: RemoteSource) -> Progress:
         """Download `src` here, or, when another process already does (it holds the claim
-        on the download's partial file), follow that process's file."""
+        on the download's partial file), follow that process's file. Every step that
+        waits on the disk or the database is off the event loop."""
         claimed: tuple[Path, Claim] | None = None
         name = self._shared_name(src)
         if name is not None:
             try:
-                partial = self.storage.new_partial(name)
-                claim = self.storage.locks.claim(partial)
+                partial = await asyncio.to_thread(self.storage.new_partial, name)
             except OSError as exc:
                 raise storage_error(exc) from exc
-            elsewhere = self._elsewhere(src, partial, claim)
+            claim = await self.storage.locks.aclaim(partial)
+            elsewhere = await self._elsewhere(src, partial, claim)
             if elsewhere is not None:
-                elsewhere.task = asyncio.ensure_future(elsewhere.watch())
                 return elsewhere
             assert claim is not None
             claimed = partial, claim
-        download = SharedDownload(
+        download = await SharedDownload.create(
             src, self.storage, self.persist, self.upstream, self.chunk_size, self.cooldown, claimed
         )
         self.started += 1
-        download.task = asyncio.ensure_future(download.run())
         return download
 
     def _running(self, key: Hashable) -> Progress | None:
@@ -114,7 +168,7 @@ class Downloads:
         file is removed as its download ends, so it is never followed across processes."""
         return partial_name(src) if src.policy != "streamed" else None
 
-    def _elsewhere(
+    async def _elsewhere(
         self, src: RemoteSource, partial: Path, claim: Claim | None
     ) -> TailedDownload | TailedPullThrough | None:
         """The follower of another process's download of `src`, when it runs one (it
@@ -123,16 +177,19 @@ class Downloads:
             if claim is not None:
                 return None  # whether it was saved meanwhile is asked as the download runs
             return TailedPullThrough(src, self.storage, self.persist, self.chunk_size, partial)
-        # Placed and settled: saved by another worker since we resolved. Placed and not
-        # settled, with nobody holding the claim: a save that failed; download it again.
-        placed = self.storage.path_of(artifact_name(src.sha256)).exists() and not (
-            claim is not None and self.storage.marker_of(partial, src.sha256).exists()
-        )
+        placed = await asyncio.to_thread(self._placed, src.sha256, partial, claim is not None)
         if claim is not None and not placed:
             return None
         if claim is not None:
             claim.release()
         return TailedDownload(src, self.storage, self.chunk_size)
+
+    def _placed(self, sha256: str, partial: Path, claimed: bool) -> bool:
+        """Placed and settled: saved by another worker since we resolved. Placed and not
+        settled, with nobody holding the claim: a save that failed; download it again."""
+        return self.storage.path_of(artifact_name(sha256)).exists() and not (
+            claimed and self.storage.marker_of(partial, sha256).exists()
+        )
 
     def _forget(self, key: Hashable, download: Progress) -> Callable[..., None]:
         def forget() -> None:
@@ -162,3 +219,10 @@ class Downloads:
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -43,43 +43,64 @@ class TailedDownload(Progress):
         self.partial = storage.new_partial(src.sha256)
         self.final = storage.path_of(artifact_name(src.sha256))
 
-    def open(self) -> IO[bytes] | None:
+    def _open_either(self) -> IO[bytes] | None:
         for path in (self.partial, self.final):  # placed between the two looks: see above
             with contextlib.suppress(FileNotFoundError):
                 return open(path, "rb")
-        return None  # not begun yet: `reader` opens it once it has
+        return None
 
-    def reader(self, early: IO[bytes] | None) -> IO[bytes]:
-        return super().reader(early if early is not None else self.open())
+    async def open(self) -> IO[bytes] | None:
+        # None: not begun yet; `reader` opens it once it has.
+        return await asyncio.to_thread(self._open_either)
 
-    def _gone(self) -> bool:
+    async def reader(self, early: IO[bytes] | None) -> IO[bytes]:
+        return await super().reader(early if early is not None else await self.open())
+
+    async def _gone(self) -> bool:
         """The other process stopped without placing the file."""
         now = time.monotonic()
         if now - self._asked < self.ASK_EVERY:
             return False
         self._asked = now
-        return not self.storage.locks.held(self.partial) and not self.final.exists()
+        if await self.storage.locks.aheld(self.partial):
+            return False
+        return not await asyncio.to_thread(self.final.exists)
 
-    async def watch(self) -> None:
-        """Poll the other process's progress until the file is placed or abandoned."""
+    def _look(self) -> tuple[bool, int | None]:
+        """Whether the file is placed, and else how much of the partial is written (None:
+        there is no partial file)."""
+        if self.final.exists():
+            return True, None
         try:
-            while not (self.partial.exists() or self.final.exists()):
-                if self._gone():
+            return False, self.partial.stat().st_size
+        except FileNotFoundError:  # placed, or removed, between the looks: see above
+            return self.final.exists(), None
+
+    async def run(self) -> None:
+        """Poll the other process's progress until the file is placed or abandoned (each
+        look at the files on a thread, each question to the claims on the lock thread)."""
+        try:
+            if self.unwanted:
+                return
+            while True:
+                placed, written = await asyncio.to_thread(self._look)
+                if placed or written is not None:
+                    break
+                if await self._gone():
                     raise UpstreamError(self.src.path, "the download in another worker failed")
                 await asyncio.sleep(self.POLL)
             self.started.set_result(None)
             while True:
-                if self.final.exists():
+                if placed:
                     self.written, self.verified, self.saved = self.size or 0, True, True
                     return
-                before = self.written
-                with contextlib.suppress(FileNotFoundError):  # placed, or removed: see above
-                    self.written = self.partial.stat().st_size
-                if self.written > before:
+                if written is not None and written > self.written:
+                    self.written = written
                     self._announce()
-                elif self._gone():
+                elif await self._gone():
                     return  # not verified: followers abort their clients
                 await asyncio.sleep(self.POLL)
+                placed, written = await asyncio.to_thread(self._look)
         except ContentError as exc:  # also DatabaseUnavailable: the claims cannot be asked
             if not self.started.done():
                 self.started.set_exception(exc)
@@ -123,16 +144,15 @@ class TailedPullThrough(Progress):
         # Once over, the next request finds the saved file through the database.
         return self.task is None or not self.task.done()
 
-    def open(self) -> None:
+    async def open(self) -> None:
         return None  # the watcher opens the file once it exists
 
-    def reader(self, early: IO[bytes] | None) -> IO[bytes]:
+    async def reader(self, early: IO[bytes] | None) -> IO[bytes]:
         if self._stored is not None:
-            return open(self._stored, "rb")
+            return await asyncio.to_thread(open, self._stored, "rb")
         assert self._fd is not None, "open while anyone follows"
-        # Duplicates share one file offset; a follower seeks and reads without yielding
-        # to the loop in between, so none disturbs another (unbuffered: no read-ahead
-        # that assumes the offset is its own).
+        # Duplicates share one file offset: followers read with os.pread, which does not
+        # use it (unbuffered: no read-ahead that assumes the offset is its own).
         return os.fdopen(os.dup(self._fd), "rb", buffering=0)
 
     def leave(self) -> None:
@@ -145,18 +165,20 @@ class TailedPullThrough(Progress):
             os.close(self._fd)
             self._fd = None
 
-    def _claimed(self) -> bool:
+    async def _claimed(self) -> bool:
         """Whether the other process still holds the claim (asked at most every
         ASK_EVERY seconds: on PostgreSQL it is a database round trip)."""
         now = time.monotonic()
         if now - self._asked < self.ASK_EVERY:
             return True
         self._asked = now
-        return self.storage.locks.held(self.partial)
+        return await self.storage.locks.aheld(self.partial)
 
-    async def watch(self) -> None:
+    async def run(self) -> None:
         """Open the other process's file, or find its save; then follow it to its end."""
         try:
+            if self.unwanted:
+                raise UpstreamError(self.src.path, "nobody follows it any more")
             await self._attach()
             self.started.set_result(None)
             if self._stored is None:
@@ -170,9 +192,9 @@ class TailedPullThrough(Progress):
     async def _attach(self) -> None:
         while True:
             with contextlib.suppress(FileNotFoundError):
-                self._fd = os.open(self.partial, os.O_RDONLY)
+                self._fd = await asyncio.to_thread(os.open, self.partial, os.O_RDONLY)
                 return
-            if not self._claimed():
+            if not await self._claimed():
                 break
             await asyncio.sleep(self.POLL)
         art = await self.persist.stored(self.src.remote_artifacts[0])
@@ -186,12 +208,12 @@ class TailedPullThrough(Progress):
     async def _follow(self) -> None:
         assert self._fd is not None
         while True:
-            grown = os.fstat(self._fd).st_size
+            grown = (await asyncio.to_thread(os.fstat, self._fd)).st_size
             if grown > self.written:
                 self.written = grown
                 self._announce()
-            elif not self._claimed():
-                self.verified = self.saved = self._placed()
+            elif not await self._claimed():
+                self.verified = self.saved = await asyncio.to_thread(self._placed)
                 if self.verified:
                     self.size = self.written = os.fstat(self._fd).st_size
                 return  # not verified: followers abort their clients

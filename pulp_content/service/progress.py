@@ -77,6 +77,10 @@ class Progress(abc.ABC):
         self.finished: asyncio.Future[None] = loop.create_future()
         self._changed = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.running = False  # the task has begun its work (set by `_run`)
+        # Everyone left before the task began: `run` lets go at once, through its own
+        # clean-up (a task cancelled before its first step never runs its `finally`).
+        self.unwanted = False
 
     async def changed(self) -> None:
         """Wait until more bytes, the verdict or a failure arrive."""
@@ -89,21 +93,44 @@ class Progress(abc.ABC):
     @property
     def reusable(self) -> bool:
         """Still running, or finished and saved: a newcomer can follow it."""
+        if self.unwanted:
+            return False
         return self.task is None or not self.task.done() or self.saved
+
+    def start(self) -> bool:
+        """Begin the work, once its first follower holds a handle on the file (see
+        `open`); whether this call began it."""
+        if self.task is not None:
+            return False
+        self.task = asyncio.ensure_future(self._run())
+        return True
+
+    async def _run(self) -> None:
+        self.running = True
+        await self.run()
+
+    @abc.abstractmethod
+    async def run(self) -> None:
+        """Download, or watch another process download; never raises. Checks `unwanted`
+        first thing, inside its clean-up."""
 
     def leave(self) -> None:
         """A follower is gone; a streamed download nobody follows any more stops."""
         self.followers -= 1
         if self.followers == 0 and not self.keep and self.task and not self.task.done():
-            self.task.cancel()
+            if self.running:
+                self.task.cancel()
+            else:
+                self.unwanted = True
 
     @abc.abstractmethod
-    def open(self) -> IO[bytes] | None:
+    async def open(self) -> IO[bytes] | None:
         """A handle taken the moment a follower joins, before the start (the file of a
         streamed download goes as soon as it ends; an open one outlives that). None:
-        nothing to hold yet."""
+        nothing to hold yet. Followers read it with `os.pread` only: a handle may share
+        its file offset with the writer's."""
 
-    def reader(self, early: IO[bytes] | None) -> IO[bytes]:
+    async def reader(self, early: IO[bytes] | None) -> IO[bytes]:
         """The file to follow once the download started (closing `early` if it is not)."""
         if early is None:
             raise UpstreamError(self.src.path, "the download left nothing to read")

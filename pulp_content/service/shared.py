@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -43,8 +45,9 @@ class SharedDownload(Progress):
         persist: Persist,
         upstream: Upstream,
         chunk_size: int,
-        cooldown: float = 0.0,
-        claimed: tuple[Path, Claim] | None = None,
+        cooldown: float,
+        claimed: tuple[Path, Claim],
+        out: IO[bytes],
     ) -> None:
         super().__init__(src, chunk_size, keep=src.policy != "streamed")
         self.cooldown = cooldown
@@ -53,21 +56,45 @@ class SharedDownload(Progress):
         self.upstream = upstream
         # The claim says "a live download writes this partial file" to every process
         # (the start-up sweep and other workers); held until the file is placed or gone.
-        if claimed is None:
-            path = storage.new_partial()
-            claim = storage.locks.claim(path)
-            assert claim is not None, "a fresh name: nobody else has it"
-            claimed = path, claim
         self.path, self.claim = claimed
-        # Created now, so a follower can open it the moment it joins: a streamed file is
-        # removed as soon as its download ends, and an open file outlives that.
-        try:
-            self._out = open(self.path, "wb")  # noqa: SIM115 (closed when the run ends)
-        except OSError as exc:
-            self.claim.release()
-            raise storage_error(exc) from exc
+        # Open for reading and writing from the start (`Downloads.create`): a follower's
+        # handle is a duplicate of it, taken without touching the filesystem, and it
+        # outlives the file's removal when a streamed download ends.
+        self._out = out
         self.error: ContentError | None = None
         self._stored: Path | None = None  # saved by another process before we began
+        self.ending = False  # letting go of the file: no newcomer may join any more
+
+    @classmethod
+    async def create(
+        cls,
+        src: RemoteSource,
+        storage: Storage,
+        persist: Persist,
+        upstream: Upstream,
+        chunk_size: int,
+        cooldown: float,
+        claimed: tuple[Path, Claim] | None,
+    ) -> SharedDownload:
+        """A download of `src` into the claimed partial file, or into a fresh one."""
+        try:
+            if claimed is None:
+                path = await asyncio.to_thread(storage.new_partial)
+                claim = await storage.locks.aclaim(path)
+                assert claim is not None, "a fresh name: nobody else has it"
+                claimed = path, claim
+            out = await asyncio.to_thread(open, claimed[0], "w+b")
+        except OSError as exc:
+            if claimed is not None:
+                claimed[1].release()
+            raise storage_error(exc) from exc
+        return cls(src, storage, persist, upstream, chunk_size, cooldown, claimed, out)
+
+    @property
+    def reusable(self) -> bool:
+        if self.unwanted:
+            return False
+        return (self.task is None or not self.ending) or self.saved
 
     def _saved(self) -> Path:
         if self._stored is not None:
@@ -75,23 +102,20 @@ class SharedDownload(Progress):
         assert self.sha256 is not None, "verified downloads know their sha256"
         return self.storage.path_of(artifact_name(self.sha256))
 
-    def open(self) -> IO[bytes]:
+    async def open(self) -> IO[bytes]:
         """The file being written (or, once saved, the stored artifact) for reading."""
-        try:
-            return open(self.path, "rb")
-        except FileNotFoundError:
-            if not (self.verified and self.keep):
-                raise
-            # Saved into storage before this follower came: read it there (a pull-through
-            # file's place is known from the sha256 computed while downloading).
-            return open(self._saved(), "rb")
+        if not self.ending:
+            return os.fdopen(os.dup(self._out.fileno()), "rb", buffering=0)
+        # Saved into storage before this follower came (`reusable`): read it there (a
+        # pull-through file's place is known from the sha256 computed while downloading).
+        return await asyncio.to_thread(open, self._saved(), "rb")
 
-    def reader(self, early: IO[bytes] | None) -> IO[bytes]:
+    async def reader(self, early: IO[bytes] | None) -> IO[bytes]:
         if self._stored is None:
-            return super().reader(early)
+            return await super().reader(early)
         if early is not None:
             early.close()  # the empty partial file of a download that never ran
-        return open(self._stored, "rb")
+        return await asyncio.to_thread(open, self._stored, "rb")
 
     # -- the download ----------------------------------------------------------------------
     async def run(self) -> None:
@@ -100,7 +124,7 @@ class SharedDownload(Progress):
         Never raises: whatever fails (the upstream, the disk, the database), the partial
         file goes, the claim is dropped and every follower wakes to the verdict."""
         try:
-            if await self._saved_elsewhere():
+            if self.unwanted or await self._saved_elsewhere():
                 return
             await self._attempts()
         except OSError as exc:
@@ -111,7 +135,7 @@ class SharedDownload(Progress):
             log.exception("download of %s failed", shown(self.src.path))
             self._failed(ContentError(f"download failed: {exc.__class__.__name__}"))
         finally:
-            self._end()
+            await self._end()
 
     async def _attempts(self) -> None:
         failure: UpstreamError | None = None
@@ -146,8 +170,16 @@ class SharedDownload(Progress):
         if not self.started.done():
             self.started.set_exception(exc)
 
-    def _end(self) -> None:
-        """Release everything the run held; each step whatever the one before did."""
+    async def _end(self) -> None:
+        """Release everything the run held, off the event loop; then wake the followers."""
+        self.ending = True
+        try:
+            await asyncio.shield(asyncio.to_thread(self._let_go))
+        finally:
+            self._close()
+
+    def _let_go(self) -> None:
+        """Close, remove, release: each step whatever the one before did."""
         try:
             with contextlib.suppress(OSError):  # a failed flush: the bytes are dropped anyway
                 self._out.close()
@@ -156,10 +188,7 @@ class SharedDownload(Progress):
                 # claim, so nobody else can have made a new file of this name.
                 self.path.unlink(missing_ok=True)
         finally:
-            try:
-                self.claim.release()
-            finally:
-                self._close()
+            self.claim.release()
 
     async def _saved_elsewhere(self) -> bool:
         """A pull-through file another process saved after this request resolved (its
@@ -218,7 +247,6 @@ class SharedDownload(Progress):
                     "resuming %s at byte %d after: %s", shown(ra.url), self.written, shown(exc)
                 )
         digests = verifier.finish()
-        self._out.close()
         if self.size is None:
             self.size = verifier.received
         self.sha256 = digests["sha256"]
@@ -231,14 +259,35 @@ class SharedDownload(Progress):
             self.saved = True
 
     async def _copy(self, answer: ClientResponse, verifier: Verifier) -> None:
-        out = self._out
-        async for chunk in chunks(answer, self.chunk_size):
-            verifier.update(chunk)
-            out.write(chunk)  # an OSError here (a full disk) ends the run: see run()
-            out.flush()  # late followers read the file: the bytes must be in it
+        """Digests and writes run on a thread, one chunk at a time, while the next chunk
+        is read: the upstream is drained as fast as it sends (bytes still unread when its
+        connection drops are lost with it, and asked for again by the resume). Followers
+        hear of each chunk as soon as it is written."""
+        writing: asyncio.Future[None] | None = None
+        try:
+            async for chunk in chunks(answer, self.chunk_size):
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(asyncio.to_thread(self._absorb, verifier, chunk))
+                writing.add_done_callback(self._announcer(chunk))
+        finally:
+            if writing is not None:
+                await writing  # `written` is right for a resume, or for the verdict
+
+    def _announcer(self, chunk: bytes) -> Callable[[asyncio.Future[None]], None]:
+        def written(done: asyncio.Future[None]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                return
             self.tail = (self.written, chunk)
             self.written += len(chunk)
             self._announce()
+
+        return written
+
+    def _absorb(self, verifier: Verifier, chunk: bytes) -> None:
+        verifier.update(chunk)
+        self._out.write(chunk)  # an OSError here (a full disk) ends the run: see run()
+        self._out.flush()  # late followers read the file: the bytes must be in it
 
 
 MAX_RESUMES = 3

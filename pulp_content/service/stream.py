@@ -13,13 +13,15 @@ The order of events is the point of this module:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 from typing import IO
 
 from aiohttp import ClientResponse, hdrs, web
 
 from pulp_content.service.download import Downloads
-from pulp_content.service.errors import TooLarge, UpstreamError
+from pulp_content.service.errors import ContentError, TooLarge, UpstreamError
 from pulp_content.service.keys import SERVED_FROM
 from pulp_content.service.progress import Progress
 from pulp_content.service.serve import Plan, not_modified_response, plan
@@ -48,15 +50,20 @@ async def stream(
         forwarded = await _forward_range(request, src, downloads, decided)
         if forwarded is not None:
             return forwarded
-    download = downloads.join(src)
+    # With a handle taken now: a streamed file goes the moment its download ends.
+    download, fobj = await downloads.join(src)
     # The access log's served-from: this request began the download, or joined one.
     began = isinstance(download, SharedDownload) and download.joins == 1
     request[SERVED_FROM] = "upstream" if began else "shared download"
-    fobj: IO[bytes] | None = None
     try:
-        fobj = download.open()  # now: a streamed file goes the moment its download ends
-        await download.started
-        fobj = download.reader(fobj)
+        try:
+            await download.started
+        except ContentError:
+            # Answered once the download let go of its file and claim: after a 502 the
+            # storage holds nothing of it.
+            await asyncio.shield(download.finished)
+            raise
+        fobj = await download.reader(fobj)
         if decided is None and download.size is not None:
             decided = plan(request, relative, download.size, src.sha256, src.last_modified)
             if decided is None:
@@ -125,7 +132,7 @@ async def _forward_range(
         # is verified. Forwarded, a client asking for every range of a file (segmented
         # downloaders do) would hold every byte of a corrupt one.
         return None
-    if downloads.written(src) >= decided.start:
+    if await downloads.written(src) >= decided.start:
         return None  # already on disk, here or in another worker's partial file
     first, last = decided.start, decided.start + decided.count - 1
     ra = usable(src.remote_artifacts, downloads.cooldown)[0]
@@ -140,7 +147,10 @@ async def _forward_range(
                 return None
             if src.policy != "streamed":
                 # Now that the range is on its way: the one full download, unfollowed.
-                downloads.join(src).leave()
+                download, handle = await downloads.join(src)
+                if handle is not None:
+                    handle.close()
+                download.leave()
             request[SERVED_FROM] = "upstream"
             return await _relay_range(request, decided.response(), answer, downloads.chunk_size)
     except UpstreamError:
@@ -181,15 +191,15 @@ def _ready(download: Progress) -> int:
     return max(0, written - 1)
 
 
-def _next_piece(download: Progress, fobj: IO[bytes], position: int, upto: int) -> bytes:
+async def _next_piece(download: Progress, fobj: IO[bytes], position: int, upto: int) -> bytes:
     """Bytes from `position` (before `upto`): from the newest chunk in memory when this
-    follower keeps up, else read back from the file (the page cache, as it was just
-    written)."""
+    follower keeps up, else read back from the file on a thread (with pread: the handle
+    may share its offset with the writer's)."""
     offset, chunk = download.tail
     if offset <= position < offset + len(chunk):
         return chunk[position - offset : min(upto, offset + len(chunk)) - offset]
-    fobj.seek(position)
-    return fobj.read(min(download.chunk_size, upto - position))
+    count = min(download.chunk_size, upto - position)
+    return await asyncio.to_thread(os.pread, fobj.fileno(), count, position)
 
 
 async def _follow(
@@ -207,7 +217,7 @@ async def _follow(
         ready = _ready(download)
         upto = ready if end is None else min(ready, end)
         if position < upto:
-            data = _next_piece(download, fobj, position, upto)
+            data = await _next_piece(download, fobj, position, upto)
             try:
                 await response.write(data)
             except ConnectionError:

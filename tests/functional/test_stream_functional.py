@@ -219,7 +219,10 @@ def test_a_dropped_upstream_connection_is_resumed_where_it_broke(faulty, client)
     assert faulty.remote.count("/faulty/big.bin") == 2
     assert faulty.remote.ranged["/faulty/big.bin"] == 1
     resumed = faulty.remote.last_headers["/faulty/big.bin"]
-    assert resumed["Range"] == f"bytes={300 * 1024}-"
+    # From what it holds: what the upstream sent and it had not read yet (at most the
+    # chunks in flight) is lost with the connection and asked for again.
+    start = int(resumed["Range"].removeprefix("bytes=").removesuffix("-"))
+    assert 0 < start <= 300 * 1024
     assert resumed["If-Range"] == f'"{hashlib.sha256(FILE.content()).hexdigest()}"'
     assert eventually(lambda: not remote_artifact_failed() and saved())
 

@@ -89,7 +89,10 @@ class UnsharedDownloads(Downloads):
     def _running(self, key: Hashable) -> Progress | None:
         return None
 
-    def written(self, src: RemoteSource) -> int:
+    def _key(self, src: RemoteSource) -> Hashable:
+        return object()  # shared with no other request
+
+    async def written(self, src: RemoteSource) -> int:
         return 0  # no other download's bytes to read from
 
     def _shared_name(self, src: RemoteSource) -> str | None:
