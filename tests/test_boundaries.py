@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).parents[1] / "pulp_content"
 
 # The core: value types, serving, streaming, downloading, ranges, headers, listing,
 # guards' checks, storage and the HTTP handler. Only the modules that talk to the
-# database (models, resolve, ingest, catalog, sync, app wiring, legacy) import Django.
+# database (models, lookup and resolve, ingest, catalog, sync, app wiring, legacy) import
+# Django.
 CORE = [
     "pulp_content.service.types",
     "pulp_content.service.errors",
@@ -138,6 +139,24 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_cycles() -> None:
     """Counting imports inside functions too: a deferred import is still a cycle."""
     assert cycles(import_graph()) == []
+
+
+def test_the_dispatcher_leaves_the_database_to_lookup() -> None:
+    """`resolve` decides from the rows `lookup` reads: it imports no Django, no models
+    and no aiohttp of its own."""
+    tree = ast.parse((PACKAGE / "service" / "resolve.py").read_text())
+    imported = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    imported |= {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
+    forbidden = ("django", "aiohttp", "pulp_content.service.models")
+    assert "pulp_content.service.lookup" in imported
+    assert sorted(m for m in imported if m.startswith(forbidden)) == []
 
 
 def test_cycle_finder_finds_a_cycle() -> None:

@@ -106,3 +106,60 @@ def test_guard_of_an_unknown_kind_refuses(scenario):
     assert doc["action"] == "forbidden"
     assert "not supported" in doc["reason"]
     assert "guarded/" not in resolved(scenario, "/pulp/content/")["entries"]
+
+
+# Statements per answer: the distribution, then at most one query for the files (and one
+# for a lazy file's remote artifacts); a pull-through path asks for its remote and any
+# remote artifact at its URL.
+STATEMENTS = [
+    ("/pulp/content/", "listing", 1),
+    ("/pulp/content/nothing/here.iso", "not_found", 2),
+    ("/pulp/content/pub", "redirect", 1),
+    ("/pulp/content/pub/", "listing", 2),
+    ("/pulp/content/pub/dir", "redirect", 2),
+    ("/pulp/content/pub/dir/", "listing", 2),
+    ("/pulp/content/pub/missing", "not_found", 2),
+    ("/pulp/content/pub/a.iso", "stream", 3),
+    ("/pulp/content/latest/dir/b.txt", "serve_file", 2),
+    ("/pulp/content/latest/", "listing", 2),
+    ("/pulp/content/guarded/a.iso", "forbidden", 1),
+    ("/pulp/content/pt/sub/f.bin", "stream", 3),
+    ("/pulp/content/pt/%252e%252e/f.bin", "not_found", 2),
+    ("/pulp/content/pt/sub/", "not_found", 1),
+]
+
+
+@pytest.fixture
+def every_kind(scenario):
+    """A publication, a repository's latest version, a guarded and a pull-through
+    distribution."""
+    scenario.publish("pub", FILES, "on_demand")
+    # Other bytes than "pub": the same bytes would be the same (stored) artifact.
+    scenario.repository(
+        "eager", [FileSpec(f.relative_path, f.size, f.seed + 10) for f in FILES], "immediate"
+    )
+    scenario.cli(
+        "distribution", "create", "latest", "--base-path", "latest", "--repository", "eager"
+    )
+    scenario.cli("guard", "create", "token", "--kind", "header", "--header", "X-T", "--value", "x")
+    scenario.cli(
+        "distribution",
+        "create",
+        "guarded",
+        "--base-path",
+        "guarded",
+        "--repository",
+        "eager",
+        "--guard",
+        "token",
+    )
+    url = scenario.remote.base_url + "/eager/"
+    scenario.cli("remote", "create", "pt", "--url", url, "--policy", "on_demand")
+    scenario.cli("distribution", "create", "pt", "--base-path", "pt", "--remote", "pt")
+    return scenario
+
+
+@pytest.mark.parametrize(("path", "action", "statements"), STATEMENTS)
+def test_statements_per_path(every_kind, path, action, statements):
+    doc = resolved(every_kind, path)
+    assert (doc["action"], doc["queries"]) == (action, statements)

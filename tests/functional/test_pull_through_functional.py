@@ -3,6 +3,8 @@ the remote's credentials, and keep for anonymous clients."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -74,6 +76,23 @@ def test_names_reach_the_upstream_encoded_once(pulled, client):
     response = client.get(BASE + "a%20b+c.bin")
     assert response.status == 200 and response.body == ODD.content()
     assert pulled.remote.raw_requests == {("GET", "/pt/sub/a%20b+c.bin"): 1}
+
+
+def test_resolve_shows_what_a_pull_through_fetch_kept(pulled, client):
+    """First a stream from beside the remote's URL, then the stored file: both in three
+    statements (the distribution, its remote, the remote artifact met at that URL)."""
+
+    def resolved() -> dict:
+        return json.loads(pulled.cli("resolve", BASE + "small.bin", "--json"))
+
+    before = resolved()
+    assert (before["action"], before["queries"]) == ("stream", 3)
+    assert before["remote_artifacts"][0]["url"] == pulled.remote.base_url + "/pt/sub/small.bin"
+    assert client.get(BASE + "small.bin").status == 200
+    assert eventually(lambda: resolved()["action"] == "serve_file")
+    after = resolved()
+    assert after["artifact"]["sha256"] == hashlib.sha256(SMALL.content()).hexdigest()
+    assert after["queries"] == 3
 
 
 def test_a_query_string_is_not_forwarded_and_does_not_start_new_downloads(pulled, client):
