@@ -145,7 +145,14 @@ class Downloads:
             except OSError as exc:
                 raise storage_error(exc) from exc
             claim = await self.storage.locks.aclaim(partial)
-            elsewhere = await self._elsewhere(src, partial, claim)
+            try:
+                elsewhere = await self._elsewhere(src, partial, claim)
+            except BaseException as exc:
+                if claim is not None:
+                    claim.release()
+                if isinstance(exc, OSError):
+                    raise storage_error(exc) from exc
+                raise
             if elsewhere is not None:
                 return elsewhere
             assert claim is not None
