@@ -9,13 +9,14 @@ of the run): `db` resets the data between tests, and a test is over only once th
 service is idle (`ServiceProcess.idle`), so nothing it still downloads or saves lands
 in the next test's data. On SQLite each test starts its own.
 
-Tests that need a service of their own start one per test (`running_service`,
-`ServiceProcess`, `ServiceServer`): those that read its log or its counters
-(accesslog, operations, serve_command, secrets, disk_full, legacy), give it other
-options, environment, storage or database (guards, nginx, upstream_tls, disk_full,
-database), stop it (disk_full, database), or test its start-up (operations,
-storage_check, durability); and `inprocess_client`, `second_worker`, which run in this
-process.
+Tests that need a service of their own still start one per test (`running_service`,
+`ServiceProcess`, `ServiceServer`, or `serve` by hand): those that read its log or its
+per-process counters (accesslog, operations, serve_command, secrets, disk_full, legacy),
+give it other options, environment, storage or database (guards, legacy, nginx,
+disk_full, database, database_file), stop it or cut its database
+(disk_full, database, operations), or test what it does at start-up (operations,
+durability); storage_check and upstream_tls start one in the middle of a single test.
+`inprocess_client` and `second_worker` run in this process, one per test.
 
 Tests stay synchronous: they set up data through the CLI and the ORM, and talk HTTP
 with http.client, which reports an aborted transfer as IncompleteRead.
