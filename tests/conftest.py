@@ -115,7 +115,11 @@ def db(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings
     """A clean database and storage for one test; CLI commands see the same settings."""
     from django.core.management import call_command
 
-    call_command("flush", interactive=False, verbosity=0)
+    # TRUNCATE (PostgreSQL) or DELETE (SQLite) of the app's tables; the migrations and the
+    # key file stay. On PostgreSQL the ids go on from the last test's: the `serve` that
+    # outlives a test (tests/functional/conftest.py) knows a saved download and an
+    # upstream session by row id for a while, and must not take new rows for them.
+    call_command("flush", interactive=False, verbosity=0, reset_sequences=settings.is_sqlite)
     shutil.rmtree(settings.storage_root, ignore_errors=True)
     monkeypatch.setenv("PULP_CONTENT_HOME", str(settings.home))
     monkeypatch.setenv("PULP_CONTENT_DATABASE_URL", settings.database_url)

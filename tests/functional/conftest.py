@@ -1,9 +1,22 @@
 """The merged service on a real socket, and a plain HTTP client.
 
-By default the service runs in the test process, on its own thread and loop. With
-PULP_CONTENT_TEST_WORKERS=N (N > 1; `nox` sets 2 for PostgreSQL) the `client` fixture
-runs `pulp-content serve --workers N` instead: N gunicorn worker processes on one
-port, on the test's database and storage, as a deployment runs it.
+By default the service runs in the test process, on its own thread and loop, one per
+test. With PULP_CONTENT_TEST_WORKERS=N (N > 1; `nox` sets 2 for PostgreSQL) the `client`
+fixture talks to `pulp-content serve --workers N` instead: N gunicorn worker processes
+on one port, on the run's database and storage, as a deployment runs it. On PostgreSQL
+one such service serves every test of a module (starting gunicorn per test took most
+of the run): `db` resets the data between tests, and a test is over only once the
+service is idle (`ServiceProcess.idle`), so nothing it still downloads or saves lands
+in the next test's data. On SQLite each test starts its own.
+
+Tests that need a service of their own still start one per test (`running_service`,
+`ServiceProcess`, `ServiceServer`, or `serve` by hand): those that read its log or its
+per-process counters (accesslog, operations, serve_command, secrets, disk_full, legacy),
+give it other options, environment, storage or database (guards, legacy, nginx,
+disk_full, database, database_file), stop it or cut its database
+(disk_full, database, operations), or test what it does at start-up (operations,
+durability); storage_check and upstream_tls start one in the middle of a single test.
+`inprocess_client` and `second_worker` run in this process, one per test.
 
 Tests stay synchronous: they set up data through the CLI and the ORM, and talk HTTP
 with http.client, which reports an aborted transfer as IncompleteRead.
@@ -121,6 +134,11 @@ class ServiceProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        output = self.end()
+        assert "Traceback" not in output, output
+
+    def end(self) -> str:
+        """SIGTERM (SIGKILL after 60 s); its whole output."""
         assert self._process is not None
         self._process.send_signal(signal.SIGTERM)
         try:
@@ -130,7 +148,31 @@ class ServiceProcess:
             self._process.wait()
         output = self.output()
         self._log.unlink(missing_ok=True)
-        assert "Traceback" not in output, output
+        return output
+
+    @contextlib.contextmanager
+    def one_test(self) -> Iterator[None]:
+        """A test's turn on a service that outlives it: on leaving, wait until the
+        service is idle, and fail on a traceback it logged meanwhile or on its exit."""
+        start = self._log.stat().st_size
+        yield
+        self.idle()
+        assert self._process is not None
+        logged = self._log.read_bytes()[start:].decode(errors="replace")
+        assert self._process.poll() is None, f"serve exited during the test:\n{logged}"
+        assert "Traceback" not in logged, logged
+
+    def idle(self, timeout: float = 60.0) -> None:
+        """Wait until no download is in flight in any worker: each holds its claim, a
+        PostgreSQL advisory lock, until its file is placed and its rows committed (or it
+        failed, and marked its remote artifact failed), so none left means nothing more
+        will be written to the database or storage (service.shared, SharedDownload.run)."""
+        if eventually(lambda: not advisory_locks(), timeout=timeout):
+            return
+        raise AssertionError(
+            f"downloads still in flight {timeout:.0f} s after the test (advisory locks held "
+            f"by (pid, application): {advisory_locks()}); its output:\n{self.output()}"
+        )
 
     def _healthy(self) -> bool:
         assert self._process is not None
@@ -170,6 +212,22 @@ class ServiceProcess:
             return self._process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"still running {timeout} s after SIGTERM") from None
+
+
+ADVISORY_LOCKS = """
+    SELECT l.pid, a.application_name FROM pg_locks l LEFT JOIN pg_stat_activity a USING (pid)
+    WHERE l.locktype = 'advisory'
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
+
+def advisory_locks() -> list[tuple[int, str]]:
+    """The advisory locks held (or waited for) in the test database, by any session."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(ADVISORY_LOCKS)
+        return list(cursor.fetchall())
 
 
 def _descriptors(pid: int) -> list[str]:
@@ -238,11 +296,54 @@ def running_service(settings: Settings) -> Iterator[Client]:
         yield Client(server)
 
 
+class ModuleService:
+    """The `serve --workers N` a module's tests share, started on first use; a service
+    that does not go idle after a test is stopped, and the next test gets a new one."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.process: ServiceProcess | None = None
+
+    @contextlib.contextmanager
+    def one_test(self) -> Iterator[Client]:
+        if self.process is None:
+            self.process = ServiceProcess(self.settings, WORKERS).__enter__()
+        try:
+            with self.process.one_test():
+                yield Client(self.process)
+        except BaseException:
+            self.process, broken = None, self.process
+            broken.end()
+            raise
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.__exit__()
+
+
+@pytest.fixture(scope="module")
+def module_service(settings: Settings) -> Iterator[ModuleService | None]:
+    """On PostgreSQL with N > 1 workers, the module's shared service (see above); else
+    None: each test starts its own."""
+    if WORKERS <= 1 or settings.is_sqlite:
+        yield None
+        return
+    shared = ModuleService(settings)
+    try:
+        yield shared
+    finally:
+        shared.close()
+
+
 @pytest.fixture
-def client(db: Settings) -> Iterator[Client]:
+def client(module_service: ModuleService | None, db: Settings) -> Iterator[Client]:
     """A client of the service: in this process, or `serve --workers N` (see above)."""
-    with running_service(db) as started:
-        yield started
+    if module_service is None:
+        with running_service(db) as started:
+            yield started
+        return
+    with module_service.one_test() as shared:
+        yield shared
 
 
 @pytest.fixture
