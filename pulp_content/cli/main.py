@@ -122,7 +122,7 @@ def serve(
     log_format: str | None,
     no_redirect: bool,
 ) -> None:
-    """Serve content under /pulp/content/ (and /metrics and /health beside it)."""
+    """Serve content under /pulp/content/ (and /metrics, /livez and /readyz beside it)."""
     host, port = split_bind(bind)
     check_listen(host, port)
     if streamer_port is not None:

@@ -29,6 +29,7 @@ from pulp_content.service.keys import (
 )
 from pulp_content.service.metrics import Counters
 from pulp_content.service.passwords import FailureLimit, Passwords
+from pulp_content.service.probes import livez, readyz
 from pulp_content.service.resolve import resolve
 from pulp_content.service.storage import FileSystemStorage, open_storage
 from pulp_content.service.types import Resolution
@@ -59,7 +60,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get(prefix + "{path:.*}", content)
     # Beside the content prefix, never inside it: no base path can shadow them.
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/health", health)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/health", readyz)  # the name it had before /readyz
     app.cleanup_ctx.append(_upstream)
     app.cleanup_ctx.append(_passwords)
     app.on_startup.append(_sweep)
@@ -73,23 +76,6 @@ async def metrics(request: web.Request) -> web.Response:
     counters.password_hashes = request.app[PASSWORDS].hashes
     counters.password_hash_iterations = request.app[PASSWORDS].hash_iterations
     return web.Response(text=counters.render(), content_type="text/plain")
-
-
-async def health(request: web.Request) -> web.Response:
-    """Ready when the database answers: 200, else 503 (for load balancers and probes)."""
-    try:
-        await sync_to_async(_ping, thread_sensitive=False)()
-    except DatabaseUnavailable:  # logged with its cause by unit_of_work
-        return web.json_response({"status": "unavailable", "database": "down"}, status=503)
-    return web.json_response({"status": "ok", "database": "ok"})
-
-
-@unit_of_work
-def _ping() -> None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
 
 
 async def _upstream(app: web.Application) -> AsyncIterator[None]:
