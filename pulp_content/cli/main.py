@@ -11,9 +11,11 @@ import click
 from pulp_content.cli.bench import bench
 from pulp_content.cli.common import (
     Group,
+    check_bind,
     check_listen,
     echo_json,
     free_port,
+    parse_bind,
     parse_headers,
     settings,
     split_bind,
@@ -62,7 +64,13 @@ def migrate() -> None:
 
 
 @cli.command(cls=click.Command)
-@click.option("--bind", default=DEFAULT_BIND, show_default=True, help="HOST:PORT to listen on.")
+@click.option(
+    "--bind",
+    default=DEFAULT_BIND,
+    show_default=True,
+    help="HOST:PORT to listen on, or unix:PATH for a unix socket (merged design; its mode "
+    "follows the umask).",
+)
 @click.option(
     "--design",
     type=click.Choice(["merged", "redirect"]),
@@ -123,10 +131,12 @@ def serve(
     no_redirect: bool,
 ) -> None:
     """Serve content under /pulp/content/ (and /metrics, /livez and /readyz beside it)."""
-    host, port = split_bind(bind)
-    check_listen(host, port)
+    listen = parse_bind(bind)
+    if listen.path is not None and design == "redirect":
+        raise click.BadParameter("unix:PATH serves the merged design only", param_hint="--bind")
+    check_bind(listen)
     if streamer_port is not None:
-        check_listen(host, streamer_port)
+        check_listen(listen.host, streamer_port)
     # Through the environment, so gunicorn's workers see them too.
     if delegate:
         os.environ["PULP_CONTENT_DELEGATE"] = delegate
@@ -146,9 +156,9 @@ def serve(
         sys.exit(
             run_redirect(
                 current,
-                host,
-                port,
-                streamer_port or free_port(host),
+                listen.host,
+                listen.port,
+                streamer_port or free_port(listen.host),
                 web_server,
                 redirect=not no_redirect,
             )
@@ -156,10 +166,10 @@ def serve(
     if workers > 1:
         from pulp_content.service.workers import exec_workers
 
-        exec_workers(current, host, port, workers)
+        exec_workers(current, listen, workers)
     from pulp_content.service.run import run_merged
 
-    run_merged(current, host, port)
+    run_merged(current, listen)
 
 
 @cli.command("legacy-streamer", hidden=True)

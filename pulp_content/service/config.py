@@ -21,6 +21,27 @@ CONTENT_PREFIX = "/pulp/content/"
 
 
 @dataclass(frozen=True)
+class Listen:
+    """Where the service listens: a TCP host and port, or a unix socket's path."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    path: str | None = None
+
+    def __str__(self) -> str:
+        """As `--bind` and gunicorn spell it."""
+        if self.path is not None:
+            return f"unix:{self.path}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def describe(self, prefix: str) -> str:
+        """Where a client finds content, for the line `serve` prints."""
+        if self.path is not None:
+            return f"{prefix} on unix:{self.path}"
+        return f"http://{self}{prefix}"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where the service keeps its data and how it serves it."""
 
