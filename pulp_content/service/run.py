@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 
 from aiohttp import web
 
@@ -24,12 +25,32 @@ def run_merged(settings: Settings, listen: Listen) -> None:
         app,
         **where,  # type: ignore[arg-type]
         **RUNNER_OPTIONS,  # type: ignore[arg-type]
-        print=lambda _: print(
+        print=lambda _: started(
             f"pulp-content serving {listen.describe(settings.content_prefix)} "
-            f"(storage {settings.storage_root})",
-            flush=True,
+            f"(storage {settings.storage_root})"
         ),
     )
     if listen.path is not None:  # as gunicorn does: no stale socket file left behind
         with contextlib.suppress(FileNotFoundError):
             os.unlink(listen.path)
+
+
+def started(line: str) -> None:
+    """Listening: say where, and tell systemd (a `Type=notify` unit), as gunicorn does."""
+    print(line, flush=True)
+    notify_systemd("READY=1")
+
+
+def notify_systemd(state: str) -> None:
+    """sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, if it is set."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):  # the abstract namespace
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(address)
+            sock.sendall(state.encode())
+        except OSError as exc:  # systemd goes on without it, and says so after a timeout
+            print(f"cannot notify systemd at {address!r}: {exc.strerror or exc}", flush=True)
