@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 from asgiref.sync import sync_to_async
@@ -22,6 +23,7 @@ from pulp_content.service.keys import (
     PASSWORDS,
     PERSIST,
     QUERY_LOG,
+    READERS,
     RESOLVER,
     SETTINGS,
     STORAGE,
@@ -38,11 +40,23 @@ from pulp_content.service.upstream import HttpUpstream
 log = logging.getLogger(__name__)
 
 
-def resolver(concurrent: bool) -> Callable[..., Awaitable[Resolution]]:
-    """`resolve` off the event loop. Concurrent: each executor thread keeps its own
+def resolver(readers: ThreadPoolExecutor | None) -> Callable[..., Awaitable[Resolution]]:
+    """`resolve` off the event loop: on the reader threads (PostgreSQL), each with its own
     connection, so requests wait on a networked database side by side instead of queueing
-    behind one connection; SQLite answers in microseconds and is fastest on one thread."""
-    return sync_to_async(unit_of_work(resolve), thread_sensitive=not concurrent)
+    behind one connection; or (None: SQLite, which answers in microseconds and is fastest
+    on one thread) on asgiref's one thread."""
+    if readers is None:
+        return sync_to_async(unit_of_work(resolve), thread_sensitive=True)
+    return sync_to_async(unit_of_work(resolve), thread_sensitive=False, executor=readers)
+
+
+def reader_threads(settings: Settings) -> ThreadPoolExecutor:
+    """The threads that read the database. Each keeps a connection, so their number is
+    the bound: with the writer's and the download claims' connections, a worker holds
+    at most `settings.database_connections` (rather than the default executor's
+    min(32, CPUs + 4) plus those two)."""
+    count = settings.database_connections - 2  # the writer's, the claims'
+    return ThreadPoolExecutor(count, thread_name_prefix="pulp-content-reader")
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -51,9 +65,10 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
     app[STORAGE] = open_storage(settings)  # download claims: flocks, or advisory locks on PG
-    app[PERSIST] = OrmPersist(app[STORAGE])
+    app[READERS] = reader_threads(settings)
+    app[PERSIST] = OrmPersist(app[STORAGE], app[READERS])
     app[QUERY_LOG] = deque(maxlen=1000)
-    app[RESOLVER] = resolver(concurrent=not settings.is_sqlite)
+    app[RESOLVER] = resolver(None if settings.is_sqlite else app[READERS])
     prefix = settings.content_prefix
     app[COUNTERS] = Counters("merged")
     app.router.add_get(prefix.rstrip("/"), content)
@@ -63,6 +78,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/health", readyz)  # the name it had before /readyz
+    app.cleanup_ctx.append(_readers)  # first in, last out: after every save and claim
     app.cleanup_ctx.append(_upstream)
     app.cleanup_ctx.append(_passwords)
     app.on_startup.append(_sweep)
@@ -76,6 +92,11 @@ async def metrics(request: web.Request) -> web.Response:
     counters.password_hashes = request.app[PASSWORDS].hashes
     counters.password_hash_iterations = request.app[PASSWORDS].hash_iterations
     return web.Response(text=counters.render(), content_type="text/plain")
+
+
+async def _readers(app: web.Application) -> AsyncIterator[None]:
+    yield
+    app[READERS].shutdown(wait=True)
 
 
 async def _upstream(app: web.Application) -> AsyncIterator[None]:
@@ -111,7 +132,8 @@ async def _sweep(app: web.Application) -> None:
     # The sweep reads the filesystem layout; another backend would bring its own.
     assert isinstance(storage, FileSystemStorage)
     try:
-        partials, placed = await sync_to_async(unit_of_work(sweep), thread_sensitive=False)(storage)
+        sweeping = sync_to_async(unit_of_work(sweep), thread_sensitive=False, executor=app[READERS])
+        partials, placed = await sweeping(storage)
     except DatabaseUnavailable:  # logged with its cause; the next start sweeps
         return
     if partials:

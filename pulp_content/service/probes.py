@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 
 from pulp_content.service.database import unit_of_work
 from pulp_content.service.errors import DatabaseUnavailable
-from pulp_content.service.keys import STORAGE
+from pulp_content.service.keys import READERS, STORAGE
 
 # Seconds a readiness check may take before it counts as down: a database or a storage
 # mount that hangs is as unready as one that refuses (the thread is left to finish).
@@ -30,8 +30,9 @@ async def livez(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """200 while the database and the storage answer, else 503 naming what is down."""
     storage = request.app[STORAGE]
+    ping = sync_to_async(_ping, thread_sensitive=False, executor=request.app[READERS])
     database_up, storage_up = await asyncio.gather(
-        _within(sync_to_async(_ping, thread_sensitive=False)),
+        _within(ping),
         _within(lambda: asyncio.to_thread(storage.check_writable)),
     )
     body = {"database": _word(database_up), "storage": _word(storage_up)}
