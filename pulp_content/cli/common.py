@@ -51,6 +51,17 @@ class Group(CommandGroup):
             raise
 
 
+def need_extra(module: str, extra: str, option: str) -> None:
+    """One `Error:` line, before any work, when `option` needs `module` and the install
+    left it out: it comes with an extra of the distribution."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise click.ClickException(
+            f"{option} needs {module}, not installed: pip install 'pulp-content[{extra}]'"
+        )
+
+
 def settings(may_create: bool = False) -> Settings:
     """The settings, with Django configured and the database ready for use (migrated, or
     a clear error). `may_create`: a brand-new home gets its database (see `ready`)."""
