@@ -216,8 +216,30 @@ def parse_bind(bind: str) -> Listen:
     return Listen(host, port)
 
 
+# sd_listen_fds(3): passed sockets begin at descriptor 3.
+SD_LISTEN_FDS_START = 3
+
+
+def activated(listen: Listen, workers: int) -> Listen:
+    """`listen` on the socket systemd passed, if it passed one (socket activation:
+    $LISTEN_PID is this process); as it was otherwise."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return listen
+    count = os.environ.get("LISTEN_FDS", "0")
+    if count != "1":
+        raise click.ClickException(
+            f"systemd passed {count} sockets: pulp-content serves one (one ListenStream=)"
+        )
+    if workers == 1:  # gunicorn reads and clears them itself (the same process, exec'ed)
+        for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            os.environ.pop(name, None)
+    return Listen(listen.host, listen.port, listen.path, fd=SD_LISTEN_FDS_START)
+
+
 def check_bind(listen: Listen) -> None:
     """A one-line error now if the service could not listen there."""
+    if listen.fd is not None:
+        return  # systemd listens there already, for us
     if listen.path is None:
         check_listen(listen.host, listen.port)
     else:

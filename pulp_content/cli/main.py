@@ -11,6 +11,7 @@ import click
 from pulp_content.cli.bench import bench
 from pulp_content.cli.common import (
     Group,
+    activated,
     check_bind,
     check_listen,
     echo_json,
@@ -69,7 +70,7 @@ def migrate() -> None:
     default=DEFAULT_BIND,
     show_default=True,
     help="HOST:PORT to listen on, or unix:PATH for a unix socket (merged design; its mode "
-    "follows the umask).",
+    "follows the umask). A socket systemd passes (socket activation) is used instead.",
 )
 @click.option(
     "--design",
@@ -131,7 +132,9 @@ def serve(
     no_redirect: bool,
 ) -> None:
     """Serve content under /pulp/content/ (and /metrics, /livez and /readyz beside it)."""
-    listen = parse_bind(bind)
+    listen = activated(parse_bind(bind), workers)
+    if listen.fd is not None and design == "redirect":
+        raise click.ClickException("socket activation serves the merged design only")
     if listen.path is not None and design == "redirect":
         raise click.BadParameter("unix:PATH serves the merged design only", param_hint="--bind")
     check_bind(listen)

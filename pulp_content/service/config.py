@@ -27,6 +27,8 @@ class Listen:
     host: str = "127.0.0.1"
     port: int = 0
     path: str | None = None
+    # A listening socket systemd passed (socket activation), used instead of the above.
+    fd: int | None = None
 
     def __str__(self) -> str:
         """As `--bind` and gunicorn spell it."""
@@ -36,6 +38,8 @@ class Listen:
 
     def describe(self, prefix: str) -> str:
         """Where a client finds content, for the line `serve` prints."""
+        if self.fd is not None:
+            return f"{prefix} on the socket systemd passed"
         if self.path is not None:
             return f"{prefix} on unix:{self.path}"
         return f"http://{self}{prefix}"

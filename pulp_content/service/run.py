@@ -19,7 +19,9 @@ def run_merged(settings: Settings, listen: Listen) -> None:
     configure_logging()
     app = create_app(settings)
     where: dict[str, object] = {"host": listen.host, "port": listen.port}
-    if listen.path is not None:
+    if listen.fd is not None:
+        where = {"sock": socket.socket(fileno=listen.fd)}
+    elif listen.path is not None:
         where = {"path": listen.path}
     web.run_app(
         app,
@@ -30,7 +32,8 @@ def run_merged(settings: Settings, listen: Listen) -> None:
             f"(storage {settings.storage_root})"
         ),
     )
-    if listen.path is not None:  # as gunicorn does: no stale socket file left behind
+    if listen.path is not None and listen.fd is None:  # as gunicorn: no stale socket left
+        # (systemd's socket is systemd's: it stays, and starts the next run)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(listen.path)
 

@@ -52,6 +52,7 @@ def exec_workers(settings: Settings, listen: Listen, workers: int) -> None:
         "aiohttp.GunicornWebWorker",
         "--workers",
         str(workers),
+        # Ignored when systemd passed a socket: gunicorn takes it ($LISTEN_FDS, kept for it).
         "--bind",
         str(listen),
         # gunicorn makes its unix socket with a umask of its own (0: anyone may connect);
