@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pulp_content.cli.common import need_extra
+
 if TYPE_CHECKING:
     from pulp_content.fixtures.bench import BenchConfig
 
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     "--plot",
     "plot_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write a PNG chart here.",
+    help="Write a PNG chart here (needs matplotlib: pip install 'pulp-content[bench]').",
 )
 @click.option(
     "--design", type=click.Choice(["merged", "redirect", "both"]), default="both", show_default=True
@@ -53,6 +55,8 @@ def bench(
     Uses SQLite in temporary homes, or, when PULP_CONTENT_DATABASE_URL names a
     PostgreSQL server, databases it creates and drops there.
     """
+    if plot_path is not None:
+        need_extra("matplotlib", "bench", "--plot")
     from pulp_content.fixtures.bench import DESIGNS, SCENARIOS, BenchConfig, run_bench
     from pulp_content.fixtures.report import plot, table
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import socket
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import Any
 
 import click
 
-from pulp_content.service.config import Settings, load_settings
+from pulp_content.service.config import Listen, Settings, load_settings
 from pulp_content.service.errors import ContentError
 
 
@@ -47,6 +49,17 @@ class Group(CommandGroup):
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
                 raise click.ClickException(f"database error: {first}") from None
             raise
+
+
+def need_extra(module: str, extra: str, option: str) -> None:
+    """One `Error:` line, before any work, when `option` needs `module` and the install
+    left it out: it comes with an extra of the distribution."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise click.ClickException(
+            f"{option} needs {module}, not installed: pip install 'pulp-content[{extra}]'"
+        )
 
 
 def settings(may_create: bool = False) -> Settings:
@@ -188,6 +201,96 @@ def split_bind(bind: str, allow_zero: bool = False) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+# sockaddr_un's sun_path: 108 bytes on Linux, one of them the terminating NUL.
+UNIX_PATH_MAX = 107
+
+
+def parse_bind(bind: str) -> Listen:
+    """`--bind HOST:PORT` or `--bind unix:PATH` (a relative path is taken from here)."""
+    if bind.startswith("unix:"):
+        path = bind.removeprefix("unix:")
+        if not path:
+            raise click.BadParameter("expected unix:PATH, got 'unix:'", param_hint="--bind")
+        return Listen(path=os.path.abspath(path))
+    host, port = split_bind(bind)
+    return Listen(host, port)
+
+
+# sd_listen_fds(3): passed sockets begin at descriptor 3.
+SD_LISTEN_FDS_START = 3
+
+
+def activated(listen: Listen, workers: int) -> Listen:
+    """`listen` on the socket systemd passed, if it passed one (socket activation:
+    $LISTEN_PID is this process); as it was otherwise."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return listen
+    count = os.environ.get("LISTEN_FDS", "0")
+    if count != "1":
+        raise click.ClickException(
+            f"systemd passed {count} sockets: pulp-content serves one (one ListenStream=)"
+        )
+    if workers == 1:  # gunicorn reads and clears them itself (the same process, exec'ed)
+        for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            os.environ.pop(name, None)
+    return Listen(listen.host, listen.port, listen.path, fd=SD_LISTEN_FDS_START)
+
+
+def check_bind(listen: Listen) -> None:
+    """A one-line error now if the service could not listen there."""
+    if listen.fd is not None:
+        return  # systemd listens there already, for us
+    if listen.path is None:
+        check_listen(listen.host, listen.port)
+    else:
+        check_unix_listen(listen.path)
+
+
+def check_unix_listen(path: str) -> None:
+    """A one-line error now if a unix socket cannot be made at `path`: too long a path, a
+    directory that is missing or closed to us, something else than a socket there, or a
+    server listening there already (both servers replace a socket file they find, a live
+    one's too). A stale socket file (nobody answers) is removed, as the servers would."""
+    where = f"unix:{path}"
+    if len(os.fsencode(path)) > UNIX_PATH_MAX:
+        raise click.ClickException(
+            f"cannot listen on {where}: the path is longer than a unix socket's "
+            f"{UNIX_PATH_MAX} bytes"
+        )
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            if _answers(path):
+                raise click.ClickException(f"cannot listen on {where}: a server listens there")
+            os.unlink(path)
+        else:
+            raise click.ClickException(f"cannot listen on {where}: it exists and is not a socket")
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {where}: {_reason(exc)}") from None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {where}: {_reason(exc)}") from None
+        os.unlink(path)
+
+
+def _answers(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def _reason(exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    return reason[:1].lower() + reason[1:]
+
+
 def check_listen(host: str, port: int) -> None:
     """A one-line error now if HOST:PORT cannot be listened on (in use, no such address),
     rather than a traceback from the server later."""
@@ -203,5 +306,4 @@ def check_listen(host: str, port: int) -> None:
 
 
 def listen_error(host: str, port: int, exc: OSError) -> str:
-    reason = exc.strerror or str(exc)
-    return f"cannot listen on {host}:{port}: {reason[:1].lower() + reason[1:]}"
+    return f"cannot listen on {host}:{port}: {_reason(exc)}"

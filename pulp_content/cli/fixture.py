@@ -9,7 +9,7 @@ import signal
 
 import click
 
-from pulp_content.cli.common import check_listen, listen_error, split_bind
+from pulp_content.cli.common import check_listen, listen_error, need_extra, split_bind
 from pulp_content.fixtures.presets import PRESETS
 
 
@@ -51,7 +51,8 @@ def fixture() -> None:
     "--tls",
     "ca_out",
     type=click.Path(dir_okay=False, writable=True),
-    help="Serve HTTPS with a certificate from a CA made at start; write the CA's PEM here.",
+    help="Serve HTTPS with a certificate from a CA made at start; write the CA's PEM here "
+    "(needs trustme: pip install 'pulp-content[fixtures]').",
 )
 @click.option(
     "--client-cert",
@@ -72,6 +73,8 @@ def fixture_serve(
 
     if client_out is not None and ca_out is None:
         raise click.UsageError("--client-cert needs --tls")
+    if ca_out is not None:
+        need_extra("trustme", "fixtures", "--tls")
     host, port = split_bind(bind, allow_zero=True)
     specs = [parse_repository(text) for text in repositories]
     chosen = list(presets) or ([] if specs else ["small"])

@@ -11,9 +11,12 @@ import click
 from pulp_content.cli.bench import bench
 from pulp_content.cli.common import (
     Group,
+    activated,
+    check_bind,
     check_listen,
     echo_json,
     free_port,
+    parse_bind,
     parse_headers,
     settings,
     split_bind,
@@ -62,7 +65,13 @@ def migrate() -> None:
 
 
 @cli.command(cls=click.Command)
-@click.option("--bind", default=DEFAULT_BIND, show_default=True, help="HOST:PORT to listen on.")
+@click.option(
+    "--bind",
+    default=DEFAULT_BIND,
+    show_default=True,
+    help="HOST:PORT to listen on, or unix:PATH for a unix socket (merged design; its mode "
+    "follows the umask). A socket systemd passes (socket activation) is used instead.",
+)
 @click.option(
     "--design",
     type=click.Choice(["merged", "redirect"]),
@@ -122,11 +131,15 @@ def serve(
     log_format: str | None,
     no_redirect: bool,
 ) -> None:
-    """Serve content under /pulp/content/ (and /metrics and /health beside it)."""
-    host, port = split_bind(bind)
-    check_listen(host, port)
+    """Serve content under /pulp/content/ (and /metrics, /livez and /readyz beside it)."""
+    listen = activated(parse_bind(bind), workers)
+    if listen.fd is not None and design == "redirect":
+        raise click.ClickException("socket activation serves the merged design only")
+    if listen.path is not None and design == "redirect":
+        raise click.BadParameter("unix:PATH serves the merged design only", param_hint="--bind")
+    check_bind(listen)
     if streamer_port is not None:
-        check_listen(host, streamer_port)
+        check_listen(listen.host, streamer_port)
     # Through the environment, so gunicorn's workers see them too.
     if delegate:
         os.environ["PULP_CONTENT_DELEGATE"] = delegate
@@ -146,9 +159,9 @@ def serve(
         sys.exit(
             run_redirect(
                 current,
-                host,
-                port,
-                streamer_port or free_port(host),
+                listen.host,
+                listen.port,
+                streamer_port or free_port(listen.host),
                 web_server,
                 redirect=not no_redirect,
             )
@@ -156,10 +169,10 @@ def serve(
     if workers > 1:
         from pulp_content.service.workers import exec_workers
 
-        exec_workers(current, host, port, workers)
+        exec_workers(current, listen, workers)
     from pulp_content.service.run import run_merged
 
-    run_merged(current, host, port)
+    run_merged(current, listen)
 
 
 @cli.command("legacy-streamer", hidden=True)

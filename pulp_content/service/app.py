@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 from asgiref.sync import sync_to_async
@@ -22,6 +23,7 @@ from pulp_content.service.keys import (
     PASSWORDS,
     PERSIST,
     QUERY_LOG,
+    READERS,
     RESOLVER,
     SETTINGS,
     STORAGE,
@@ -29,6 +31,7 @@ from pulp_content.service.keys import (
 )
 from pulp_content.service.metrics import Counters
 from pulp_content.service.passwords import FailureLimit, Passwords
+from pulp_content.service.probes import livez, readyz
 from pulp_content.service.resolve import resolve
 from pulp_content.service.storage import FileSystemStorage, open_storage
 from pulp_content.service.types import Resolution
@@ -37,11 +40,23 @@ from pulp_content.service.upstream import HttpUpstream
 log = logging.getLogger(__name__)
 
 
-def resolver(concurrent: bool) -> Callable[..., Awaitable[Resolution]]:
-    """`resolve` off the event loop. Concurrent: each executor thread keeps its own
+def resolver(readers: ThreadPoolExecutor | None) -> Callable[..., Awaitable[Resolution]]:
+    """`resolve` off the event loop: on the reader threads (PostgreSQL), each with its own
     connection, so requests wait on a networked database side by side instead of queueing
-    behind one connection; SQLite answers in microseconds and is fastest on one thread."""
-    return sync_to_async(unit_of_work(resolve), thread_sensitive=not concurrent)
+    behind one connection; or (None: SQLite, which answers in microseconds and is fastest
+    on one thread) on asgiref's one thread."""
+    if readers is None:
+        return sync_to_async(unit_of_work(resolve), thread_sensitive=True)
+    return sync_to_async(unit_of_work(resolve), thread_sensitive=False, executor=readers)
+
+
+def reader_threads(settings: Settings) -> ThreadPoolExecutor:
+    """The threads that read the database. Each keeps a connection, so their number is
+    the bound: with the writer's and the download claims' connections, a worker holds
+    at most `settings.database_connections` (rather than the default executor's
+    min(32, CPUs + 4) plus those two)."""
+    count = settings.database_connections - 2  # the writer's, the claims'
+    return ThreadPoolExecutor(count, thread_name_prefix="pulp-content-reader")
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -50,16 +65,20 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
     app[STORAGE] = open_storage(settings)  # download claims: flocks, or advisory locks on PG
-    app[PERSIST] = OrmPersist(app[STORAGE])
+    app[READERS] = reader_threads(settings)
+    app[PERSIST] = OrmPersist(app[STORAGE], app[READERS])
     app[QUERY_LOG] = deque(maxlen=1000)
-    app[RESOLVER] = resolver(concurrent=not settings.is_sqlite)
+    app[RESOLVER] = resolver(None if settings.is_sqlite else app[READERS])
     prefix = settings.content_prefix
     app[COUNTERS] = Counters("merged")
     app.router.add_get(prefix.rstrip("/"), content)
     app.router.add_get(prefix + "{path:.*}", content)
     # Beside the content prefix, never inside it: no base path can shadow them.
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/health", health)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/health", readyz)  # the name it had before /readyz
+    app.cleanup_ctx.append(_readers)  # first in, last out: after every save and claim
     app.cleanup_ctx.append(_upstream)
     app.cleanup_ctx.append(_passwords)
     app.on_startup.append(_sweep)
@@ -75,21 +94,9 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(text=counters.render(), content_type="text/plain")
 
 
-async def health(request: web.Request) -> web.Response:
-    """Ready when the database answers: 200, else 503 (for load balancers and probes)."""
-    try:
-        await sync_to_async(_ping, thread_sensitive=False)()
-    except DatabaseUnavailable:  # logged with its cause by unit_of_work
-        return web.json_response({"status": "unavailable", "database": "down"}, status=503)
-    return web.json_response({"status": "ok", "database": "ok"})
-
-
-@unit_of_work
-def _ping() -> None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+async def _readers(app: web.Application) -> AsyncIterator[None]:
+    yield
+    app[READERS].shutdown(wait=True)
 
 
 async def _upstream(app: web.Application) -> AsyncIterator[None]:
@@ -125,7 +132,8 @@ async def _sweep(app: web.Application) -> None:
     # The sweep reads the filesystem layout; another backend would bring its own.
     assert isinstance(storage, FileSystemStorage)
     try:
-        partials, placed = await sync_to_async(unit_of_work(sweep), thread_sensitive=False)(storage)
+        sweeping = sync_to_async(unit_of_work(sweep), thread_sensitive=False, executor=app[READERS])
+        partials, placed = await sweeping(storage)
     except DatabaseUnavailable:  # logged with its cause; the next start sweeps
         return
     if partials:

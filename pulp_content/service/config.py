@@ -10,7 +10,7 @@ import tomllib
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
+from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from pulp_content.service.errors import InvalidInput
 from pulp_content.service.proxies import DEFAULT_TRUSTED_PROXIES, Network, parse_networks
@@ -18,6 +18,31 @@ from pulp_content.service.text import check_text
 
 DEFAULT_BIND = "127.0.0.1:24816"
 CONTENT_PREFIX = "/pulp/content/"
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Where the service listens: a TCP host and port, or a unix socket's path."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    path: str | None = None
+    # A listening socket systemd passed (socket activation), used instead of the above.
+    fd: int | None = None
+
+    def __str__(self) -> str:
+        """As `--bind` and gunicorn spell it."""
+        if self.path is not None:
+            return f"unix:{self.path}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def describe(self, prefix: str) -> str:
+        """Where a client finds content, for the line `serve` prints."""
+        if self.fd is not None:
+            return f"{prefix} on the socket systemd passed"
+        if self.path is not None:
+            return f"{prefix} on unix:{self.path}"
+        return f"http://{self}{prefix}"
 
 
 @dataclass(frozen=True)
@@ -42,6 +67,10 @@ class Settings:
     # is answered 429 until the oldest of them leaves it; 0 turns the limit off.
     auth_failure_limit: int = 5
     auth_failure_window: float = 60.0
+    # Most connections one worker process holds to a PostgreSQL server: one for saves,
+    # one for download claims, the rest for the threads that resolve requests. A host
+    # holds at most workers x this many.
+    database_connections: int = 6
 
     @property
     def secret_key_path(self) -> Path:
@@ -67,7 +96,10 @@ CONFIG_KEYS = (
     "trusted_proxies",
     "auth_failure_limit",
     "auth_failure_window",
+    "database_connections",
 )
+# A worker's saves and download claims have a connection each; resolving needs one more.
+MIN_DATABASE_CONNECTIONS = 3
 
 
 def apply_config_file(path: str, environ: MutableMapping[str, str]) -> None:
@@ -129,7 +161,19 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         trusted_proxies=DEFAULT_TRUSTED_PROXIES if proxies is None else parse_networks(proxies),
         auth_failure_limit=int(_count(env, "PULP_CONTENT_AUTH_FAILURE_LIMIT", "5", int)),
         auth_failure_window=_count(env, "PULP_CONTENT_AUTH_FAILURE_WINDOW", "60", float),
+        database_connections=_connections(env),
     )
+
+
+def _connections(env: Mapping[str, str]) -> int:
+    name = "PULP_CONTENT_DATABASE_CONNECTIONS"
+    count = int(_count(env, name, "6", int))
+    if count < MIN_DATABASE_CONNECTIONS:
+        raise InvalidInput(
+            f"{name} must be at least {MIN_DATABASE_CONNECTIONS} (saves, download claims and "
+            f"one to resolve requests), not {count}"
+        )
+    return count
 
 
 def _count(env: Mapping[str, str], name: str, default: str, kind: type[float]) -> float:
@@ -156,7 +200,10 @@ def sqlite_path(url: str) -> Path:
 
 def database_settings(url: str) -> dict[str, object]:
     """A Django DATABASES entry from `postgres://user:pw@host:port/db` or `sqlite:///path`."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # no URL in the message: it may hold a password
+        raise InvalidInput(f"invalid database URL: {exc}") from None
     if parts.scheme == "sqlite":
         path = quote(os.fsencode(sqlite_path(url)))
         return {
@@ -173,30 +220,44 @@ def database_settings(url: str) -> dict[str, object]:
             },
         }
     if parts.scheme in ("postgres", "postgresql"):
-        return {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": unquote(parts.path.lstrip("/")) or "postgres",
-            "USER": unquote(parts.username or ""),
-            "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "",
-            "PORT": str(parts.port or ""),
-            "CONN_MAX_AGE": None,  # kept; a broken one is replaced (database.unit_of_work)
-            # A server that drops packets is an outage (503) in seconds, not minutes.
-            "OPTIONS": {"connect_timeout": 5},
-        }
+        return _postgres_settings(url)
     raise InvalidInput(f"invalid database URL {url!r}: use postgres://... or sqlite:///...")
 
 
+def _postgres_settings(url: str) -> dict[str, object]:
+    """dj-database-url's reading of a postgres:// URL: every query option (`sslmode`,
+    `sslrootcert`, `options`, ...) reaches libpq; a host may be a socket directory
+    (`postgres://user@%2Frun%2Fpostgresql/db`)."""
+    import dj_database_url
+
+    try:
+        # CONN_MAX_AGE None: kept; a broken one is replaced (database.unit_of_work).
+        entry: dict[str, object] = dict(dj_database_url.parse(url, conn_max_age=None))
+    except ValueError as exc:
+        raise InvalidInput(f"invalid database URL: {exc}") from None
+    entry["NAME"] = entry["NAME"] or "postgres"
+    entry["PORT"] = str(entry["PORT"] or "")
+    options = entry.get("OPTIONS") or {}
+    assert isinstance(options, dict)
+    # What the URL says wins. A server that drops packets is an outage (503) in seconds,
+    # not minutes; pg_stat_activity shows whose connections these are.
+    entry["OPTIONS"] = {"connect_timeout": 5, "application_name": "pulp-content", **options}
+    return entry
+
+
 def connect_params(url: str) -> dict[str, object]:
-    """psycopg2.connect() keywords for a postgres:// URL."""
+    """psycopg2.connect() keywords for a postgres:// URL, its options included (but
+    application_name: whoever connects names the connection)."""
     params = database_settings(url)
+    options = params["OPTIONS"]
+    assert isinstance(options, dict)
     return {
         "dbname": params["NAME"],
         "user": params["USER"],
         "password": params["PASSWORD"],
         "host": params["HOST"],
         "port": params["PORT"] or 5432,
-        "connect_timeout": 5,
+        **{key: value for key, value in options.items() if key != "application_name"},
     }
 
 

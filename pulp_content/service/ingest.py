@@ -164,15 +164,16 @@ class OrmPersist:
     never queue in front of the reads that resolve requests, and SQLite gets one writer.
     """
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, readers: ThreadPoolExecutor | None = None) -> None:
         self.storage = storage
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="pulp-content-writer")
         self._commit = sync_to_async(commit, thread_sensitive=False, executor=self._writer)
         self._mark_failed = sync_to_async(
             mark_failed, thread_sensitive=False, executor=self._writer
         )
-        # A read, as resolving is: off the writer's thread, so it never waits for saves.
-        self._stored = sync_to_async(stored_artifact, thread_sensitive=False)
+        # A read, as resolving is: on the readers' threads (the service's bounded ones),
+        # never the writer's, so it never waits for saves.
+        self._stored = sync_to_async(stored_artifact, thread_sensitive=False, executor=readers)
 
     def close(self) -> None:
         """Finish the writes in progress and stop the writer thread."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -27,6 +28,9 @@ QUERY_LOG = web.AppKey("query_log", deque)
 Resolver = Callable[..., Awaitable[Any]]
 RESOLVER: web.AppKey[Resolver] = web.AppKey("resolver")
 COUNTERS = web.AppKey("counters", Counters)
+# The threads that read the database, each on a connection of its own: as many as
+# Settings.database_connections leaves beside the writer's and the claims' (app.readers).
+READERS = web.AppKey("readers", ThreadPoolExecutor)
 # Basic-auth password checks: their own thread pool, bounded, limited per client address.
 PASSWORDS = web.AppKey("passwords", Passwords)
 # Where a request's bytes came from (storage | delegated | upstream | shared download).

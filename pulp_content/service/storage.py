@@ -49,6 +49,7 @@ class Storage(Protocol):
     def marker_of(self, partial: Path, sha256: str) -> Path: ...
     def sweep_partials(self) -> int: ...
     def partials(self) -> list[Path]: ...
+    def check_writable(self) -> None: ...
 
 
 class PartialBatch:
@@ -200,6 +201,15 @@ class FileSystemStorage:
     def partials(self) -> list[Path]:
         """Partial files present now (tests assert none are left behind)."""
         return sorted(self.tmp.glob(f"*{PARTIAL_SUFFIX}")) if self.tmp.is_dir() else []
+
+    def check_writable(self) -> None:
+        """Raise OSError unless a download could be assembled here now (readiness). The
+        partial files' directory is made as a download makes it; no file is written."""
+        self.tmp.mkdir(mode=TMP_MODE, parents=True, exist_ok=True)
+        if not os.access(self.tmp, os.W_OK | os.X_OK):
+            raise PermissionError(f"cannot write to {self.tmp}")
+        if os.statvfs(self.tmp).f_flag & os.ST_RDONLY:  # root passes os.access even there
+            raise OSError(f"{self.tmp} is on a read-only filesystem")
 
 
 def open_storage(settings: Settings) -> FileSystemStorage:

@@ -13,7 +13,7 @@ import sys
 
 from aiohttp import web
 
-from pulp_content.service.config import Settings
+from pulp_content.service.config import Listen, Settings
 
 
 async def create_runner() -> web.AppRunner:
@@ -33,15 +33,17 @@ async def create_runner() -> web.AppRunner:
     return web.AppRunner(create_app(settings), **RUNNER_OPTIONS)  # type: ignore[arg-type]
 
 
-def exec_workers(settings: Settings, host: str, port: int, workers: int) -> None:
+def exec_workers(settings: Settings, listen: Listen, workers: int) -> None:
     """Replace this process with gunicorn running `workers` merged-service workers."""
     os.environ["PULP_CONTENT_HOME"] = str(settings.home)
     os.environ["PULP_CONTENT_DATABASE_URL"] = settings.database_url
     print(
-        f"pulp-content serving http://{host}:{port}{settings.content_prefix} with {workers} "
+        f"pulp-content serving {listen.describe(settings.content_prefix)} with {workers} "
         f"workers (storage {settings.storage_root})",
         flush=True,
     )
+    umask = os.umask(0o077)
+    os.umask(umask)
     argv = [
         sys.executable,
         "-m",
@@ -50,8 +52,13 @@ def exec_workers(settings: Settings, host: str, port: int, workers: int) -> None
         "aiohttp.GunicornWebWorker",
         "--workers",
         str(workers),
+        # Ignored when systemd passed a socket: gunicorn takes it ($LISTEN_FDS, kept for it).
         "--bind",
-        f"{host}:{port}",
+        str(listen),
+        # gunicorn makes its unix socket with a umask of its own (0: anyone may connect);
+        # this process's, as the one-worker server does, so the unit's UMask= decides.
+        "--umask",
+        oct(umask),
         # In-flight downloads get this long to finish or clean up on SIGTERM.
         "--graceful-timeout",
         "30",

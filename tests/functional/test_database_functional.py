@@ -49,6 +49,15 @@ class Database:
             )
             return int(cur.fetchone()[0])
 
+    def backends(self) -> int:
+        """Connections to this database, now."""
+        with self.admin.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                (self.name,),
+            )
+            return int(cur.fetchone()[0])
+
     def allow_connections(self, allowed: bool) -> None:
         with self.admin.cursor() as cur:
             cur.execute(f'ALTER DATABASE "{self.name}" WITH ALLOW_CONNECTIONS {allowed}')
@@ -114,4 +123,24 @@ def test_health_is_503_during_an_outage_and_200_after_it(served):
     assert eventually(lambda: status(port, "/health") == 200)
     for f in FILES:
         assert status(port, f"/pulp/content/outage/{f.relative_path}") == 200
+    assert "Traceback" not in process.output()
+
+
+def test_liveness_stays_200_while_readiness_is_503(served):
+    """An outage takes the workers out of the load balancer (/readyz 503), never gets
+    them restarted (/livez 200); /livez does not even connect to the database."""
+    process, database = served
+    port = process.port
+    assert status(port, "/readyz") == 200
+    database.terminate_backends()
+    assert eventually(lambda: database.backends() == 0)
+    for _ in range(20):
+        assert status(port, "/livez") == 200
+    assert database.backends() == 0  # allowed to connect, and nobody did
+    database.allow_connections(False)
+    assert eventually(lambda: status(port, "/readyz") == 503)
+    assert all(status(port, path) == 503 for path in ("/readyz", "/health") for _ in range(4))
+    assert all(status(port, "/livez") == 200 for _ in range(10))
+    database.allow_connections(True)
+    assert eventually(lambda: status(port, "/readyz") == 200)
     assert "Traceback" not in process.output()

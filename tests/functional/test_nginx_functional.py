@@ -4,10 +4,13 @@ x509 guards see the TLS client certificates nginx verified, never a header a cli
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +18,20 @@ from urllib.parse import quote
 
 import pytest
 import trustme
+from aiohttp import web
 
+from pulp_content.fixtures.background import Background
 from pulp_content.fixtures.bench import CLI, free_port, wait_listening
-from pulp_content.fixtures.remote import FileSpec
+from pulp_content.fixtures.remote import FileSpec, bound_port
 from tests.certs import SERVER_AUTH, ca_pem, leaf_pem, pem_of, signed_by, write_key_and_chain
 from tests.functional.conftest import Client
-from tests.helpers import curl
+from tests.helpers import curl, eventually
 
 pytestmark = pytest.mark.functional
 
 SITE = Path(__file__).parents[2] / "deploy" / "nginx" / "pulp-content.conf"
+LOCATIONS = SITE.with_name("pulp-content-locations.conf")
+INSTALLED_LOCATIONS = "/etc/nginx/snippets/pulp-content-locations.conf"
 STORED = FileSpec("dir/stored.bin", 300_000, 81)
 LAZY = FileSpec("lazy.bin", 200_000, 82)
 
@@ -64,15 +71,20 @@ class Tls:
         return reply.status, reply.body
 
 
-def nginx_conf(tmp: Path, listen: int, service: int, storage: Path, tls: Tls) -> str:
-    """The shipped site, pointed at this test's ports, storage and TLS files, in a minimal
-    nginx.conf."""
+def nginx_conf(tmp: Path, listen: int, service: int | Path, storage: Path, tls: Tls) -> str:
+    """The shipped site and its locations, pointed at this test's ports (or the service's
+    unix socket), storage and TLS files, in a minimal nginx.conf."""
+    locations = LOCATIONS.read_text()
+    locations = locations.replace("alias /var/lib/pulp-content/storage/;", f"alias {storage}/;")
+    (tmp / "locations.conf").write_text(locations)
+    upstream = f"unix:{service}" if isinstance(service, Path) else f"127.0.0.1:{service}"
     site = SITE.read_text()
-    site = site.replace("server 127.0.0.1:24816;", f"server 127.0.0.1:{service};")
+    assert site.count(f"include {INSTALLED_LOCATIONS};") == 2  # the HTTP and TLS servers
+    site = site.replace(INSTALLED_LOCATIONS, str(tmp / "locations.conf"))
+    site = site.replace("server 127.0.0.1:24816;", f"server {upstream};")
     site = site.replace("listen 80;", f"listen 127.0.0.1:{listen};")
     site = site.replace("listen 443 ssl;", f"listen 127.0.0.1:{tls.port} ssl;")
     site = site.replace("/etc/pulp-content/tls/", f"{tls.directory}/")
-    site = site.replace("alias /var/lib/pulp-content/storage/;", f"alias {storage}/;")
     temp = "\n".join(
         f"    {kind}_temp_path {tmp}/{kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -93,8 +105,7 @@ http {{
 """
 
 
-@pytest.fixture
-def behind_nginx(scenario, tmp_path) -> Iterator[tuple[Client, object, Tls]]:
+def nginx_binary() -> str:
     binary = shutil.which("nginx") or (
         "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
     )
@@ -102,40 +113,56 @@ def behind_nginx(scenario, tmp_path) -> Iterator[tuple[Client, object, Tls]]:
         if os.environ.get("CI"):
             pytest.fail("nginx is not installed (.ci/run installs it)")
         pytest.skip("nginx is not installed")
-    scenario.publish("eager", [STORED], "immediate")
-    scenario.publish("lazy", [LAZY], "on_demand")
-    service_port, nginx_port = free_port(), free_port()
-    service = subprocess.Popen(
-        [
-            *CLI,
-            "serve",
-            "--delegate",
-            "nginx",
-            "--bind",
-            f"127.0.0.1:{service_port}",
-        ],
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return binary
+
+
+@contextlib.contextmanager
+def running_nginx(tmp_path: Path, service: int | Path, storage: Path) -> Iterator[tuple[int, Tls]]:
+    """nginx with the shipped site in front of `service` (a port or a unix socket);
+    yields its HTTP port and its TLS side."""
+    binary = nginx_binary()
+    port = free_port()
     tls = Tls.make(tmp_path / "tls")
     conf = tmp_path / "nginx.conf"
-    storage = scenario.settings.storage_root
-    conf.write_text(nginx_conf(tmp_path, nginx_port, service_port, storage, tls))
+    conf.write_text(nginx_conf(tmp_path, port, service, storage, tls))
     nginx = subprocess.Popen(
         [binary, "-p", str(tmp_path), "-c", str(conf)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,  # nginx writes to error.log in tmp_path
     )
     try:
-        wait_listening(service_port, service)
-        wait_listening(nginx_port, nginx)
+        wait_listening(port, nginx)
         wait_listening(tls.port, nginx)
-        yield Client(Port(nginx_port)), scenario, tls  # type: ignore[arg-type]
+        yield port, tls
     finally:
-        for process in (nginx, service):
-            process.terminate()
-            process.wait(timeout=30)
+        nginx.terminate()
+        nginx.wait(timeout=30)
+
+
+def start_service(*bind: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*CLI, "serve", "--delegate", "nginx", *bind],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def behind_nginx(scenario, tmp_path) -> Iterator[tuple[Client, object, Tls]]:
+    nginx_binary()
+    scenario.publish("eager", [STORED], "immediate")
+    scenario.publish("lazy", [LAZY], "on_demand")
+    service_port = free_port()
+    service = start_service("--bind", f"127.0.0.1:{service_port}")
+    storage = scenario.settings.storage_root
+    try:
+        with running_nginx(tmp_path, service_port, storage) as (nginx_port, tls):
+            wait_listening(service_port, service)
+            yield Client(Port(nginx_port)), scenario, tls  # type: ignore[arg-type]
+    finally:
+        service.terminate()
+        service.wait(timeout=30)
 
 
 def test_stored_files_come_from_nginx(behind_nginx):
@@ -260,3 +287,84 @@ def _key_pem(key: object) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def test_a_unix_socket_service_behind_nginx(scenario, tmp_path):
+    """The site's upstream on the service's unix socket, as the systemd unit runs it:
+    stored files still come from nginx, lazy ones through the service."""
+    nginx_binary()
+    scenario.publish("eager", [STORED], "immediate")
+    scenario.publish("lazy", [LAZY], "on_demand")
+    with tempfile.TemporaryDirectory(prefix="pc-", dir="/tmp") as short:
+        path = Path(short) / "content.sock"
+        service = start_service("--bind", f"unix:{path}")
+        try:
+            assert eventually(lambda: path.exists() or service.poll() is not None, timeout=60)
+            storage = scenario.settings.storage_root
+            with running_nginx(tmp_path, path, storage) as (port, tls):
+                client = Client(Port(port))  # type: ignore[arg-type]
+                assert eventually(lambda: client.get("/readyz").status == 200)
+                stored = client.get("/pulp/content/eager/dir/stored.bin")
+                assert stored.status == 200 and stored.body == STORED.content()
+                assert stored.headers["Repr-Digest"].startswith("sha-256=:")  # nginx's sendfile
+                assert tls.curl("/pulp/content/lazy/lazy.bin") == (200, LAZY.content())
+                assert scenario.remote.count("/lazy/lazy.bin") == 1
+                assert client.get("/livez").status == 200
+                assert client.get("/metrics").status == 404  # not on the public side
+        finally:
+            service.terminate()
+            assert service.wait(timeout=30) == 0
+
+
+class Echo:
+    """Stands in for the service: answers what nginx sent it, as JSON, and a redirect
+    with an absolute Location for /pulp/content/redirect."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/{path:.*}", self.echo)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = bound_port(site)
+
+    async def stop(self) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    async def echo(self, request: web.Request) -> web.Response:
+        if request.path == "/pulp/content/redirect":
+            raise web.HTTPFound("http://pulp_content/pulp/content/elsewhere/")
+        return web.json_response(dict(request.headers))
+
+
+def test_the_site_passes_the_host_and_the_forwarded_headers(tmp_path):
+    """Host as the client sent it (with its port), X-Forwarded-For and -Proto per
+    server, and the upstream's Location passed on as it is (proxy_redirect off)."""
+    with (
+        Background(Echo()) as echo,
+        running_nginx(tmp_path, echo.server.port, tmp_path) as (
+            port,
+            tls,
+        ),
+    ):
+        client = Client(Port(port))  # type: ignore[arg-type]
+        plain = json.loads(client.get("/pulp/content/x", {"X-Forwarded-For": "192.0.2.7"}).body)
+        assert plain["Host"] == f"127.0.0.1:{port}"
+        assert plain["X-Forwarded-Proto"] == "http"
+        assert plain["X-Forwarded-For"] == "192.0.2.7, 127.0.0.1"
+        assert "X-Client-Cert" not in plain
+        status, body = tls.curl("/pulp/content/x")
+        secure = json.loads(body)
+        assert status == 200 and secure["X-Forwarded-Proto"] == "https"
+        assert secure["Host"] == f"127.0.0.1:{tls.port}"
+        assert secure["X-Forwarded-For"] == "127.0.0.1"
+        moved = client.get("/pulp/content/redirect")
+        assert moved.status == 302
+        assert moved.headers["Location"] == "http://pulp_content/pulp/content/elsewhere/"
+        assert json.loads(client.get("/readyz").body)["Host"] == f"127.0.0.1:{port}"

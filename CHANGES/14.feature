@@ -1,0 +1,1 @@
+Added `GET /livez` (the event loop answers; no database or storage asked) and `GET /readyz` (the database and the storage answer, else 503 naming what is down), with `/health` kept as the same check as `/readyz`.
