@@ -250,6 +250,10 @@ class SharedDownload(Progress):
         if self.size is None:
             self.size = verifier.received
         self.sha256 = digests["sha256"]
+        if not self.keep:
+            # Kept nowhere: gone before the verdict lets followers send the last byte
+            # (their handles, and the writer's, still read it).
+            await asyncio.to_thread(self.path.unlink, missing_ok=True)
         self.verified = True
         self._announce()
         if self.keep:
