@@ -34,6 +34,8 @@ CORE = [
     "pulp_content.service.storage",
     "pulp_content.service.locks",
     "pulp_content.service.guards",
+    "pulp_content.service.cache",
+    "pulp_content.service.invalidation",
     "pulp_content.service.passwords",
     "pulp_content.service.clientcert",
     "pulp_content.service.proxies",

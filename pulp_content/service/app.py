@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from asgiref.sync import sync_to_async
 
+from pulp_content.service import invalidation
 from pulp_content.service.accesslog import one_line_bad_requests
+from pulp_content.service.cache import CachedLocator, ResolutionCache
 from pulp_content.service.config import Settings
 from pulp_content.service.database import unit_of_work
 from pulp_content.service.download import Downloads
@@ -19,29 +22,37 @@ from pulp_content.service.ingest import OrmPersist
 from pulp_content.service.keys import (
     COUNTERS,
     DOWNLOADS,
+    LOCATOR,
     PASSWORDS,
     PERSIST,
     QUERY_LOG,
-    RESOLVER,
     SETTINGS,
     STORAGE,
     UPSTREAM,
 )
 from pulp_content.service.metrics import Counters
 from pulp_content.service.passwords import FailureLimit, Passwords
-from pulp_content.service.resolve import resolve
+from pulp_content.service.resolve import locate
 from pulp_content.service.storage import FileSystemStorage, open_storage
-from pulp_content.service.types import Resolution
+from pulp_content.service.types import Located
 from pulp_content.service.upstream import HttpUpstream
 
 log = logging.getLogger(__name__)
 
 
-def resolver(concurrent: bool) -> Callable[..., Awaitable[Resolution]]:
-    """`resolve` off the event loop. Concurrent: each executor thread keeps its own
-    connection, so requests wait on a networked database side by side instead of queueing
-    behind one connection; SQLite answers in microseconds and is fastest on one thread."""
-    return sync_to_async(unit_of_work(resolve), thread_sensitive=not concurrent)
+def locator(settings: Settings) -> CachedLocator:
+    """`locate` through the resolution cache; a miss runs it off the event loop. On
+    PostgreSQL each executor thread keeps its own connection, so requests wait on the
+    database side by side instead of queueing behind one connection; SQLite answers in
+    microseconds and is fastest on one thread."""
+    run = sync_to_async(unit_of_work(locate), thread_sensitive=settings.is_sqlite)
+    prefix = settings.content_prefix
+
+    async def located(raw_path: str, query_string: str) -> Located:
+        return await run(raw_path, prefix, query_string)
+
+    cache = ResolutionCache(settings.cache_size, settings.negative_cache_size)
+    return CachedLocator(located, cache)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -52,9 +63,9 @@ def create_app(settings: Settings) -> web.Application:
     app[STORAGE] = open_storage(settings)  # download claims: flocks, or advisory locks on PG
     app[PERSIST] = OrmPersist(app[STORAGE])
     app[QUERY_LOG] = deque(maxlen=1000)
-    app[RESOLVER] = resolver(concurrent=not settings.is_sqlite)
+    app[LOCATOR] = locator(settings)
     prefix = settings.content_prefix
-    app[COUNTERS] = Counters("merged")
+    app[COUNTERS] = Counters("merged", cache=app[LOCATOR].cache.stats)
     app.router.add_get(prefix.rstrip("/"), content)
     app.router.add_get(prefix + "{path:.*}", content)
     # Beside the content prefix, never inside it: no base path can shadow them.
@@ -62,6 +73,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/health", health)
     app.cleanup_ctx.append(_upstream)
     app.cleanup_ctx.append(_passwords)
+    app.cleanup_ctx.append(_invalidation)
     app.on_startup.append(_sweep)
     return app
 
@@ -115,6 +127,20 @@ async def _passwords(app: web.Application) -> AsyncIterator[None]:
     app[PASSWORDS] = Passwords(limit)
     yield
     app[PASSWORDS].close()
+
+
+async def _invalidation(app: web.Application) -> AsyncIterator[None]:
+    """Follow the database's change generation while serving (the cache is off until it
+    is followed, and when it has no room at all)."""
+    settings, cache = app[SETTINGS], app[LOCATOR].cache
+    if settings.cache_size + settings.negative_cache_size == 0:
+        yield
+        return
+    report = invalidation.LoopReport(cache, asyncio.get_running_loop())
+    watcher = invalidation.watcher_for(settings.database_url, report)
+    watcher.start()
+    yield
+    await asyncio.to_thread(watcher.stop)
 
 
 async def _sweep(app: web.Application) -> None:

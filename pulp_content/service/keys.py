@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
+from pulp_content.service.cache import CachedLocator
 from pulp_content.service.config import Settings
 from pulp_content.service.download import Downloads
 from pulp_content.service.metrics import Counters
@@ -23,9 +22,8 @@ PERSIST: web.AppKey[Persist] = web.AppKey("persist")
 DOWNLOADS = web.AppKey("downloads", Downloads)
 # (method, path, queries) of recent requests: what tests and /metrics read.
 QUERY_LOG = web.AppKey("query_log", deque)
-# resolve() run off the event loop (see app.resolver).
-Resolver = Callable[..., Awaitable[Any]]
-RESOLVER: web.AppKey[Resolver] = web.AppKey("resolver")
+# resolve.locate through the resolution cache, off the event loop on a miss (app.locator).
+LOCATOR = web.AppKey("locator", CachedLocator)
 COUNTERS = web.AppKey("counters", Counters)
 # Basic-auth password checks: their own thread pool, bounded, limited per client address.
 PASSWORDS = web.AppKey("passwords", Passwords)

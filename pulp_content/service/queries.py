@@ -26,11 +26,17 @@ class QueryCounter:
 _current: ContextVar[QueryCounter | None] = ContextVar("pulp_content_queries", default=None)
 _total_lock = threading.Lock()
 _total = [0]
+_background = [0]
 
 
 def total() -> int:
     """Queries this process has run since it started (for /metrics)."""
     return _total[0]
+
+
+def background_total() -> int:
+    """Queries run for no request: following changes for the resolution cache."""
+    return _background[0]
 
 
 @contextlib.contextmanager
@@ -44,9 +50,14 @@ def counting() -> Iterator[QueryCounter]:
         _current.reset(token)
 
 
-def note(sql: str) -> None:
+def note(sql: str, background: bool = False) -> None:
     """Count one statement: Django's connections do it for every statement they run;
-    the download claims' own connection (`service.locks`) calls this itself."""
+    the download claims' own connection (`service.locks`) and the invalidation watcher's
+    (`service.invalidation`, `background`) call this themselves."""
+    if background:
+        with _total_lock:
+            _background[0] += 1
+        return
     counter = _current.get()
     if counter is not None:
         counter.count += 1
