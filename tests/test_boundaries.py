@@ -36,6 +36,7 @@ CORE = [
     "pulp_content.service.guards",
     "pulp_content.service.cache",
     "pulp_content.service.invalidation",
+    "pulp_content.service.filecache",
     "pulp_content.service.passwords",
     "pulp_content.service.clientcert",
     "pulp_content.service.proxies",

@@ -17,11 +17,13 @@ from pulp_content.service.config import Settings
 from pulp_content.service.database import unit_of_work
 from pulp_content.service.download import Downloads
 from pulp_content.service.errors import DatabaseUnavailable
+from pulp_content.service.filecache import SmallFiles
 from pulp_content.service.handlers import content
 from pulp_content.service.ingest import OrmPersist
 from pulp_content.service.keys import (
     COUNTERS,
     DOWNLOADS,
+    FILES,
     LOCATOR,
     PASSWORDS,
     PERSIST,
@@ -64,6 +66,7 @@ def create_app(settings: Settings) -> web.Application:
     app[PERSIST] = OrmPersist(app[STORAGE])
     app[QUERY_LOG] = deque(maxlen=1000)
     app[LOCATOR] = locator(settings)
+    app[FILES] = SmallFiles(settings.file_cache_size) if settings.file_cache_size else None
     prefix = settings.content_prefix
     app[COUNTERS] = Counters("merged", cache=app[LOCATOR].cache.stats)
     app.router.add_get(prefix.rstrip("/"), content)

@@ -47,6 +47,9 @@ class Settings:
     # about 400 bytes: 50,000 keep a worker well under 150 MiB whatever clients ask for.
     cache_size: int = 100_000
     negative_cache_size: int = 50_000
+    # Bytes of small stored files (up to 64 KiB each) kept in memory per worker, so a
+    # warm request for one needs no thread hop; 0 turns it off.
+    file_cache_size: int = 64 * 1024 * 1024
 
     @property
     def secret_key_path(self) -> Path:
@@ -74,6 +77,7 @@ CONFIG_KEYS = (
     "auth_failure_window",
     "cache_size",
     "negative_cache_size",
+    "file_cache_size",
 )
 
 
@@ -138,6 +142,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         auth_failure_window=_count(env, "PULP_CONTENT_AUTH_FAILURE_WINDOW", "60", float),
         cache_size=int(_count(env, "PULP_CONTENT_CACHE_SIZE", "100000", int)),
         negative_cache_size=int(_count(env, "PULP_CONTENT_NEGATIVE_CACHE_SIZE", "50000", int)),
+        file_cache_size=int(_count(env, "PULP_CONTENT_FILE_CACHE_SIZE", "67108864", int)),
     )
 
 

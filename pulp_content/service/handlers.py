@@ -18,6 +18,7 @@ from pulp_content.service.errors import (
 )
 from pulp_content.service.keys import (
     DOWNLOADS,
+    FILES,
     LOCATOR,
     PASSWORDS,
     QUERY_LOG,
@@ -107,7 +108,7 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
                         settings.delegate,
                         settings.delegate_prefix,
                     )
-                return await serve(request, hit, request.app[STORAGE])
+                return await serve(request, hit, request.app[STORAGE], request.app[FILES])
             case RemoteSource() as src:
                 return await stream(request, src, request.app[DOWNLOADS])
             case Listing() as listing:

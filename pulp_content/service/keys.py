@@ -9,6 +9,7 @@ from aiohttp import web
 from pulp_content.service.cache import CachedLocator
 from pulp_content.service.config import Settings
 from pulp_content.service.download import Downloads
+from pulp_content.service.filecache import SmallFiles
 from pulp_content.service.metrics import Counters
 from pulp_content.service.passwords import Passwords
 from pulp_content.service.progress import Persist
@@ -25,6 +26,8 @@ QUERY_LOG = web.AppKey("query_log", deque)
 # resolve.locate through the resolution cache, off the event loop on a miss (app.locator).
 LOCATOR = web.AppKey("locator", CachedLocator)
 COUNTERS = web.AppKey("counters", Counters)
+# Small stored files in memory (serve), bounded by Settings.file_cache_size; None: off.
+FILES: web.AppKey[SmallFiles | None] = web.AppKey("files")
 # Basic-auth password checks: their own thread pool, bounded, limited per client address.
 PASSWORDS = web.AppKey("passwords", Passwords)
 # Where a request's bytes came from (storage | delegated | upstream | shared download).

@@ -6,7 +6,8 @@ service (needs wrk and nginx):
 - warm (the resolution cache answers) stored 4 KiB artifact, repeated 404, listing:
   requests/s with `wrk -t2 -c32` against one `pulp-content serve` worker, beside nginx
   serving the same stored file and the fixture remote serving it, in the same run; the
-  single-connection p50 (`wrk -t1 -c1`); the same stored file with `serve --workers 2`;
+  single-connection p50 (`wrk -t1 -c1`); the same stored file with `serve --workers 2`,
+  and with the small-file cache off (read on a thread each time);
 - cold: distinct stored files and distinct 404s (each resolved once by the database);
 - the service's RSS after 200 s of distinct 404 paths (the negative cache is bounded);
 - first lazy (on_demand) 1 MiB fetch: latency through the service against the same
@@ -71,6 +72,7 @@ class Running:
     home: Path
     pool: int = 0  # `serve --workers N` on the same database, when asked for
     cold: int = 0  # a service with its cache off, on the same database
+    files_off: int = 0  # a service with its resolution cache, but no small files kept
 
     def settle(self, timeout: float = 600) -> None:
         """Wait until no download is in progress (background ones included)."""
@@ -116,22 +118,25 @@ def running(repos: list[tuple[str, int, int, str]], workers: int = 1) -> Iterato
             processes.append(service)
             wait_listening(port, service)
             # The same service with its resolution cache off: every request asks the
-            # database, as before the cache (the cold figures).
-            cold = free_port()
-            processes.append(
-                subprocess.Popen(
-                    [*CLI, "serve", "--bind", f"127.0.0.1:{cold}"],
-                    env={
-                        **env,
-                        "PULP_CONTENT_CACHE_SIZE": "0",
-                        "PULP_CONTENT_NEGATIVE_CACHE_SIZE": "0",
-                    },
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    text=True,
+            # database, as before the cache (the cold figures); and with the cache but no
+            # small files in memory (each read on a thread, as before the file cache).
+            variants = {
+                "cold": {"PULP_CONTENT_CACHE_SIZE": "0", "PULP_CONTENT_NEGATIVE_CACHE_SIZE": "0"},
+                "files_off": {"PULP_CONTENT_FILE_CACHE_SIZE": "0"},
+            }
+            ports = {}
+            for name, overrides in variants.items():
+                ports[name] = free_port()
+                processes.append(
+                    subprocess.Popen(
+                        [*CLI, "serve", "--bind", f"127.0.0.1:{ports[name]}"],
+                        env={**env, **overrides},
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        text=True,
+                    )
                 )
-            )
-            wait_listening(cold, processes[-1])
+                wait_listening(ports[name], processes[-1])
             pool = 0
             if workers > 1:
                 pool = free_port()
@@ -146,7 +151,8 @@ def running(repos: list[tuple[str, int, int, str]], workers: int = 1) -> Iterato
                 )
                 wait_listening(pool, processes[-1])
             kind = "postgresql" if "postgres" in url else "sqlite"
-            yield Running(port, upstream.port, service.pid, kind, home, pool, cold)
+            cold, files_off = ports["cold"], ports["files_off"]
+            yield Running(port, upstream.port, service.pid, kind, home, pool, cold, files_off)
     finally:
         for process in processes:
             process.terminate()
@@ -341,6 +347,9 @@ def measure_service(quick: bool) -> dict[str, object]:
                 "fixture_remote_4k": wrk(direct_url, seconds),
                 "workers_2_warm_stored_4k": wrk(f"http://127.0.0.1:{r.pool}{stored}", seconds),
                 "cache_off_stored_4k": wrk(f"http://127.0.0.1:{r.cold}{stored}", seconds),
+                "file_cache_off_warm_stored_4k": wrk(
+                    f"http://127.0.0.1:{r.files_off}{stored}", seconds
+                ),
                 "cache_off_not_found": wrk(
                     f"http://127.0.0.1:{r.cold}/pulp/content/small/missing", seconds
                 ),
@@ -350,6 +359,9 @@ def measure_service(quick: bool) -> dict[str, object]:
                 "warm_stored_4k": p50_single_connection(base + stored, seconds),
                 "cache_off_stored_4k": p50_single_connection(
                     f"http://127.0.0.1:{r.cold}{stored}", seconds
+                ),
+                "file_cache_off_warm_stored_4k": p50_single_connection(
+                    f"http://127.0.0.1:{r.files_off}{stored}", seconds
                 ),
             }
         rps = {key: round(value) for key, value in figures.items()}
