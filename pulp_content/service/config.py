@@ -10,6 +10,7 @@ import tomllib
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
 
 from pulp_content.service.errors import InvalidInput
@@ -231,7 +232,13 @@ def configure_django(settings: Settings, **extra: object) -> None:
     import django
     from django.conf import settings as dj
 
-    wanted: dict[str, object] = {"DATABASES": database_settings(settings.database_url), **extra}
+    from pulp_content.service import queries
+
+    database: dict[str, Any] = database_settings(settings.database_url)
+    # Count every statement the connections send (transaction control included).
+    options = queries.database_options(settings.is_sqlite)
+    database["OPTIONS"] = {**database.get("OPTIONS", {}), **options}
+    wanted: dict[str, object] = {"DATABASES": database, **extra}
     if _configured:
         if _configured[0] != wanted:
             raise ConfigurationError(
@@ -257,8 +264,6 @@ def configure_django(settings: Settings, **extra: object) -> None:
     )
     django.setup()
     _configured.append(wanted)
-    from pulp_content.service import queries
-
     queries.install()
 
 
