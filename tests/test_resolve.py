@@ -122,7 +122,9 @@ STATEMENTS = [
     ("/pulp/content/pub/a.iso", "stream", 3),
     ("/pulp/content/latest/dir/b.txt", "serve_file", 2),
     ("/pulp/content/latest/", "listing", 2),
-    ("/pulp/content/guarded/a.iso", "forbidden", 1),
+    # The guard is checked after the path is located (the service keeps that part in its
+    # cache and checks the guard on every request): the file's statement comes first.
+    ("/pulp/content/guarded/a.iso", "forbidden", 2),
     ("/pulp/content/pt/sub/f.bin", "stream", 3),
     ("/pulp/content/pt/%252e%252e/f.bin", "not_found", 2),
     ("/pulp/content/pt/sub/", "not_found", 1),

@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 from asgiref.sync import sync_to_async
 
+from pulp_content.service import invalidation
 from pulp_content.service.accesslog import one_line_bad_requests
+from pulp_content.service.cache import CachedLocator, ResolutionCache
 from pulp_content.service.config import Settings
 from pulp_content.service.database import unit_of_work
 from pulp_content.service.download import Downloads
 from pulp_content.service.errors import DatabaseUnavailable
+from pulp_content.service.filecache import SmallFiles
 from pulp_content.service.handlers import content
 from pulp_content.service.ingest import OrmPersist
 from pulp_content.service.keys import (
     COUNTERS,
     DOWNLOADS,
+    FILES,
+    LOCATOR,
     PASSWORDS,
     PERSIST,
     QUERY_LOG,
     READERS,
-    RESOLVER,
     SETTINGS,
     STORAGE,
     UPSTREAM,
@@ -32,22 +37,12 @@ from pulp_content.service.keys import (
 from pulp_content.service.metrics import Counters
 from pulp_content.service.passwords import FailureLimit, Passwords
 from pulp_content.service.probes import livez, readyz
-from pulp_content.service.resolve import resolve
+from pulp_content.service.resolve import locate
 from pulp_content.service.storage import FileSystemStorage, open_storage
-from pulp_content.service.types import Resolution
+from pulp_content.service.types import Located
 from pulp_content.service.upstream import HttpUpstream
 
 log = logging.getLogger(__name__)
-
-
-def resolver(readers: ThreadPoolExecutor | None) -> Callable[..., Awaitable[Resolution]]:
-    """`resolve` off the event loop: on the reader threads (PostgreSQL), each with its own
-    connection, so requests wait on a networked database side by side instead of queueing
-    behind one connection; or (None: SQLite, which answers in microseconds and is fastest
-    on one thread) on asgiref's one thread."""
-    if readers is None:
-        return sync_to_async(unit_of_work(resolve), thread_sensitive=True)
-    return sync_to_async(unit_of_work(resolve), thread_sensitive=False, executor=readers)
 
 
 def reader_threads(settings: Settings) -> ThreadPoolExecutor:
@@ -59,6 +54,25 @@ def reader_threads(settings: Settings) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(count, thread_name_prefix="pulp-content-reader")
 
 
+def locator(settings: Settings, readers: ThreadPoolExecutor | None) -> CachedLocator:
+    """`locate` through the resolution cache; a miss runs it off the event loop: on the
+    reader threads (PostgreSQL), each with its own connection, so requests wait on a
+    networked database side by side instead of queueing behind one connection; or (None:
+    SQLite, which answers in microseconds and is fastest on one thread) on asgiref's one
+    thread."""
+    if readers is None:
+        run = sync_to_async(unit_of_work(locate), thread_sensitive=True)
+    else:
+        run = sync_to_async(unit_of_work(locate), thread_sensitive=False, executor=readers)
+    prefix = settings.content_prefix
+
+    async def located(raw_path: str, query_string: str) -> Located:
+        return await run(raw_path, prefix, query_string)
+
+    cache = ResolutionCache(settings.cache_size, settings.negative_cache_size)
+    return CachedLocator(located, cache)
+
+
 def create_app(settings: Settings) -> web.Application:
     """The merged content service: content under the prefix, nothing else at the root."""
     one_line_bad_requests()
@@ -68,9 +82,10 @@ def create_app(settings: Settings) -> web.Application:
     app[READERS] = reader_threads(settings)
     app[PERSIST] = OrmPersist(app[STORAGE], app[READERS])
     app[QUERY_LOG] = deque(maxlen=1000)
-    app[RESOLVER] = resolver(None if settings.is_sqlite else app[READERS])
+    app[LOCATOR] = locator(settings, None if settings.is_sqlite else app[READERS])
+    app[FILES] = SmallFiles(settings.file_cache_size) if settings.file_cache_size else None
     prefix = settings.content_prefix
-    app[COUNTERS] = Counters("merged")
+    app[COUNTERS] = Counters("merged", cache=app[LOCATOR].cache.stats)
     app.router.add_get(prefix.rstrip("/"), content)
     app.router.add_get(prefix + "{path:.*}", content)
     # Beside the content prefix, never inside it: no base path can shadow them.
@@ -81,6 +96,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_readers)  # first in, last out: after every save and claim
     app.cleanup_ctx.append(_upstream)
     app.cleanup_ctx.append(_passwords)
+    app.cleanup_ctx.append(_invalidation)
     app.on_startup.append(_sweep)
     return app
 
@@ -122,6 +138,20 @@ async def _passwords(app: web.Application) -> AsyncIterator[None]:
     app[PASSWORDS] = Passwords(limit)
     yield
     app[PASSWORDS].close()
+
+
+async def _invalidation(app: web.Application) -> AsyncIterator[None]:
+    """Follow the database's change generation while serving (the cache is off until it
+    is followed, and when it has no room at all)."""
+    settings, cache = app[SETTINGS], app[LOCATOR].cache
+    if settings.cache_size + settings.negative_cache_size == 0:
+        yield
+        return
+    report = invalidation.LoopReport(cache, asyncio.get_running_loop())
+    watcher = invalidation.watcher_for(settings.database_url, report)
+    watcher.start()
+    yield
+    await asyncio.to_thread(watcher.stop)
 
 
 async def _sweep(app: web.Application) -> None:

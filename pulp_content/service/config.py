@@ -10,6 +10,7 @@ import tomllib
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from pulp_content.service.errors import InvalidInput
@@ -71,6 +72,14 @@ class Settings:
     # one for download claims, the rest for the threads that resolve requests. A host
     # holds at most workers x this many.
     database_connections: int = 6
+    # Resolution cache bounds per worker (entries; 0 turns that cache off): answers, and
+    # 404s apart, so distinct missing paths never push out what is served. A 404 takes
+    # about 400 bytes: 50,000 keep a worker well under 150 MiB whatever clients ask for.
+    cache_size: int = 100_000
+    negative_cache_size: int = 50_000
+    # Bytes of small stored files (up to 64 KiB each) kept in memory per worker, so a
+    # warm request for one needs no thread hop; 0 turns it off.
+    file_cache_size: int = 64 * 1024 * 1024
 
     @property
     def secret_key_path(self) -> Path:
@@ -97,6 +106,9 @@ CONFIG_KEYS = (
     "auth_failure_limit",
     "auth_failure_window",
     "database_connections",
+    "cache_size",
+    "negative_cache_size",
+    "file_cache_size",
 )
 # A worker's saves and download claims have a connection each; resolving needs one more.
 MIN_DATABASE_CONNECTIONS = 3
@@ -162,6 +174,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         auth_failure_limit=int(_count(env, "PULP_CONTENT_AUTH_FAILURE_LIMIT", "5", int)),
         auth_failure_window=_count(env, "PULP_CONTENT_AUTH_FAILURE_WINDOW", "60", float),
         database_connections=_connections(env),
+        cache_size=int(_count(env, "PULP_CONTENT_CACHE_SIZE", "100000", int)),
+        negative_cache_size=int(_count(env, "PULP_CONTENT_NEGATIVE_CACHE_SIZE", "50000", int)),
+        file_cache_size=int(_count(env, "PULP_CONTENT_FILE_CACHE_SIZE", "67108864", int)),
     )
 
 
@@ -278,7 +293,13 @@ def configure_django(settings: Settings, **extra: object) -> None:
     import django
     from django.conf import settings as dj
 
-    wanted: dict[str, object] = {"DATABASES": database_settings(settings.database_url), **extra}
+    from pulp_content.service import queries
+
+    database: dict[str, Any] = database_settings(settings.database_url)
+    # Count every statement the connections send (transaction control included).
+    options = queries.database_options(settings.is_sqlite)
+    database["OPTIONS"] = {**database.get("OPTIONS", {}), **options}
+    wanted: dict[str, object] = {"DATABASES": database, **extra}
     if _configured:
         if _configured[0] != wanted:
             raise ConfigurationError(
@@ -304,8 +325,6 @@ def configure_django(settings: Settings, **extra: object) -> None:
     )
     django.setup()
     _configured.append(wanted)
-    from pulp_content.service import queries
-
     queries.install()
 
 

@@ -27,10 +27,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 from pulp_content.service.errors import InvalidInput
 from pulp_content.service.text import check_text
-from pulp_content.service.types import PasswordCheck, Refusal
+from pulp_content.service.types import (
+    Located,
+    PasswordCheck,
+    Refusal,
+    Resolution,
+    Unverified,
+    refused,
+)
 
 KINDS = ("header", "basic", "signed-url", "x509")
 PBKDF2_ITERATIONS = 200_000
@@ -66,6 +74,29 @@ def check(kind: str, settings: Mapping[str, Any], facts: RequestFacts) -> Verdic
         return checker(settings, facts)
     except (KeyError, TypeError, ValueError):
         return Refusal("content guard is misconfigured")
+
+
+def admit(
+    located: Located,
+    query_string: str,
+    headers: Mapping[str, str],
+    from_proxy: bool = False,
+    verified: str | None = None,
+) -> Resolution:
+    """The located answer, or why its distribution's guard refuses the request, or the
+    password check still to run (Unverified, unless `verified` is that check's cache key):
+    the step of resolving that runs on every request, cached answer or not. Cheap: no
+    hash is computed here (see `service.passwords`)."""
+    resolution, guard = located.resolution, located.guard
+    if guard is None:
+        return resolution
+    facts = RequestFacts(resolution.path, headers, dict(parse_qsl(query_string)), from_proxy)
+    verdict = check(guard.kind, guard.settings, facts)
+    if isinstance(verdict, Refusal):
+        return refused(resolution.path, resolution.distribution, verdict)
+    if isinstance(verdict, PasswordCheck) and verdict.cache_key != verified:
+        return Unverified(resolution.path, resolution.distribution, check=verdict)
+    return resolution
 
 
 def check_now(kind: str, settings: Mapping[str, Any], facts: RequestFacts) -> Refusal | None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import hdrs, web
 
-from pulp_content.service import queries
+from pulp_content.service import guards, queries
 from pulp_content.service.errors import (
     DatabaseUnavailable,
     NotResolved,
@@ -17,9 +18,10 @@ from pulp_content.service.errors import (
 )
 from pulp_content.service.keys import (
     DOWNLOADS,
+    FILES,
+    LOCATOR,
     PASSWORDS,
     QUERY_LOG,
-    RESOLVER,
     SERVED_FROM,
     SETTINGS,
     STORAGE,
@@ -46,6 +48,10 @@ log = logging.getLogger(__name__)
 
 CLIENT_CLOSED_REQUEST = 499
 RETRY_AFTER = "5"  # seconds: a restarting database is usually back by then
+# Guards whose check may take long (an x509 chain verified): checked on a thread. The
+# others are checked right here, on the event loop (a basic-auth password is hashed on
+# the password pool, never in the check).
+SLOW_GUARDS = frozenset({"x509"})
 
 
 async def content(request: web.Request) -> web.StreamResponse:
@@ -66,13 +72,17 @@ async def content(request: web.Request) -> web.StreamResponse:
 
 
 async def resolve_request(request: web.Request) -> Resolution:
-    """Resolve off the event loop; a basic-auth password is hashed in between, on the
-    password pool, and the path resolved again once it checks out."""
+    """What the path leads to (from the cache when known: no statement, no thread hop),
+    then its distribution's guard, which every request passes; a basic-auth password is
+    hashed in between, on the password pool, and the guard asked again once it checks out."""
     settings = request.app[SETTINGS]
     from_proxy = is_trusted_proxy(request.remote, settings.trusted_proxies)
+    path, _, query = request.raw_path.partition("?")
+    located = await request.app[LOCATOR](path, query)
     # request.headers is read-only; only a guard looks at it.
-    args = (request.raw_path, request.headers, settings.content_prefix, from_proxy)
-    resolution = await request.app[RESOLVER](*args)
+    args = (located, query, request.headers, from_proxy)
+    slow = located.guard is not None and located.guard.kind in SLOW_GUARDS
+    resolution = await asyncio.to_thread(guards.admit, *args) if slow else guards.admit(*args)
     if not isinstance(resolution, Unverified) or resolution.check is None:
         return resolution
     forwarded = request.headers.get(hdrs.X_FORWARDED_FOR)
@@ -80,7 +90,7 @@ async def resolve_request(request: web.Request) -> Resolution:
     refusal = await request.app[PASSWORDS].verify(resolution.check, client)
     if refusal is not None:
         return refused(resolution.path, resolution.distribution, refusal)
-    return await request.app[RESOLVER](*args, resolution.check.cache_key)
+    return guards.admit(*args, resolution.check.cache_key)
 
 
 async def answer(request: web.Request, resolution: Resolution) -> web.StreamResponse:
@@ -98,7 +108,7 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
                         settings.delegate,
                         settings.delegate_prefix,
                     )
-                return await serve(request, hit, request.app[STORAGE])
+                return await serve(request, hit, request.app[STORAGE], request.app[FILES])
             case RemoteSource() as src:
                 return await stream(request, src, request.app[DOWNLOADS])
             case Listing() as listing:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from aiohttp import web
 
+from pulp_content.service.cache import CachedLocator
 from pulp_content.service.config import Settings
 from pulp_content.service.download import Downloads
+from pulp_content.service.filecache import SmallFiles
 from pulp_content.service.metrics import Counters
 from pulp_content.service.passwords import Passwords
 from pulp_content.service.progress import Persist
@@ -24,13 +24,14 @@ PERSIST: web.AppKey[Persist] = web.AppKey("persist")
 DOWNLOADS = web.AppKey("downloads", Downloads)
 # (method, path, queries) of recent requests: what tests and /metrics read.
 QUERY_LOG = web.AppKey("query_log", deque)
-# resolve() run off the event loop (see app.resolver).
-Resolver = Callable[..., Awaitable[Any]]
-RESOLVER: web.AppKey[Resolver] = web.AppKey("resolver")
+# resolve.locate through the resolution cache, off the event loop on a miss (app.locator).
+LOCATOR = web.AppKey("locator", CachedLocator)
 COUNTERS = web.AppKey("counters", Counters)
 # The threads that read the database, each on a connection of its own: as many as
 # Settings.database_connections leaves beside the writer's and the claims' (app.readers).
 READERS = web.AppKey("readers", ThreadPoolExecutor)
+# Small stored files in memory (serve), bounded by Settings.file_cache_size; None: off.
+FILES: web.AppKey[SmallFiles | None] = web.AppKey("files")
 # Basic-auth password checks: their own thread pool, bounded, limited per client address.
 PASSWORDS = web.AppKey("passwords", Passwords)
 # Where a request's bytes came from (storage | delegated | upstream | shared download).

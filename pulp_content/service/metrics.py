@@ -6,10 +6,16 @@ import os
 from dataclasses import dataclass
 
 from pulp_content.service import queries
+from pulp_content.service.cache import CacheStats
 
 _HELP = {
     "requests": "Requests this process handled.",
-    "db_queries": "Database queries this process ran.",
+    "db_queries": "Database queries this process ran for requests.",
+    "db_background_queries": "Database queries this process ran for no request "
+    "(following changes for the resolution cache).",
+    "cache_hits": "Requests whose resolution came from the cache.",
+    "cache_misses": "Requests whose resolution asked the database.",
+    "cache_invalidations": "Changes that dropped resolutions from the cache.",
     "upstream_requests": "Requests this process sent to upstream remotes.",
     "bytes_sent": "Bytes this process wrote in responses, headers included.",
     "password_hashes": "Basic-auth passwords this process hashed (unknown users too).",
@@ -27,6 +33,7 @@ class Counters:
     bytes_sent: int = 0
     password_hashes: int = 0
     password_hash_iterations: int = 0
+    cache: CacheStats | None = None
 
     def render(self) -> str:
         values = {
@@ -36,7 +43,12 @@ class Counters:
             "bytes_sent": self.bytes_sent,
             "password_hashes": self.password_hashes,
             "password_hash_iterations": self.password_hash_iterations,
+            "db_background_queries": queries.background_total(),
         }
+        if self.cache is not None:
+            values["cache_hits"] = self.cache.hits
+            values["cache_misses"] = self.cache.misses
+            values["cache_invalidations"] = self.cache.invalidations
         lines = []
         for name, value in values.items():
             metric = f"pulp_content_{name}_total"

@@ -1,16 +1,18 @@
 """Resolve a request path to what the service does with it (no aiohttp).
 
 The dispatcher: from the rows `lookup` reads, decide whether a path is a file of a
-publication or a repository version, a pull-through fetch, a listing, a redirect or
-refused by a guard. This is the hot path: a stored artifact takes two statements (the
-distribution, then one UNION that finds the file, the generated metadata or the
-directory at once), a lazy artifact a third for its remote artifacts.
+publication or a repository version, a pull-through fetch, a listing or a redirect
+(`locate`, what the service caches), then whether its guard lets the request in
+(`guards.admit`, on every request). On a cache miss this is the hot path: a stored
+artifact takes two statements (the distribution, then one UNION that finds the file, the
+generated metadata or the directory at once), a lazy artifact a third for its remote
+artifacts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 from pulp_content.service import guards
 from pulp_content.service.config import CONTENT_PREFIX
@@ -29,11 +31,14 @@ from pulp_content.service.lookup import (
 from pulp_content.service.paths import MAX_SEGMENTS, BadPath, split_request_path, url_path
 from pulp_content.service.remoteurl import upstream_url
 from pulp_content.service.types import (
+    NOT_DOWNLOADED,
     ArtifactRef,
     DistributionRef,
     Entry,
+    GuardRef,
     Listing,
     LocalArtifact,
+    Located,
     NotFound,
     Redirect,
     RemoteRef,
@@ -56,35 +61,39 @@ def resolve(
 
     `from_proxy`: the peer is a trusted proxy, whose headers (a client certificate) guards
     may believe. `verified`: the cache key of the PasswordCheck the caller has run and found
-    right; any other password check comes back as Unverified, before any other query."""
-    raw_path, _, query_string = raw_path.partition("?")
+    right; any other password check comes back as Unverified. The service runs the same
+    two steps, `locate` through its cache (`service.cache`), then `guards.admit`."""
+    path, _, query_string = raw_path.partition("?")
+    located = locate(path, prefix, query_string)
+    return guards.admit(located, query_string, headers or {}, from_proxy, verified)
+
+
+def locate(raw_path: str, prefix: str = CONTENT_PREFIX, query_string: str = "") -> Located:
+    """What a percent-encoded path leads to before any guard: the part of `resolve` that
+    depends on the path and the database only, which the service caches. The query
+    string matters only to a pull-through remote that forwards it (then the answer is
+    not cacheable)."""
     decoded = unquote(raw_path)
     if not decoded.startswith(prefix) and decoded != prefix.rstrip("/"):
-        return NotFound(decoded, reason=f"not under {prefix}")
+        return Located(NotFound(decoded, reason=f"not under {prefix}"))
     try:
         segments, trailing = split_request_path(raw_path[len(prefix) :], decoded[len(prefix) :])
     except BadPath as exc:
-        return NotFound(decoded, reason=str(exc))
+        return Located(NotFound(decoded, reason=str(exc)))
     if not segments and decoded == prefix.rstrip("/"):
-        return Redirect(decoded, location=url_path(prefix))
+        return Located(Redirect(decoded, location=url_path(prefix)))
     dist = _match_distribution(segments)
     if dist is None:
-        return _list_distributions(decoded, prefix, "/".join(segments), trailing)
+        return Located(_list_distributions(decoded, prefix, "/".join(segments), trailing))
+    guard = GuardRef(dist.guard_kind, dist.guard_settings) if dist.guard_kind else None
     ref = DistributionRef(dist.name, dist.base_path)
-    if dist.guard_kind is not None:
-        query = dict(parse_qsl(query_string))
-        facts = guards.RequestFacts(decoded, headers or {}, query, from_proxy)
-        verdict = guards.check(dist.guard_kind, dist.guard_settings, facts)
-        if isinstance(verdict, guards.Refusal):
-            return refused(decoded, ref, verdict)
-        if isinstance(verdict, guards.PasswordCheck) and verdict.cache_key != verified:
-            return Unverified(decoded, ref, check=verdict)
     relative = "/".join(segments[len(dist.base_path.split("/")) :])
     if not relative and not trailing:
-        return Redirect(decoded, ref, location=url_path(f"{prefix}{dist.base_path}/"))
+        location = url_path(f"{prefix}{dist.base_path}/")
+        return Located(Redirect(decoded, ref, location=location), guard)
     if dist.remote_id is not None and dist.publication_id is None:
-        return _resolve_pull_through(decoded, ref, dist, relative, trailing, query_string)
-    return _resolve_in_source(decoded, ref, dist, relative, trailing, prefix)
+        return _resolve_pull_through(decoded, ref, dist, relative, trailing, query_string, guard)
+    return Located(_resolve_in_source(decoded, ref, dist, relative, trailing, prefix), guard)
 
 
 def resolve_now(
@@ -95,14 +104,17 @@ def resolve_now(
 ) -> Resolution:
     """`resolve`, with a password check hashed right here (`pulp-content resolve`: one
     request, no pool to protect); the service runs the same steps in `handlers`."""
-    resolution = resolve(raw_path, headers, prefix, from_proxy)
+    path, _, query_string = raw_path.partition("?")
+    located = locate(path, prefix, query_string)
+    resolution = guards.admit(located, query_string, headers or {}, from_proxy)
     if not isinstance(resolution, Unverified) or resolution.check is None:
         return resolution
     if not guards.password_matches(resolution.check):
         return refused(
             resolution.path, resolution.distribution, guards.wrong_password(resolution.check)
         )
-    return resolve(raw_path, headers, prefix, from_proxy, verified=resolution.check.cache_key)
+    verified = resolution.check.cache_key
+    return guards.admit(located, query_string, headers or {}, from_proxy, verified)
 
 
 def _match_distribution(segments: list[str]) -> DistributionRow | None:
@@ -204,9 +216,7 @@ def _file(
     assert row.content_artifact_id is not None  # metadata rows are always stored
     remotes = tuple(remote_artifacts(row.content_artifact_id))
     if not remotes:
-        return NotFound(
-            decoded, ref, source, relative, reason="content is not downloaded and has no remote"
-        )
+        return NotFound(decoded, ref, source, relative, reason=NOT_DOWNLOADED)
     return RemoteSource(
         decoded,
         ref,
@@ -227,30 +237,30 @@ def _resolve_pull_through(
     relative: str,
     trailing: bool,
     query: str,
-) -> Resolution:
+    guard: GuardRef | None,
+) -> Located:
     """A pull-through distribution serves whatever its remote has beside its URL, and keeps
     (on_demand, immediate) what it fetched so the next request comes from storage."""
     if trailing:
-        return NotFound(
-            decoded,
-            ref,
-            "pull_through",
-            relative,
-            reason="a pull-through distribution has no listing",
-        )
+        no_listing = "a pull-through distribution has no listing"
+        return Located(NotFound(decoded, ref, "pull_through", relative, reason=no_listing), guard)
     assert dist.remote_id is not None
     remote = remote_config(dist.remote_id)
+    # What the query string changes (the upstream URL) is not kept by path alone.
+    cacheable = not remote.forward_query
     try:
         url = upstream_url(remote.url, relative, query if remote.forward_query else "")
     except BadPath as exc:
-        return NotFound(decoded, ref, "pull_through", relative, reason=str(exc))
+        gone = NotFound(decoded, ref, "pull_through", relative, reason=str(exc))
+        return Located(gone, guard, cacheable)
     known = known_url(remote.id, url)
     if known is not None and known.stored is not None:
-        return LocalArtifact(decoded, ref, "pull_through", relative, known.stored, known.created)
+        stored = LocalArtifact(decoded, ref, "pull_through", relative, known.stored, known.created)
+        return Located(stored, guard, cacheable)
     remote_ref = (
         known.remote_artifact if known is not None else RemoteRef(None, remote, url, None, {})
     )
-    return RemoteSource(
+    source = RemoteSource(
         decoded,
         ref,
         "pull_through",
@@ -260,3 +270,4 @@ def _resolve_pull_through(
         remote_ref.size,
         remote_ref.digests.get("sha256"),
     )
+    return Located(source, guard, cacheable)

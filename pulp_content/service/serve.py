@@ -12,6 +12,7 @@ from typing import IO
 from aiohttp import hdrs, web
 
 from pulp_content.service.errors import NotResolved
+from pulp_content.service.filecache import SmallFiles
 from pulp_content.service.headers import not_modified, range_applies, representation_headers
 from pulp_content.service.keys import SENT_DIRECTLY
 from pulp_content.service.ranges import parse_range
@@ -88,9 +89,12 @@ def delegated(
 
 
 async def serve(
-    request: web.BaseRequest, hit: LocalArtifact, storage: Storage
+    request: web.BaseRequest,
+    hit: LocalArtifact,
+    storage: Storage,
+    files: SmallFiles | None = None,
 ) -> web.StreamResponse:
-    """Answer with the stored file of `hit`."""
+    """Answer with the stored file of `hit` (a small one from `files` when kept there)."""
     art, relative = hit.artifact, hit.relative_path or ""
     decided = plan(request, relative, art.size, art.sha256, hit.last_modified)
     if decided is None:
@@ -99,6 +103,10 @@ async def serve(
         return decided.response()
     path = storage.path_of(art.storage_path)
     try:
+        if files is not None and art.size <= SMALL_FILE:
+            whole = await _small_file(files, path, art.storage_path, art.size)
+            body = whole[decided.start : decided.start + decided.count]
+            return web.Response(status=decided.status, headers=decided.headers, body=body)
         if decided.count <= SMALL_FILE:
             # One read and one write of headers and body beat the sendfile machinery
             # (selector registration, a wait for the buffer to drain).
@@ -115,6 +123,17 @@ async def serve(
         return response
     finally:
         fobj.close()
+
+
+async def _small_file(files: SmallFiles, path: Path, storage_path: str, size: int) -> bytes:
+    """A small file's bytes: from memory, or read on a thread and kept (when whole)."""
+    kept = files.get(storage_path)
+    if kept is not None:
+        return kept
+    data = await asyncio.to_thread(_read, path, 0, size)
+    if len(data) == size:  # a damaged file is served as it is, and not kept
+        files.put(storage_path, data)
+    return data
 
 
 def _read(path: Path, start: int, count: int) -> bytes:

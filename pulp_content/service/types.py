@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from pulp_content.service.remoteconfig import RemoteConfig
 
@@ -130,6 +131,11 @@ class NotFound(Resolved):
     reason: str = "not found"
 
 
+# The one NotFound that depends on a content artifact's state (it has no stored artifact
+# and no remote artifact): the resolution cache drops it when such a state changes.
+NOT_DOWNLOADED = "content is not downloaded and has no remote"
+
+
 @dataclass(frozen=True)
 class Forbidden(Resolved):
     reason: str = "forbidden"
@@ -147,6 +153,26 @@ class Unverified(Resolved):
 
 
 Resolution = LocalArtifact | RemoteSource | Listing | Redirect | NotFound | Forbidden | Unverified
+
+
+@dataclass(frozen=True)
+class GuardRef:
+    """A distribution's content guard: checked on every request, never cached as a verdict."""
+
+    kind: str
+    settings: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)  # one per cached path: no __dict__ each
+class Located:
+    """What a path leads to before its guard is checked: what the resolution cache keeps.
+    `resolution` is never Forbidden or Unverified; `guard` is the matched distribution's.
+    `cacheable` is False for an answer that depends on the query string (a pull-through
+    remote that forwards it)."""
+
+    resolution: Resolution
+    guard: GuardRef | None = None
+    cacheable: bool = True
 
 
 def refused(path: str, ref: DistributionRef | None, refusal: Refusal) -> Forbidden:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 
 import pytest
@@ -250,32 +251,79 @@ def test_hostile_paths_are_refused(scenario, client, path):
     assert scenario.remote.count("/trav/dir/sub/c.txt") == 0
 
 
-@pytest.mark.parametrize(
-    ("kind", "expected"),
-    [
-        ("stored", {"sqlite": 2, "postgresql": 2}),
-        ("missing", {"sqlite": 2, "postgresql": 2}),
-        ("no_distribution", {"sqlite": 2, "postgresql": 2}),
-        ("listing", {"sqlite": 2, "postgresql": 2}),
-        # lazy: distribution, file, remote artifacts; then the save: INSERT artifact and
-        # UPDATE content artifact (SQLite also counts its explicit BEGIN; PostgreSQL the
-        # download claim's advisory lock and unlock).
-        ("lazy", {"sqlite": 6, "postgresql": 7}),
-    ],
-)
-def test_query_budget(scenario, inprocess_client, kind, expected):
+# Statements per request, first (cold) and repeated (warm: from the resolution cache),
+# every one the process sends: what the PostgreSQL server log shows. Cold: the
+# distribution, then the file (one UNION); a lazy artifact adds its remote artifacts,
+# then the save: BEGIN, INSERT artifact, UPDATE content artifact, COMMIT (PostgreSQL
+# also the download claim's advisory lock and unlock, on a connection of its own). A
+# streamed download takes that claim on every request (its partial file is its own):
+# warm, it is all that remains.
+BUDGET = {
+    "stored": ({"sqlite": 2, "postgresql": 2}, {"sqlite": 0, "postgresql": 0}),
+    "missing": ({"sqlite": 2, "postgresql": 2}, {"sqlite": 0, "postgresql": 0}),
+    "no_distribution": ({"sqlite": 2, "postgresql": 2}, {"sqlite": 0, "postgresql": 0}),
+    "listing": ({"sqlite": 2, "postgresql": 2}, {"sqlite": 0, "postgresql": 0}),
+    "streamed": ({"sqlite": 3, "postgresql": 5}, {"sqlite": 0, "postgresql": 2}),
+    "lazy": ({"sqlite": 7, "postgresql": 9}, None),  # repeated, it is a stored artifact
+}
+
+
+@pytest.mark.parametrize("kind", BUDGET)
+def test_query_budget(scenario, inprocess_client, kind):
+    """Counted in the process; on PostgreSQL the same as the server's own log shows, and
+    warm over 1,000 requests."""
     from django.db import connection
 
+    from pulp_content.service.keys import LOCATOR
+    from tests.functional.serverlog import server_log
+
+    cold, warm = BUDGET[kind]
     scenario.publish("eager", FILES[:2], "immediate")
     # Other bytes than "eager": the same bytes would be the same (stored) artifact.
     scenario.publish("budget", [FileSpec("a.iso", 1000, 99)], "on_demand")
+    scenario.publish("streamy", [FileSpec("s.iso", 1000, 98)], "streamed")
     path = {
         "stored": "/pulp/content/eager/a.iso",
         "missing": "/pulp/content/eager/none.iso",
         "no_distribution": "/pulp/content/nothing/here.iso",
         "listing": "/pulp/content/eager/dir/",
+        "streamed": "/pulp/content/streamy/s.iso",
         "lazy": "/pulp/content/budget/a.iso",
     }[kind]
-    response = inprocess_client.get(path)
-    assert response.complete
-    assert inprocess_client.last_queries() == expected[connection.vendor]
+    cache = inprocess_client.server.app[LOCATOR].cache
+    assert eventually(lambda: cache.live)
+    with contextlib.ExitStack() as stack:
+        log = None
+        if connection.vendor == "postgresql":
+            # Before the service's request connections open: their sessions log.
+            log = stack.enter_context(server_log(connection.settings_dict["NAME"]))
+        response = inprocess_client.get(path)
+        assert response.complete
+        assert inprocess_client.last_queries() == cold[connection.vendor]
+
+        def seen() -> list[str]:
+            assert log is not None
+            return log.statements(exclude_application="pulp-content invalidation")
+
+        if log is not None:
+            assert len(seen()) == cold["postgresql"], seen()
+        if warm is None:
+            return
+
+        def repeated_costs(statements: int) -> bool:
+            again = inprocess_client.get(path)
+            assert again.status == response.status and again.body == response.body
+            return inprocess_client.last_queries() == statements
+
+        # The answer is kept unless a change committed while it was computed.
+        assert eventually(lambda: repeated_costs(warm[connection.vendor]))
+        if log is None:
+            return
+        log.mark()
+        repeats = 1000
+        for _ in range(repeats):
+            again = inprocess_client.get(path)
+            assert again.status == response.status and again.complete
+        expected = repeats * warm["postgresql"]
+        assert eventually(lambda: len(seen()) >= expected)
+        assert len(seen()) == expected, seen()[:10]

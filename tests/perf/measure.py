@@ -2,9 +2,14 @@
 
     python -m tests.perf.measure [--out DIR] [--quick] [--only service|streaming]
 
-service (needs wrk):
-- stored 4 KiB artifact: requests/s with `wrk -t2 -c32` against one `pulp-content serve`
-  worker (no cache), beside the same wrk run against the fixture remote serving the file;
+service (needs wrk and nginx):
+- warm (the resolution cache answers) stored 4 KiB artifact, repeated 404, listing:
+  requests/s with `wrk -t2 -c32` against one `pulp-content serve` worker, beside nginx
+  serving the same stored file and the fixture remote serving it, in the same run; the
+  single-connection p50 (`wrk -t1 -c1`); the same stored file with `serve --workers 2`,
+  and with the small-file cache off (read on a thread each time);
+- cold: distinct stored files and distinct 404s (each resolved once by the database);
+- the service's RSS after 200 s of distinct 404 paths (the negative cache is bounded);
 - first lazy (on_demand) 1 MiB fetch: latency through the service against the same
   download straight from the fixture remote, interleaved, and their ratio.
 
@@ -65,6 +70,9 @@ class Running:
     pid: int  # the service process
     database: str
     home: Path
+    pool: int = 0  # `serve --workers N` on the same database, when asked for
+    cold: int = 0  # a service with its cache off, on the same database
+    files_off: int = 0  # a service with its resolution cache, but no small files kept
 
     def settle(self, timeout: float = 600) -> None:
         """Wait until no download is in progress (background ones included)."""
@@ -88,9 +96,10 @@ class Running:
 
 
 @contextmanager
-def running(repos: list[tuple[str, int, int, str]]) -> Iterator[Running]:
+def running(repos: list[tuple[str, int, int, str]], workers: int = 1) -> Iterator[Running]:
     """The fixture remote serving `repos` (name, count, size, policy), each synced,
-    published and distributed at /pulp/content/<name>/, and one service process."""
+    published and distributed at /pulp/content/<name>/, and one service process (and,
+    with `workers` > 1, a `serve --workers N` beside it on the same database: `r.pool`)."""
     home = Path(tempfile.mkdtemp(prefix="pulp-content-perf-"))
     processes: list[subprocess.Popen[str]] = []
     try:
@@ -108,8 +117,42 @@ def running(repos: list[tuple[str, int, int, str]]) -> Iterator[Running]:
             )
             processes.append(service)
             wait_listening(port, service)
+            # The same service with its resolution cache off: every request asks the
+            # database, as before the cache (the cold figures); and with the cache but no
+            # small files in memory (each read on a thread, as before the file cache).
+            variants = {
+                "cold": {"PULP_CONTENT_CACHE_SIZE": "0", "PULP_CONTENT_NEGATIVE_CACHE_SIZE": "0"},
+                "files_off": {"PULP_CONTENT_FILE_CACHE_SIZE": "0"},
+            }
+            ports = {}
+            for name, overrides in variants.items():
+                ports[name] = free_port()
+                processes.append(
+                    subprocess.Popen(
+                        [*CLI, "serve", "--bind", f"127.0.0.1:{ports[name]}"],
+                        env={**env, **overrides},
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        text=True,
+                    )
+                )
+                wait_listening(ports[name], processes[-1])
+            pool = 0
+            if workers > 1:
+                pool = free_port()
+                processes.append(
+                    subprocess.Popen(
+                        [*CLI, "serve", "--workers", str(workers), "--bind", f"127.0.0.1:{pool}"],
+                        env=env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        text=True,
+                    )
+                )
+                wait_listening(pool, processes[-1])
             kind = "postgresql" if "postgres" in url else "sqlite"
-            yield Running(port, upstream.port, service.pid, kind, home)
+            cold, files_off = ports["cold"], ports["files_off"]
+            yield Running(port, upstream.port, service.pid, kind, home, pool, cold, files_off)
     finally:
         for process in processes:
             process.terminate()
@@ -117,17 +160,66 @@ def running(repos: list[tuple[str, int, int, str]]) -> Iterator[Running]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def wrk(url: str, seconds: int) -> float:
-    """Requests/s of `wrk -t2 -c32` against one URL."""
-    out = subprocess.run(
-        ["wrk", "-t2", "-c32", f"-d{seconds}s", url], capture_output=True, text=True, check=True
-    ).stdout
+def wrk(url: str, seconds: int, connections: int = 32, script: str | None = None) -> float:
+    """Requests/s of `wrk -t2 -c32` (or -t1 -c1) against one URL (or a Lua script's)."""
+    return _wrk(url, seconds, connections, script)[0]
+
+
+def _wrk(
+    url: str, seconds: int, connections: int = 32, script: str | None = None
+) -> tuple[float, float]:
+    threads = min(2, connections)
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if script is not None:
+        args[1:1] = ["-s", script]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
+    if errors and script is None and "/missing" not in url:
         raise RuntimeError(f"wrk saw {errors.group(1)} failed responses:\n{out}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert match, out
-    return float(match.group(1))
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    assert rps and p50, out
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p50.group(2)]
+    return float(rps.group(1)), round(float(p50.group(1)) * scale, 3)
+
+
+def p50_single_connection(url: str, seconds: int) -> float:
+    """Median latency in ms of `wrk -t1 -c1` (one connection, one request at a time)."""
+    return _wrk(url, seconds, 1)[1]
+
+
+@contextmanager
+def nginx_serving(root: Path) -> Iterator[int]:
+    """nginx (one worker) serving files under `root` statically, on a free port."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="pulp-content-nginx-"))
+    conf = tmp / "nginx.conf"
+    # As root nginx's worker would run as nobody, who cannot read a private temporary home.
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf.write_text(
+        f"""daemon off; {user} worker_processes 1; pid {tmp}/nginx.pid; error_log {tmp}/error.log;
+events {{ worker_connections 1024; }}
+http {{ access_log off; sendfile on; tcp_nopush on;
+  client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
+  uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
+  server {{ listen 127.0.0.1:{port}; root {root}; }} }}
+"""
+    )
+    process = subprocess.Popen([binary, "-c", str(conf), "-p", str(tmp)])
+    try:
+        wait_listening(port, process)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return round(int(match.group(1)) / 1024, 1) if match else -1.0
 
 
 @dataclass
@@ -228,29 +320,105 @@ def environment(db: str) -> dict[str, object]:
 
 def measure_service(quick: bool) -> dict[str, object]:
     lazy_files = 10 if quick else 40
-    seconds = 3 if quick else 10
-    with running([("small", 1, 4096, "immediate"), ("lazy", lazy_files, MiB, "on_demand")]) as r:
-        stored_rps = wrk(f"http://127.0.0.1:{r.port}/pulp/content/small/small-0.bin", seconds)
-        direct_rps = wrk(f"http://127.0.0.1:{r.upstream}/small/small-0.bin", seconds)
+    seconds = 5 if quick else 10
+    stored = "/pulp/content/small/small-0.bin"
+    repos = [
+        ("small", 1, 4096, "immediate"),
+        ("many", 200, 4096, "immediate"),
+        ("lazy", lazy_files, MiB, "on_demand"),
+    ]
+    with running(repos, workers=2) as r:
+        base = f"http://127.0.0.1:{r.port}"
+        missing_in, missing_out = (
+            base + "/pulp/content/small/missing",
+            base + "/pulp/content/nowhere/missing",
+        )
+        direct_url = f"http://127.0.0.1:{r.upstream}/small/small-0.bin"
+        files = sorted((r.home / "storage" / "artifact").rglob("*"))
+        stored_file = next(f for f in files if f.is_file() and f.stat().st_size == 4096)
+        with nginx_serving(r.home / "storage") as nginx:
+            nginx_url = f"http://127.0.0.1:{nginx}/{stored_file.relative_to(r.home / 'storage')}"
+            figures = {
+                "nginx_static_4k": wrk(nginx_url, seconds),
+                "warm_stored_4k": wrk(base + stored, seconds),
+                "warm_not_found_in_distribution": wrk(missing_in, seconds),
+                "warm_not_found_outside": wrk(missing_out, seconds),
+                "warm_listing": wrk(base + "/pulp/content/many/", seconds),
+                "fixture_remote_4k": wrk(direct_url, seconds),
+                "workers_2_warm_stored_4k": wrk(f"http://127.0.0.1:{r.pool}{stored}", seconds),
+                "cache_off_stored_4k": wrk(f"http://127.0.0.1:{r.cold}{stored}", seconds),
+                "file_cache_off_warm_stored_4k": wrk(
+                    f"http://127.0.0.1:{r.files_off}{stored}", seconds
+                ),
+                "cache_off_not_found": wrk(
+                    f"http://127.0.0.1:{r.cold}/pulp/content/small/missing", seconds
+                ),
+            }
+            p50 = {
+                "nginx_static_4k": p50_single_connection(nginx_url, seconds),
+                "warm_stored_4k": p50_single_connection(base + stored, seconds),
+                "cache_off_stored_4k": p50_single_connection(
+                    f"http://127.0.0.1:{r.cold}{stored}", seconds
+                ),
+                "file_cache_off_warm_stored_4k": p50_single_connection(
+                    f"http://127.0.0.1:{r.files_off}{stored}", seconds
+                ),
+            }
+        rps = {key: round(value) for key, value in figures.items()}
         direct, merged = [], []
         for i in range(lazy_files):
             # Interleaved, so both see the same machine state.
             direct.append(fetch(r.upstream, f"/lazy/lazy-{i}.bin").total)
             merged.append(fetch(r.port, f"/pulp/content/lazy/lazy-{i}.bin").total)
         lazy_direct, lazy_merged = summary(direct), summary(merged)
+        before = rss_mib(r.pid)
+        missing = _distinct_404s(r.port, 20 if quick else 200)
         return {
             "environment": environment(r.database),
-            "stored_4k": {
-                "service_requests_per_s": stored_rps,
-                "fixture_remote_requests_per_s": direct_rps,
+            "requests_per_s": rps,
+            "ratio_to_nginx": {
+                key: round(value / figures["nginx_static_4k"], 3) for key, value in figures.items()
             },
+            "workers_2_over_1": round(
+                figures["workers_2_warm_stored_4k"] / figures["warm_stored_4k"], 2
+            ),
+            "single_connection_p50_ms": p50,
             "first_lazy_1m": {
                 "fetches": lazy_files,
                 "service": lazy_merged,
                 "direct_from_upstream": lazy_direct,
                 "ratio_median": round(lazy_merged["median_ms"] / lazy_direct["median_ms"], 2),
             },
+            "distinct_404s": {
+                "paths": missing,
+                "rss_mib_before": before,
+                "rss_mib_after": rss_mib(r.pid),
+            },
         }
+
+
+def _distinct_404s(port: int, seconds: int) -> int:
+    """`wrk -t2 -c32` asking for a new missing path every request for `seconds`; returns
+    how many it asked for."""
+    script = Path(tempfile.mkstemp(prefix="pulp-content-wrk-", suffix=".lua")[1])
+    script.write_text(
+        """local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/pulp/content/small/missing-" .. math.random(1, 1e12) .. "-" .. n)
+end
+"""
+    )
+    out = subprocess.run(
+        ["wrk", "-t2", "-c32", f"-d{seconds}s", "-s", str(script), f"http://127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    script.unlink()
+    match = re.search(r"(\d+) requests in", out)
+    assert match, out
+    return int(match.group(1))
 
 
 def warm_memory(home: Path, size: int) -> None:
