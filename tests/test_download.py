@@ -253,3 +253,32 @@ async def test_a_cancelled_download_leaves_no_partial_and_no_claim(
     assert not path.exists()
     assert not storage.locks.held(path)
     assert registry.persist.committed == []  # type: ignore[attr-defined]
+
+
+async def test_a_download_another_process_ended_before_it_was_followed_is_asked_again(
+    storage: FileSystemStorage,
+) -> None:
+    """Another process held the claim, then let go without a stored file before this one
+    saw any byte: not the upstream's verdict. The request asks again, and downloads."""
+    from pulp_content.service.shared import SharedDownload
+    from pulp_content.service.stream import _started
+
+    other = FileLocks()  # flocks exclude each other between open files: another process
+    held = other.claim(storage.new_partial(SHA256))
+    assert held is not None
+    upstream = FakeUpstream({"http://a/f": [Answer()]})
+    registry = downloads(storage, upstream)
+    starting = asyncio.ensure_future(_started(registry, source("http://a/f")))
+    while not registry.active:  # following the other process's (empty) partial file
+        await asyncio.sleep(0.001)
+    assert not starting.done() and upstream.requests == []
+    held.release()
+    other.flush()
+    download, handle = await starting
+    assert isinstance(download, SharedDownload) and len(upstream.requests) == 1
+    assert download.task is not None
+    await download.task
+    assert handle is not None
+    handle.close()
+    download.leave()
+    assert download.verified

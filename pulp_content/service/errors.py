@@ -51,6 +51,12 @@ class UpstreamError(ContentError):
         self.timeout = timeout
 
 
+class EndedElsewhere(UpstreamError):
+    """Another process's download ended, without a stored file, before this one could
+    follow it: not the upstream's verdict, so the request asks again (and may download
+    it itself)."""
+
+
 class DigestMismatch(UpstreamError):
     """The upstream's bytes did not match the expected size or digest."""
 

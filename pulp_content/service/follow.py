@@ -14,6 +14,7 @@ from typing import IO
 
 from pulp_content.service.errors import (
     ContentError,
+    EndedElsewhere,
     UpstreamError,
 )
 from pulp_content.service.progress import Persist, Progress
@@ -87,7 +88,7 @@ class TailedDownload(Progress):
                 if placed or written is not None:
                     break
                 if await self._gone():
-                    raise UpstreamError(self.src.path, "the download in another worker failed")
+                    raise EndedElsewhere(self.src.path, "the download in another worker failed")
                 await asyncio.sleep(self.POLL)
             self.started.set_result(None)
             while True:

@@ -21,7 +21,7 @@ from typing import IO
 from aiohttp import ClientResponse, hdrs, web
 
 from pulp_content.service.download import Downloads
-from pulp_content.service.errors import ContentError, TooLarge, UpstreamError
+from pulp_content.service.errors import ContentError, EndedElsewhere, TooLarge, UpstreamError
 from pulp_content.service.keys import SERVED_FROM
 from pulp_content.service.progress import Progress
 from pulp_content.service.serve import Plan, not_modified_response, plan
@@ -50,19 +50,11 @@ async def stream(
         forwarded = await _forward_range(request, src, downloads, decided)
         if forwarded is not None:
             return forwarded
-    # With a handle taken now: a streamed file goes the moment its download ends.
-    download, fobj = await downloads.join(src)
+    download, fobj = await _started(downloads, src)
     # The access log's served-from: this request began the download, or joined one.
     began = isinstance(download, SharedDownload) and download.joins == 1
     request[SERVED_FROM] = "upstream" if began else "shared download"
     try:
-        try:
-            await download.started
-        except ContentError:
-            # Answered once the download let go of its file and claim: after a 502 the
-            # storage holds nothing of it.
-            await asyncio.shield(download.finished)
-            raise
         fobj = await download.reader(fobj)
         if decided is None and download.size is not None:
             decided = plan(request, relative, download.size, src.sha256, src.last_modified)
@@ -88,6 +80,34 @@ async def stream(
         if fobj is not None:
             fobj.close()
         download.leave()
+
+
+async def _started(downloads: Downloads, src: RemoteSource) -> tuple[Progress, IO[bytes] | None]:
+    """Join the download of `src` and wait for its start; the caller follows it, closes
+    the handle and leaves. A download another worker ended before this one could follow
+    it is asked for again, once (this worker may then download it itself)."""
+    for attempt in (1, 2):
+        # With a handle taken now: a streamed file goes the moment its download ends.
+        download, fobj = await downloads.join(src)
+        try:
+            await download.started
+            return download, fobj
+        except ContentError as exc:
+            if fobj is not None:
+                fobj.close()
+            download.leave()
+            if isinstance(exc, EndedElsewhere) and attempt == 1:
+                continue
+            # Answered once the download let go of its file and claim: after a 502 the
+            # storage holds nothing of it.
+            await asyncio.shield(download.finished)
+            raise
+        except BaseException:
+            if fobj is not None:
+                fobj.close()
+            download.leave()
+            raise
+    raise AssertionError("unreachable")
 
 
 async def _head(
