@@ -61,7 +61,8 @@ def test_a_broken_url_is_refused_without_its_password(url):
 def test_database_connections_is_a_bounded_number():
     assert load_settings({}).database_connections == 6
     assert load_settings({"PULP_CONTENT_DATABASE_CONNECTIONS": "9"}).database_connections == 9
-    for wrong in ("2", "0", "-1", "many", "inf"):
+    assert load_settings({"PULP_CONTENT_DATABASE_CONNECTIONS": "4"}).database_connections == 4
+    for wrong in ("3", "0", "-1", "many", "inf"):
         with pytest.raises(InvalidInput, match="PULP_CONTENT_DATABASE_CONNECTIONS"):
             load_settings({"PULP_CONTENT_DATABASE_CONNECTIONS": wrong})
 
@@ -103,7 +104,8 @@ def test_the_services_connections_carry_the_urls_application_name(settings, tmp_
     with throwaway_postgres("pulp_content_appname") as url:
         env = {**os.environ, "PULP_CONTENT_HOME": str(tmp_path), "PULP_CONTENT_DATABASE_URL": url}
         assert run_command("migrate", env=env).returncode == 0
-        env["PULP_CONTENT_DATABASE_URL"] = url + "?application_name=mirror-a"
+        # keepalives_idle: the invalidation watcher sets it too, unless the URL does.
+        env["PULP_CONTENT_DATABASE_URL"] = url + "?application_name=mirror-a&keepalives_idle=5"
         port = free_port()
         process = subprocess.Popen(
             [*CLI, "serve", "--bind", f"127.0.0.1:{port}"],
@@ -124,8 +126,11 @@ def test_the_services_connections_carry_the_urls_application_name(settings, tmp_
 
             # The start-up sweep reads the database on a reader thread's connection.
             assert eventually(lambda: "mirror-a" in names(), timeout=60), names()
+            # The watcher connects with the URL's keepalives_idle in place of its own.
+            assert eventually(lambda: "pulp-content invalidation" in names(), timeout=30)
             time.sleep(0.5)
-            assert names() <= {"mirror-a", "pulp-content locks"}
+            assert names() <= {"mirror-a", "pulp-content locks", "pulp-content invalidation"}
+            assert process.poll() is None
         finally:
             admin.close()
             process.terminate()

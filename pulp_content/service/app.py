@@ -45,12 +45,17 @@ from pulp_content.service.upstream import HttpUpstream
 log = logging.getLogger(__name__)
 
 
+# Connections a worker holds beside its readers': the writer's (ingest), the download
+# claims' (locks) and the cache's invalidation watcher's (invalidation).
+OTHER_CONNECTIONS = 3
+
+
 def reader_threads(settings: Settings) -> ThreadPoolExecutor:
     """The threads that read the database. Each keeps a connection, so their number is
-    the bound: with the writer's and the download claims' connections, a worker holds
-    at most `settings.database_connections` (rather than the default executor's
-    min(32, CPUs + 4) plus those two)."""
-    count = settings.database_connections - 2  # the writer's, the claims'
+    the bound: with the OTHER_CONNECTIONS, a worker holds at most
+    `settings.database_connections` (rather than the default executor's min(32, CPUs + 4)
+    plus those)."""
+    count = settings.database_connections - OTHER_CONNECTIONS
     return ThreadPoolExecutor(count, thread_name_prefix="pulp-content-reader")
 
 

@@ -69,8 +69,8 @@ class Settings:
     auth_failure_limit: int = 5
     auth_failure_window: float = 60.0
     # Most connections one worker process holds to a PostgreSQL server: one for saves,
-    # one for download claims, the rest for the threads that resolve requests. A host
-    # holds at most workers x this many.
+    # one for download claims, one for the cache's invalidation watcher, the rest for
+    # the threads that resolve requests. A host holds at most workers x this many.
     database_connections: int = 6
     # Resolution cache bounds per worker (entries; 0 turns that cache off): answers, and
     # 404s apart, so distinct missing paths never push out what is served. A 404 takes
@@ -110,8 +110,9 @@ CONFIG_KEYS = (
     "negative_cache_size",
     "file_cache_size",
 )
-# A worker's saves and download claims have a connection each; resolving needs one more.
-MIN_DATABASE_CONNECTIONS = 3
+# A worker's saves, download claims and invalidation watcher have a connection each;
+# resolving needs one more.
+MIN_DATABASE_CONNECTIONS = 4
 
 
 def apply_config_file(path: str, environ: MutableMapping[str, str]) -> None:
@@ -185,8 +186,8 @@ def _connections(env: Mapping[str, str]) -> int:
     count = int(_count(env, name, "6", int))
     if count < MIN_DATABASE_CONNECTIONS:
         raise InvalidInput(
-            f"{name} must be at least {MIN_DATABASE_CONNECTIONS} (saves, download claims and "
-            f"one to resolve requests), not {count}"
+            f"{name} must be at least {MIN_DATABASE_CONNECTIONS} (saves, download claims, "
+            f"the cache's invalidation and one to resolve requests), not {count}"
         )
     return count
 

@@ -228,14 +228,12 @@ def watcher_for(database_url: str, report: Report) -> Watcher:
     def connect() -> Any:
         import psycopg2
 
-        # Keepalives: a connection that silently died is noticed in seconds, not hours.
+        # Keepalives: a connection that silently died is noticed in seconds, not hours
+        # (unless the database URL sets them: its options win, and are not repeated).
+        keepalives = {"keepalives": 1, "keepalives_idle": 2, "keepalives_interval": 1}
         return psycopg2.connect(
-            **params,
+            **{**keepalives, "keepalives_count": 2, **params},
             application_name="pulp-content invalidation",
-            keepalives=1,
-            keepalives_idle=2,
-            keepalives_interval=1,
-            keepalives_count=2,
         )
 
     return PostgresWatcher(report, connect)

@@ -28,7 +28,8 @@ QUERY_LOG = web.AppKey("query_log", deque)
 LOCATOR = web.AppKey("locator", CachedLocator)
 COUNTERS = web.AppKey("counters", Counters)
 # The threads that read the database, each on a connection of its own: as many as
-# Settings.database_connections leaves beside the writer's and the claims' (app.readers).
+# Settings.database_connections leaves beside the writer's, the claims' and the cache's
+# invalidation watcher's (app.reader_threads).
 READERS = web.AppKey("readers", ThreadPoolExecutor)
 # Small stored files in memory (serve), bounded by Settings.file_cache_size; None: off.
 FILES: web.AppKey[SmallFiles | None] = web.AppKey("files")

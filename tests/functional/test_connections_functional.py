@@ -1,7 +1,8 @@
 """PULP_CONTENT_DATABASE_CONNECTIONS bounds what each worker of `serve --workers 2` holds
 on the PostgreSQL server, under many concurrent requests (stored and lazy, so saves and
-download claims take their connections too). Each server-side connection is tied to the
-worker process that owns its client socket (/proc), not to a name it gives itself."""
+download claims take their connections too, beside the cache's invalidation watcher).
+Each server-side connection is tied to the worker process that owns its client socket
+(/proc), not to a name it gives itself."""
 
 from __future__ import annotations
 
@@ -113,7 +114,7 @@ def database(upstream, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         yield url, env
 
 
-@pytest.mark.parametrize("bound", [3, 5])
+@pytest.mark.parametrize("bound", [4, 6])
 def test_each_worker_holds_at_most_the_bound(database, monkeypatch, bound):
     from tests.conftest import _admin_or_skip
 

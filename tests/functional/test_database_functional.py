@@ -50,10 +50,12 @@ class Database:
             return int(cur.fetchone()[0])
 
     def backends(self) -> int:
-        """Connections to this database, now."""
+        """Connections to this database, now, but the cache's invalidation watchers'
+        (which follow the database whatever the requests)."""
         with self.admin.cursor() as cur:
             cur.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                " AND application_name <> 'pulp-content invalidation'",
                 (self.name,),
             )
             return int(cur.fetchone()[0])
