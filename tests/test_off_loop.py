@@ -83,14 +83,22 @@ class HangingConnection:
         self.closed = True
 
 
-async def test_a_claim_the_database_is_slow_to_answer_leaves_the_loop_serving(
-    tmp_path: Path,
-) -> None:
-    answer = threading.Event()
+def hanging_database(
+    tmp_path: Path, answer: threading.Event
+) -> tuple[AdvisoryLocks, FileSystemStorage, FakeUpstream, Downloads]:
+    """Downloads whose claims wait on a database that answers once `answer` is set."""
     locks = AdvisoryLocks(lambda: HangingConnection(answer))
     storage = FileSystemStorage(tmp_path / "storage", locks)
     upstream = FakeUpstream({"http://a/f": [Answer()]})
     registry = Downloads(storage, RecordingPersist(storage), upstream, CHUNK)  # type: ignore[arg-type]
+    return locks, storage, upstream, registry
+
+
+async def test_a_claim_the_database_is_slow_to_answer_leaves_the_loop_serving(
+    tmp_path: Path,
+) -> None:
+    answer = threading.Event()
+    locks, _storage, upstream, registry = hanging_database(tmp_path, answer)
     joining = asyncio.ensure_future(finish(registry, source("http://a/f")))
     ticks = 0
     for _ in range(20):  # the loop keeps turning while the claim waits
@@ -137,10 +145,7 @@ async def test_a_request_gone_while_the_claim_is_taken_leaves_no_claim_behind(
     tmp_path: Path,
 ) -> None:
     answer = threading.Event()
-    locks = AdvisoryLocks(lambda: HangingConnection(answer))
-    storage = FileSystemStorage(tmp_path / "storage", locks)
-    upstream = FakeUpstream({"http://a/f": [Answer()]})
-    registry = Downloads(storage, RecordingPersist(storage), upstream, CHUNK)  # type: ignore[arg-type]
+    locks, storage, upstream, registry = hanging_database(tmp_path, answer)
     joining = asyncio.ensure_future(registry.join(source("http://a/f", policy="streamed")))
     await asyncio.sleep(0.01)
     joining.cancel()  # the client hung up while the claim was being taken
