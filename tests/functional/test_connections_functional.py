@@ -6,7 +6,6 @@ Each server-side connection is tied to the worker process that owns its client s
 
 from __future__ import annotations
 
-import http.client
 import os
 import threading
 from collections import Counter
@@ -19,7 +18,7 @@ import pytest
 from pulp_content.fixtures.remote import FileSpec
 from pulp_content.service.config import Settings
 from tests.functional.conftest import ServiceProcess
-from tests.helpers import run_command
+from tests.helpers import http_status, run_command
 
 pytestmark = [pytest.mark.functional, pytest.mark.postgres_only]
 
@@ -82,14 +81,7 @@ class Sampler:
 
 
 def get(port: int, path: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
+    return http_status(port, path, timeout=60)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,22 +11,11 @@ import pytest
 from pulp_content.fixtures.remote import FileSpec
 from pulp_content.service.config import Settings
 from tests.functional.conftest import ServiceProcess
-from tests.helpers import eventually, run_command
+from tests.helpers import eventually, http_status, run_command
 
 pytestmark = [pytest.mark.functional, pytest.mark.postgres_only]
 
 FILES = [FileSpec(f"f{i}.bin", 100_000 + i, 60 + i) for i in range(6)]
-
-
-def status(port: int, path: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
 
 
 class Database:
@@ -102,29 +90,29 @@ def test_connections_cut_by_the_server_are_replaced(served):
     stored, lazy = "/pulp/content/outage/f0.bin", "/pulp/content/outage/f1.bin"
     # Every worker's threads and the download claims hold a connection now.
     for _ in range(10):
-        assert status(port, stored) == 200
-        assert status(port, "/health") == 200
+        assert http_status(port, stored) == 200
+        assert http_status(port, "/health") == 200
     assert database.terminate_backends() > 0
-    seen = [status(port, path) for path in (lazy, stored, "/health") for _ in range(6)]
+    seen = [http_status(port, path) for path in (lazy, stored, "/health") for _ in range(6)]
     assert 500 not in seen, seen
-    assert eventually(lambda: status(port, "/health") == 200)
-    assert all(status(port, f"/pulp/content/outage/{f.relative_path}") == 200 for f in FILES)
+    assert eventually(lambda: http_status(port, "/health") == 200)
+    assert all(http_status(port, f"/pulp/content/outage/{f.relative_path}") == 200 for f in FILES)
 
 
 def test_health_is_503_during_an_outage_and_200_after_it(served):
     process, database = served
     port = process.port
-    assert status(port, "/pulp/content/outage/f0.bin") == 200
+    assert http_status(port, "/pulp/content/outage/f0.bin") == 200
     database.allow_connections(False)
     database.terminate_backends()
-    assert eventually(lambda: status(port, "/health") == 503)
+    assert eventually(lambda: http_status(port, "/health") == 503)
     # Content needs the database too: a 503 (try again later), never a 500.
-    assert status(port, "/pulp/content/outage/f2.bin") == 503
-    assert status(port, "/pulp/content/outage/f0.bin") == 503
+    assert http_status(port, "/pulp/content/outage/f2.bin") == 503
+    assert http_status(port, "/pulp/content/outage/f0.bin") == 503
     database.allow_connections(True)
-    assert eventually(lambda: status(port, "/health") == 200)
+    assert eventually(lambda: http_status(port, "/health") == 200)
     for f in FILES:
-        assert status(port, f"/pulp/content/outage/{f.relative_path}") == 200
+        assert http_status(port, f"/pulp/content/outage/{f.relative_path}") == 200
     assert "Traceback" not in process.output()
 
 
@@ -133,16 +121,16 @@ def test_liveness_stays_200_while_readiness_is_503(served):
     them restarted (/livez 200); /livez does not even connect to the database."""
     process, database = served
     port = process.port
-    assert status(port, "/readyz") == 200
+    assert http_status(port, "/readyz") == 200
     database.terminate_backends()
     assert eventually(lambda: database.backends() == 0)
     for _ in range(20):
-        assert status(port, "/livez") == 200
+        assert http_status(port, "/livez") == 200
     assert database.backends() == 0  # allowed to connect, and nobody did
     database.allow_connections(False)
-    assert eventually(lambda: status(port, "/readyz") == 503)
-    assert all(status(port, path) == 503 for path in ("/readyz", "/health") for _ in range(4))
-    assert all(status(port, "/livez") == 200 for _ in range(10))
+    assert eventually(lambda: http_status(port, "/readyz") == 503)
+    assert all(http_status(port, path) == 503 for path in ("/readyz", "/health") for _ in range(4))
+    assert all(http_status(port, "/livez") == 200 for _ in range(10))
     database.allow_connections(True)
-    assert eventually(lambda: status(port, "/readyz") == 200)
+    assert eventually(lambda: http_status(port, "/readyz") == 200)
     assert "Traceback" not in process.output()
