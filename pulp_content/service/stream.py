@@ -92,20 +92,17 @@ async def _started(downloads: Downloads, src: RemoteSource) -> tuple[Progress, I
         try:
             await download.started
             return download, fobj
-        except ContentError as exc:
+        except BaseException as exc:
             if fobj is not None:
                 fobj.close()
             download.leave()
+            if not isinstance(exc, ContentError):
+                raise
             if isinstance(exc, EndedElsewhere) and attempt == 1:
                 continue
             # Answered once the download let go of its file and claim: after a 502 the
             # storage holds nothing of it.
             await asyncio.shield(download.finished)
-            raise
-        except BaseException:
-            if fobj is not None:
-                fobj.close()
-            download.leave()
             raise
     raise AssertionError("unreachable")
 
