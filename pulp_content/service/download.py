@@ -16,13 +16,13 @@ another process runs. The parts: `verify` (Verifier), `progress` (what followers
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import IO
 
 from pulp_content.service.follow import TailedDownload, TailedPullThrough
-from pulp_content.service.locks import Claim
 from pulp_content.service.progress import Persist, Progress, key_of, partial_name
 from pulp_content.service.shared import SharedDownload, storage_error
 from pulp_content.service.storage import Storage, artifact_name
@@ -135,31 +135,37 @@ class Downloads:
 
     async def _new(self, src: RemoteSource) -> Progress:
         """Download `src` here, or, when another process already does (it holds the claim
-        on the download's partial file), follow that process's file. Every step that
-        waits on the disk or the database is off the event loop."""
-        claimed: tuple[Path, Claim] | None = None
+        on the download's partial file), follow that process's file. The claim, the look
+        for a save made meanwhile and the file's creation are one hop to the lock thread."""
         name = self._shared_name(src)
-        if name is not None:
+        if name is None:
+            download = await SharedDownload.create(
+                src, self.storage, self.persist, self.upstream, self.chunk_size, self.cooldown
+            )
+        else:
+            partial = self.storage.partial_of(name)
             try:
-                partial = await asyncio.to_thread(self.storage.new_partial, name)
+                claimed = await self.storage.locks.aclaim(
+                    partial, functools.partial(self._open_here, src, partial)
+                )
             except OSError as exc:
                 raise storage_error(exc) from exc
-            claim = await self.storage.locks.aclaim(partial)
-            try:
-                elsewhere = await self._elsewhere(src, partial, claim)
-            except BaseException as exc:
-                if claim is not None:
-                    claim.release()
-                if isinstance(exc, OSError):
-                    raise storage_error(exc) from exc
-                raise
-            if elsewhere is not None:
-                return elsewhere
-            assert claim is not None
-            claimed = partial, claim
-        download = await SharedDownload.create(
-            src, self.storage, self.persist, self.upstream, self.chunk_size, self.cooldown, claimed
-        )
+            if claimed is None:  # another process downloads it
+                return self._follower(src, partial)
+            claim, out = claimed
+            if out is None:  # another process saved it since we resolved
+                claim.release()
+                return TailedDownload(src, self.storage, self.chunk_size)
+            download = SharedDownload(
+                src,
+                self.storage,
+                self.persist,
+                self.upstream,
+                self.chunk_size,
+                self.cooldown,
+                (partial, claim),
+                out,
+            )
         self.started += 1
         return download
 
@@ -175,28 +181,23 @@ class Downloads:
         file is removed as its download ends, so it is never followed across processes."""
         return partial_name(src) if src.policy != "streamed" else None
 
-    async def _elsewhere(
-        self, src: RemoteSource, partial: Path, claim: Claim | None
-    ) -> TailedDownload | TailedPullThrough | None:
-        """The follower of another process's download of `src`, when it runs one (it
-        holds the claim) or already saved the artifact since we resolved; else None."""
+    def _follower(self, src: RemoteSource, partial: Path) -> TailedDownload | TailedPullThrough:
+        """The follower of the download of `src` another process runs."""
         if src.sha256 is None:
-            if claim is not None:
-                return None  # whether it was saved meanwhile is asked as the download runs
             return TailedPullThrough(src, self.storage, self.persist, self.chunk_size, partial)
-        placed = await asyncio.to_thread(self._placed, src.sha256, partial, claim is not None)
-        if claim is not None and not placed:
-            return None
-        if claim is not None:
-            claim.release()
         return TailedDownload(src, self.storage, self.chunk_size)
 
-    def _placed(self, sha256: str, partial: Path, claimed: bool) -> bool:
-        """Placed and settled: saved by another worker since we resolved. Placed and not
-        settled, with nobody holding the claim: a save that failed; download it again."""
-        return self.storage.path_of(artifact_name(sha256)).exists() and not (
-            claimed and self.storage.marker_of(partial, sha256).exists()
-        )
+    def _open_here(self, src: RemoteSource, partial: Path) -> IO[bytes] | None:
+        """With the claim on `partial` held (on the lock thread): its file, created for
+        this process's download; None when the artifact was placed by another worker since
+        we resolved. Placed and not settled, with nobody holding the claim, is a save that
+        failed: download it again. (A pull-through file's place is unknown until the end:
+        whether it was saved meanwhile is asked as the download runs.)"""
+        if src.sha256 is not None:
+            placed = self.storage.path_of(artifact_name(src.sha256)).exists()
+            if placed and not self.storage.marker_of(partial, src.sha256).exists():
+                return None
+        return self.storage.open_partial(partial)
 
     def _forget(self, key: Hashable, download: Progress) -> Callable[..., None]:
         def forget() -> None:

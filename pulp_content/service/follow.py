@@ -41,7 +41,7 @@ class TailedDownload(Progress):
         super().__init__(src, chunk_size, keep=True)
         self.storage = storage
         self._asked = 0.0
-        self.partial = storage.new_partial(src.sha256)
+        self.partial = storage.partial_of(src.sha256)
         self.final = storage.path_of(artifact_name(src.sha256))
 
     def _open_either(self) -> IO[bytes] | None:

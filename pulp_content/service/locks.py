@@ -17,6 +17,8 @@ in the order asked: a coroutine awaits `aclaim`/`aheld` and the event loop goes 
 serving meanwhile (an advisory lock is a database round trip, with a connect timeout of
 seconds when the database is away); `release` never waits, and still runs before any
 claim asked after it. `claim`/`held` wait for the answer, for commands and start-up.
+`aclaim` also does the holder's first work with the claim (creating its partial file) in
+the same turn on that thread: one hop off the event loop for both, not one each.
 """
 
 from __future__ import annotations
@@ -67,8 +69,9 @@ class Locks(Protocol):
     def held(self, partial: Path) -> bool:
         """Whether anyone holds the claim on `partial` now (waits, as `claim` does)."""
 
-    async def aclaim(self, partial: Path) -> Claim | None:
-        """`claim`, with the event loop free meanwhile."""
+    async def aclaim(self, partial: Path, then: Callable[[], T]) -> tuple[Claim, T] | None:
+        """`claim`, with the event loop free meanwhile, and `then()` run right after it,
+        on the same thread, when the claim was taken. If `then` raises, the claim goes."""
 
     async def aheld(self, partial: Path) -> bool:
         """`held`, with the event loop free meanwhile."""
@@ -102,10 +105,13 @@ class LockThread:
     async def run(self, work: Callable[..., T], *args: Any) -> T:
         return await asyncio.wrap_future(self._submit(work, *args))
 
-    async def run_claim(self, work: Callable[[Path], Claim | None], partial: Path) -> Claim | None:
-        """A claim taken on the thread; if the caller is cancelled meanwhile, the claim
-        it would have got is dropped, never left held by nobody."""
-        future = self._submit(work, partial)
+    async def run_claim(
+        self, work: Callable[[Path], Claim | None], partial: Path, then: Callable[[], T]
+    ) -> tuple[Claim, T] | None:
+        """A claim taken on the thread, and `then` done with it there; if the caller is
+        cancelled meanwhile, the claim it would have got is dropped (and what `then` made,
+        closed), never left held by nobody."""
+        future = self._submit(_claim_then, work, partial, then)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -141,11 +147,28 @@ def lock_thread() -> LockThread:
         return _thread
 
 
-def _release_unwanted(future: Future[Claim | None]) -> None:
-    if not future.cancelled() and future.exception() is None:
-        claim = future.result()
-        if claim is not None:
-            claim.release()
+def _claim_then(
+    work: Callable[[Path], Claim | None], partial: Path, then: Callable[[], T]
+) -> tuple[Claim, T] | None:
+    claim = work(partial)
+    if claim is None:
+        return None
+    try:
+        return claim, then()
+    except BaseException:
+        claim.release()  # runs after this call: the thread's next job
+        raise
+
+
+def _release_unwanted(future: Future[tuple[Claim, Any] | None]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    claimed = future.result()
+    if claimed is not None:
+        claim, made = claimed
+        with contextlib.suppress(OSError):
+            getattr(made, "close", _nothing)()
+        claim.release()
 
 
 class FileLock:
@@ -157,7 +180,13 @@ class FileLock:
 
     def try_acquire(self) -> bool:
         while True:
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            except FileNotFoundError:
+                # Its directory went (storage's tmp, removed by hand): made again as the
+                # storage makes it, for the owner only.
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -225,8 +254,8 @@ class FileLocks:
     def held(self, partial: Path) -> bool:
         return self._thread.wait(self._held, partial)
 
-    async def aclaim(self, partial: Path) -> Claim | None:
-        return await self._thread.run_claim(self._claim, partial)
+    async def aclaim(self, partial: Path, then: Callable[[], T]) -> tuple[Claim, T] | None:
+        return await self._thread.run_claim(self._claim, partial, then)
 
     async def aheld(self, partial: Path) -> bool:
         return await self._thread.run(self._held, partial)
@@ -344,8 +373,8 @@ class AdvisoryLocks:
     def held(self, partial: Path) -> bool:
         return self._thread.wait(self._held_now, partial)
 
-    async def aclaim(self, partial: Path) -> Claim | None:
-        return await self._thread.run_claim(self._claim, partial)
+    async def aclaim(self, partial: Path, then: Callable[[], T]) -> tuple[Claim, T] | None:
+        return await self._thread.run_claim(self._claim, partial, then)
 
     async def aheld(self, partial: Path) -> bool:
         return await self._thread.run(self._held_now, partial)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import os
-from collections.abc import Callable
+import uuid
 from pathlib import Path
 from typing import IO
 
@@ -74,21 +75,18 @@ class SharedDownload(Progress):
         upstream: Upstream,
         chunk_size: int,
         cooldown: float,
-        claimed: tuple[Path, Claim] | None,
     ) -> SharedDownload:
-        """A download of `src` into the claimed partial file, or into a fresh one."""
+        """A download of `src` into a partial file of a fresh name (nobody follows it from
+        another process): claimed and created in one hop to the lock thread."""
+        path = storage.partial_of(uuid.uuid4().hex)
         try:
-            if claimed is None:
-                path = await asyncio.to_thread(storage.new_partial)
-                claim = await storage.locks.aclaim(path)
-                assert claim is not None, "a fresh name: nobody else has it"
-                claimed = path, claim
-            out = await asyncio.to_thread(open, claimed[0], "w+b")
+            opened = functools.partial(storage.open_partial, path)
+            claimed = await storage.locks.aclaim(path, opened)
         except OSError as exc:
-            if claimed is not None:
-                claimed[1].release()
             raise storage_error(exc) from exc
-        return cls(src, storage, persist, upstream, chunk_size, cooldown, claimed, out)
+        assert claimed is not None, "a fresh name: nobody else has it"
+        claim, out = claimed
+        return cls(src, storage, persist, upstream, chunk_size, cooldown, (path, claim), out)
 
     @property
     def reusable(self) -> bool:
@@ -265,28 +263,23 @@ class SharedDownload(Progress):
     async def _copy(self, answer: ClientResponse, verifier: Verifier) -> None:
         """Digests and writes run on a thread, one chunk at a time, while the next chunk
         is read: the upstream is drained as fast as it sends (bytes still unread when its
-        connection drops are lost with it, and asked for again by the resume). Followers
-        hear of each chunk as soon as it is written."""
+        connection drops are lost with it, and asked for again by the resume).
+
+        Followers hear of each chunk as it arrives, before it is on disk: they take the
+        newest chunk from memory (`tail`) and read back only what lies before it, which
+        was written before this chunk's write began. The verdict waits for every write."""
         writing: asyncio.Future[None] | None = None
         try:
             async for chunk in chunks(answer, self.chunk_size):
                 if writing is not None:
                     await writing
                 writing = asyncio.ensure_future(asyncio.to_thread(self._absorb, verifier, chunk))
-                writing.add_done_callback(self._announcer(chunk))
+                self.tail = (self.written, chunk)
+                self.written += len(chunk)
+                self._announce()
         finally:
             if writing is not None:
-                await writing  # `written` is right for a resume, or for the verdict
-
-    def _announcer(self, chunk: bytes) -> Callable[[asyncio.Future[None]], None]:
-        def written(done: asyncio.Future[None]) -> None:
-            if done.cancelled() or done.exception() is not None:
-                return
-            self.tail = (self.written, chunk)
-            self.written += len(chunk)
-            self._announce()
-
-        return written
+                await writing  # the file holds `written` bytes: for a resume, or the verdict
 
     def _absorb(self, verifier: Verifier, chunk: bytes) -> None:
         verifier.update(chunk)

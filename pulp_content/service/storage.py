@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import IO, Protocol
 
 from pulp_content.service.config import Settings
 from pulp_content.service.locks import PARTIAL_SUFFIX, Claim, FileLocks, Locks, locks_for
@@ -42,6 +42,7 @@ class Storage(Protocol):
     def path_of(self, name: str) -> Path: ...
     def new_partial(self, name: str | None = None) -> Path: ...
     def partial_of(self, name: str) -> Path: ...
+    def open_partial(self, partial: Path) -> IO[bytes]: ...
     def batch(self) -> PartialBatch: ...
     def place(self, partial: Path, sha256: str) -> str: ...
     def settle(self, partial: Path, sha256: str) -> None: ...
@@ -132,6 +133,12 @@ class FileSystemStorage:
     def partial_of(self, name: str) -> Path:
         """Where the partial file of download `name` is (or would be)."""
         return self.tmp / f"{name}{PARTIAL_SUFFIX}"
+
+    def open_partial(self, partial: Path) -> IO[bytes]:
+        """Create `partial` (a path from `partial_of`) for writing, and for reading back:
+        a follower's handle is a duplicate of this one (see `SharedDownload`)."""
+        self.tmp.mkdir(mode=TMP_MODE, parents=True, exist_ok=True)
+        return open(partial, "w+b")
 
     def batch(self) -> PartialBatch:
         """A set of partial files kept (and locked) together until it is closed."""
