@@ -97,6 +97,8 @@ def test_json_prints_the_object_and_urls_are_on_the_origin(upstream, db):
         "distribution", "create", "files", "--base-path", "f/x", "--repository", "files"
     )
     assert made == f"created distribution files at {ORIGIN}{PREFIX}f/x/\n"
+    # resolve says what the service sends: the redirect absolute on the origin.
+    assert f"\nlocation: {ORIGIN}{PREFIX}f/x/\n" in user.run("resolve", f"{PREFIX}f/x")
     guard = user.doc("guard", "create", "signed", "--kind", "signed-url")
     assert (guard["name"], guard["key"], guard["distributions"]) == ("signed", "***", [])
     dist = user.doc("distribution", "update", "files", "--guard", "signed")

@@ -194,7 +194,7 @@ def plain_lines(doc: dict[str, Any], indent: str = "") -> list[str]:
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             lines.append(f"{indent}{key}:")
             for item in value:
-                first, *rest = plain_lines(item, indent + "    ")
+                first, *rest = plain_lines(item, indent + "    ") or [NOTHING]
                 lines += [f"{indent}  - {first.lstrip()}", *rest]
         else:
             lines.append(f"{indent}{key}: {plain(value)}")
