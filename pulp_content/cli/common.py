@@ -165,6 +165,8 @@ def progress_callbacks() -> tuple[Callable[[int], None], Callable[[int], None], 
     return on_total, advance, close
 
 
+Doc = dict[str, Any]  # a record, as `show --json` prints it
+
 # What plain output shows for nothing: no value, an empty list or mapping.
 NOTHING = "-"
 COLUMN_GAP = "  "
@@ -234,6 +236,19 @@ def emit_one(doc: dict[str, Any], as_json: bool) -> None:
         return
     for line in plain_lines(doc):
         click.echo(line)
+
+
+def json_option(what: str) -> Callable[[Any], Any]:
+    """`--json`: print the record(s) as JSON instead of plain text."""
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON.")
+
+
+def echo_record(kind: str, row: Any, shape: Callable[[Doc], Doc] | None = None) -> None:
+    """What `create` and `update` print with --json: the record, as `show --json` does."""
+    from pulp_content.service.catalog import record_as_dict
+
+    doc = record_as_dict(kind, row)
+    emit_one(shape(doc) if shape else doc, as_json=True)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

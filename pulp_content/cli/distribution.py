@@ -9,9 +9,12 @@ import click
 from pulp_content.cli.common import (
     ROW_ID,
     CommandGroup,
+    Doc,
+    echo_record,
+    json_option,
     settings,
 )
-from pulp_content.cli.records import Doc, echo_record, json_option, record_commands
+from pulp_content.cli.records import record_commands
 
 
 def source_options(func: Any) -> Any:

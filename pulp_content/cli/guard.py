@@ -7,10 +7,12 @@ import click
 from pulp_content.cli.common import (
     Command,
     CommandGroup,
+    echo_record,
+    json_option,
     read_file_option,
     settings,
 )
-from pulp_content.cli.records import echo_record, json_option, record_commands
+from pulp_content.cli.records import record_commands
 
 
 @click.group(cls=CommandGroup)

@@ -7,9 +7,11 @@ import click
 from pulp_content.cli.common import (
     ROW_ID,
     CommandGroup,
+    echo_record,
+    json_option,
     settings,
 )
-from pulp_content.cli.records import echo_record, json_option, record_commands
+from pulp_content.cli.records import record_commands
 from pulp_content.service.storage import open_storage
 
 

@@ -8,22 +8,7 @@ from typing import Any
 
 import click
 
-from pulp_content.cli.common import emit_list, emit_one
-
-Doc = dict[str, Any]
-
-
-def json_option(what: str) -> Callable[[Any], Any]:
-    """`--json`: print the record(s) as JSON instead of plain text."""
-    return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON.")
-
-
-def echo_record(kind: str, row: Any, shape: Callable[[Doc], Doc] | None = None) -> None:
-    """What `create` and `update` print with --json: the record, as `show --json` does."""
-    from pulp_content.service.catalog import record_as_dict
-
-    doc = record_as_dict(kind, row)
-    emit_one(shape(doc) if shape else doc, as_json=True)
+from pulp_content.cli.common import Doc, emit_list, emit_one, json_option
 
 
 def record_commands(

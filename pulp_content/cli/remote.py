@@ -10,10 +10,12 @@ from pulp_content.cli.common import (
     SECONDS,
     ByteSize,
     CommandGroup,
+    echo_record,
+    json_option,
     parse_headers,
     read_file_option,
 )
-from pulp_content.cli.records import echo_record, json_option, record_commands
+from pulp_content.cli.records import record_commands
 
 POLICY = click.Choice(["immediate", "on_demand", "streamed"])
 

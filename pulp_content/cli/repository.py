@@ -6,10 +6,12 @@ import click
 
 from pulp_content.cli.common import (
     CommandGroup,
+    echo_record,
+    json_option,
     progress_callbacks,
     settings,
 )
-from pulp_content.cli.records import echo_record, json_option, record_commands
+from pulp_content.cli.records import record_commands
 from pulp_content.service.storage import open_storage
 
 

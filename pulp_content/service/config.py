@@ -198,6 +198,17 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     )
 
 
+def _connections(env: Mapping[str, str]) -> int:
+    name = "PULP_CONTENT_DATABASE_CONNECTIONS"
+    count = int(_count(env, name, "6", int))
+    if count < MIN_DATABASE_CONNECTIONS:
+        raise InvalidInput(
+            f"{name} must be at least {MIN_DATABASE_CONNECTIONS} (saves, download claims, "
+            f"the cache's invalidation and one to resolve requests), not {count}"
+        )
+    return count
+
+
 def content_prefix(env: Mapping[str, str]) -> str:
     """PULP_CONTENT_CONTENT_PATH_PREFIX, checked (the bench asks its servers under it)."""
     name = "PULP_CONTENT_CONTENT_PATH_PREFIX"
@@ -208,17 +219,6 @@ def _content_origin(env: Mapping[str, str]) -> str | None:
     name = "PULP_CONTENT_CONTENT_ORIGIN"
     text = env.get(name)
     return check_origin(text, name) if text else None
-
-
-def _connections(env: Mapping[str, str]) -> int:
-    name = "PULP_CONTENT_DATABASE_CONNECTIONS"
-    count = int(_count(env, name, "6", int))
-    if count < MIN_DATABASE_CONNECTIONS:
-        raise InvalidInput(
-            f"{name} must be at least {MIN_DATABASE_CONNECTIONS} (saves, download claims, "
-            f"the cache's invalidation and one to resolve requests), not {count}"
-        )
-    return count
 
 
 def _count(env: Mapping[str, str], name: str, default: str, kind: type[float]) -> float:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from urllib.parse import unquote
 
 from pulp_content.service import guards
+from pulp_content.service.config import CONTENT_PREFIX
 from pulp_content.service.lookup import (
     DistributionRow,
     FileRow,
@@ -46,7 +47,6 @@ from pulp_content.service.types import (
     Unverified,
     refused,
 )
-from pulp_content.service.urlspace import CONTENT_PREFIX
 
 
 def resolve(
