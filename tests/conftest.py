@@ -199,7 +199,7 @@ class Scenario:
         publication = self.cli("publication", "create", "--repository", name).split()[-1]
         base = base_path or name
         self.cli("distribution", "create", name, "--base-path", base, "--publication", publication)
-        return f"/pulp/content/{base}/"
+        return f"{self.settings.content_prefix}{base}/"
 
 
 @pytest.fixture

@@ -51,6 +51,7 @@ CORE = [
     "pulp_content.service.accesslog",
     "pulp_content.service.metrics",
     "pulp_content.service.config",
+    "pulp_content.service.urlspace",
     "pulp_content.cli.describe",
     "pulp_content.fixtures.remote",
 ]

@@ -27,6 +27,8 @@ from pulp_content.fixtures.bench import CLI, free_port, wait_listening
 from tests.helpers import run_command
 
 CommandPath = tuple[str, ...]
+# What plain output never shows: Python's spelling of nothing, truth, or empty containers.
+PYTHON_REPR = re.compile(r"\b(None|True|False)\b|\{\}|\[\]|\(\)|\{'")
 
 MIGRATIONS = len(list(Path(pulp_content.service.migrations.__file__).parent.glob("0*.py")))
 
@@ -65,6 +67,7 @@ class Step:
     keep: str | None = None  # remember stdout's last word under this name
     get: str | None = None  # a server: GET this path once it listens, then SIGTERM it
     background: str | None = None  # a server for the steps after it: keep the line with this
+    match: str | None = None  # a regular expression stdout must match (re.search)
 
 
 # Each chain runs in order; the chains run side by side.
@@ -78,12 +81,16 @@ CHAINS: list[list[Step]] = [
         Step(("remote", "create", "up", "--url", "{server}", "--policy", "on_demand"), "created"),
         Step(("remote", "update", "up", "--sock-read-timeout", "30"), "updated remote up"),
         Step(("remote", "show", "up", "--json"), '"sock_read_timeout": 30.0'),
-        Step(("remote", "list"), "up\ton_demand\t"),
+        Step(("remote", "list"), match=r"\ANAME +POLICY +URL\nup +on_demand +http://"),
         Step(("repository", "create", "files", "--remote", "up"), "created repository files"),
         Step(("repository", "sync", "files"), "synced files: version 1"),
-        Step(("repository", "list"), "files\tversion 1\tremote up"),
+        Step(("repository", "list"), match=r"\ANAME +LATEST VERSION +REMOTE\nfiles +1 +up\n"),
+        Step(("repository", "show", "files"), "latest_version: 1"),
         Step(("publication", "create", "--repository", "files"), keep="publication"),
-        Step(("publication", "list"), "{publication}\tfiles:1"),
+        Step(
+            ("publication", "list"),
+            match=r"\AID +REPOSITORY +VERSION +PASS THROUGH\n\d+ +files +1 +no\n",
+        ),
         Step(
             (
                 "distribution",
@@ -94,7 +101,7 @@ CHAINS: list[list[Step]] = [
                 "--publication",
                 "{publication}",
             ),
-            "created distribution files at files",
+            "created distribution files at http://127.0.0.1:24816/pulp/content/files/",
         ),
         Step(("resolve", "/pulp/content/files/files-0.bin"), "action: stream"),
         Step(("serve", "--bind", "127.0.0.1:{port}"), get="/pulp/content/files/files-0.bin"),
@@ -103,11 +110,14 @@ CHAINS: list[list[Step]] = [
             get="/streamer/files/files-1.bin",
         ),
         Step(("guard", "create", "signed", "--kind", "signed-url"), "created signed-url guard"),
-        Step(("guard", "list"), "signed\tsigned-url\t"),
+        Step(("guard", "list"), match=r"\ANAME +KIND +DISTRIBUTIONS\nsigned +signed-url +-\n"),
         Step(("guard", "show", "signed"), "kind: signed-url"),
         Step(("distribution", "update", "files", "--guard", "signed"), "updated distribution"),
         Step(("distribution", "show", "files"), "guard: signed"),
-        Step(("distribution", "list"), "files\tfiles"),
+        Step(
+            ("distribution", "list"),
+            match=r"\ANAME +BASE PATH +URL\nfiles +files +http://127.0.0.1:24816/pulp/content/files/\n",
+        ),
         Step(("sign", "http://127.0.0.1/pulp/content/files/files-0.bin"), "&signature="),
         Step(("distribution", "delete", "files"), "deleted distribution files"),
         Step(("guard", "delete", "signed"), "deleted guard signed"),
@@ -204,6 +214,9 @@ def run_chain(chain: list[Step], env: dict[str, str]) -> None:
                 assert done.returncode == 0, (args, done.stdout, done.stderr)
                 assert "Traceback" not in done.stderr, (args, done.stderr)
                 assert step.expect.format(**kept) in done.stdout, (args, done.stdout)
+                assert not step.match or re.search(step.match, done.stdout), (args, done.stdout)
+                if "--json" not in args:
+                    assert not PYTHON_REPR.search(done.stdout), (args, done.stdout)
                 if step.keep:
                     kept[step.keep] = done.stdout.split()[-1]
     finally:

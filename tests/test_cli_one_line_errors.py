@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pulp_content.fixtures.bench import free_port
 from pulp_content.fixtures.remote import FileSpec
 from tests.helpers import run_command
 from tests.test_cli import snapshot
@@ -52,6 +53,7 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "latin1.toml").write_bytes(b'home = "/tmp/h\xe9"\n')
     (tmp_path / "nul.toml").write_text('home = "/tmp/a\\u0000b"\n')
     (tmp_path / "a-file").write_text("")
+    (tmp_path / "origin.toml").write_text('content_origin = "https://h.example.com/pulp"\n')
     return tmp_path
 
 
@@ -143,6 +145,35 @@ def cases(port: int, files: Path) -> list[Case]:
             ("distribution", "create", "d", "--base-path", "x", "--publication", "9" * 30),
             "--publication",
             2,
+        ),
+        Case(
+            ("distribution", "create", "d", "--base-path", "x", "--repository", "pub"),
+            "PULP_CONTENT_CONTENT_ORIGIN must be scheme://host[:port]",
+            env={"PULP_CONTENT_CONTENT_ORIGIN": "h.example.com"},
+        ),
+        Case(
+            ("--config", str(files / "origin.toml"), "distribution", "show", "pub"),
+            "with no path (the path is PULP_CONTENT_CONTENT_PATH_PREFIX)",
+        ),
+        Case(
+            ("distribution", "update", "pub", "--base-path", "y"),
+            "PULP_CONTENT_CONTENT_PATH_PREFIX must start and end with '/'",
+            env={"PULP_CONTENT_CONTENT_PATH_PREFIX": "/content"},
+        ),
+        Case(
+            ("serve", "--bind", f"127.0.0.1:{free_port()}"),
+            "PULP_CONTENT_CONTENT_PATH_PREFIX must not begin with /livez",
+            env={"PULP_CONTENT_CONTENT_PATH_PREFIX": "/livez/"},
+        ),
+        Case(
+            ("serve", "--design", "redirect", "--bind", f"127.0.0.1:{free_port()}"),
+            "PULP_CONTENT_CONTENT_PATH_PREFIX must start and end with '/' and hold at least one",
+            env={"PULP_CONTENT_CONTENT_PATH_PREFIX": "/"},
+        ),
+        Case(
+            ("sign", "http://h/pulp/content/a/b/a.iso"),
+            "is not under /c/",
+            env={"PULP_CONTENT_CONTENT_PATH_PREFIX": "/c/"},
         ),
     ]
 

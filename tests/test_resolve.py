@@ -93,7 +93,11 @@ def test_plain_output_is_readable(scenario):
     scenario.publish("pub", FILES, "on_demand")
     out = scenario.cli("resolve", "/pulp/content/pub/a.iso")
     assert "action: stream" in out
-    assert "distribution: " in out
+    # Nested values below their key, indented; no JSON, no Python repr.
+    assert "\ndistribution:\n  name: pub\n  base_path: pub\n" in out
+    assert "\nremote_artifacts:\n  - remote: pub\n    url: http" in out
+    assert "\nartifact: -\n" in out
+    assert not any(word in out for word in ("None", "null", "{", "["))
 
 
 def test_guard_of_an_unknown_kind_refuses(scenario):

@@ -32,7 +32,11 @@ if TYPE_CHECKING:
     help="Write a PNG chart here (needs matplotlib: pip install 'pulp-content[bench]').",
 )
 @click.option(
-    "--design", type=click.Choice(["merged", "redirect", "both"]), default="both", show_default=True
+    "--design",
+    type=click.Choice(["merged", "redirect", "both"]),
+    default="both",
+    show_default=True,
+    help="Which designs to measure: this service, the old redirect design, or both.",
 )
 @click.option("--requests", type=click.IntRange(1), help="Downloads per scenario.")
 @click.option(

@@ -165,24 +165,90 @@ def progress_callbacks() -> tuple[Callable[[int], None], Callable[[int], None], 
     return on_total, advance, close
 
 
+Doc = dict[str, Any]  # a record, as `show --json` prints it
+
+# What plain output shows for nothing: no value, an empty list or mapping.
+NOTHING = "-"
+COLUMN_GAP = "  "
+
+
+def plain(value: Any) -> str:
+    """A value as plain output shows it: words, never a Python repr (None, True, {}, [])."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None or (isinstance(value, str | list | tuple | dict) and not value):
+        return NOTHING
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 30.0 seconds reads as 30
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={plain(item)}" for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(plain(item) for item in value)
+    return str(value)
+
+
+def plain_lines(doc: dict[str, Any], indent: str = "") -> list[str]:
+    """`key: value` lines; a mapping, or a list of mappings, below its key, indented."""
+    lines: list[str] = []
+    for key, value in doc.items():
+        if isinstance(value, dict) and value:
+            lines += [f"{indent}{key}:", *plain_lines(value, indent + "  ")]
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            lines.append(f"{indent}{key}:")
+            for item in value:
+                first, *rest = plain_lines(item, indent + "    ") or [NOTHING]
+                lines += [f"{indent}  - {first.lstrip()}", *rest]
+        else:
+            lines.append(f"{indent}{key}: {plain(value)}")
+    return lines
+
+
+def table_lines(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
+    """A header row and one row per item, in columns padded to their widest cell."""
+    cells = [list(header), *([plain(value) for value in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header) - 1)]
+    return [
+        COLUMN_GAP.join(
+            [*(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)), row[-1]]
+        )
+        for row in cells
+    ]
+
+
 def emit_list(
-    docs: list[dict[str, Any]], as_json: bool, line: Callable[[dict[str, Any]], str]
+    docs: list[dict[str, Any]],
+    as_json: bool,
+    header: tuple[str, ...],
+    row: Callable[[dict[str, Any]], tuple[Any, ...]],
 ) -> None:
-    """A `list` command's output: JSON, or one line per item."""
+    """A `list` command's output: JSON, or a header row and one row per item."""
     if as_json:
         echo_json(docs)
         return
-    for doc in docs:
-        click.echo(line(doc))
+    for line in table_lines(header, [row(doc) for doc in docs]):
+        click.echo(line)
 
 
 def emit_one(doc: dict[str, Any], as_json: bool) -> None:
-    """A `show` command's output: JSON, or `key: value` lines."""
+    """A `show`, `create` or `update` command's output: JSON, or `key: value` lines."""
     if as_json:
         echo_json(doc)
         return
-    for key, value in doc.items():
-        click.echo(f"{key}: {value}")
+    for line in plain_lines(doc):
+        click.echo(line)
+
+
+def json_option(what: str) -> Callable[[Any], Any]:
+    """`--json`: print the record(s) as JSON instead of plain text."""
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON.")
+
+
+def echo_record(kind: str, row: Any, shape: Callable[[Doc], Doc] | None = None) -> None:
+    """What `create` and `update` print with --json: the record, as `show --json` does."""
+    from pulp_content.service.catalog import record_as_dict
+
+    doc = record_as_dict(kind, row)
+    emit_one(shape(doc) if shape else doc, as_json=True)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

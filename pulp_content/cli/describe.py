@@ -14,6 +14,7 @@ from pulp_content.service.types import (
     RemoteSource,
     Resolution,
 )
+from pulp_content.service.urlspace import absolute
 
 
 def action_of(resolution: Resolution, delegate: bool = False) -> str:
@@ -33,8 +34,11 @@ def action_of(resolution: Resolution, delegate: bool = False) -> str:
             return "not_found"
 
 
-def describe(resolution: Resolution, queries: int, delegate: bool = False) -> dict[str, Any]:
-    """The JSON document of `pulp-content resolve --json`."""
+def describe(
+    resolution: Resolution, queries: int, delegate: bool = False, origin: str | None = None
+) -> dict[str, Any]:
+    """The JSON document of `pulp-content resolve --json`; a redirect's location as the
+    service sends it (absolute on the configured `origin`)."""
     dist = resolution.distribution
     artifact = resolution.artifact if isinstance(resolution, LocalArtifact) else None
     remotes = resolution.remote_artifacts if isinstance(resolution, RemoteSource) else ()
@@ -67,7 +71,7 @@ def describe(resolution: Resolution, queries: int, delegate: bool = False) -> di
     }
     match resolution:
         case Redirect(location=loc):
-            doc["location"] = loc
+            doc["location"] = absolute(origin, loc)
         case NotFound(reason=why) | Forbidden(reason=why):
             doc["reason"] = why
         case Listing(entries=entries):

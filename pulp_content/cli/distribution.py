@@ -9,6 +9,10 @@ import click
 from pulp_content.cli.common import (
     ROW_ID,
     CommandGroup,
+    Doc,
+    echo_record,
+    json_option,
+    settings,
 )
 from pulp_content.cli.records import record_commands
 
@@ -29,6 +33,21 @@ def source_options(func: Any) -> Any:
     return func
 
 
+def with_url(doc: Doc) -> Doc:
+    """A distribution with the URL clients fetch it at, after its base path: on
+    PULP_CONTENT_CONTENT_ORIGIN, under PULP_CONTENT_CONTENT_PATH_PREFIX."""
+    from pulp_content.service.urlspace import distribution_url
+
+    current = settings()
+    url = distribution_url(current.public_origin, current.content_prefix, doc["base_path"])
+    shaped: Doc = {}
+    for key, value in doc.items():
+        shaped[key] = value
+        if key == "base_path":
+            shaped["url"] = url
+    return shaped
+
+
 @click.group(cls=CommandGroup)
 def distribution() -> None:
     """Base paths in the URL space and what they serve."""
@@ -36,8 +55,14 @@ def distribution() -> None:
 
 @distribution.command("create")
 @click.argument("name")
-@click.option("--base-path", required=True)
+@click.option(
+    "--base-path",
+    required=True,
+    help="Where it is served below the content prefix, such as fedora/40 (unique; no "
+    "distribution's base path may contain another's).",
+)
 @source_options
+@json_option("the distribution")
 def distribution_create(
     name: str,
     base_path: str,
@@ -46,8 +71,9 @@ def distribution_create(
     publication_id: int | None,
     remote_name: str | None,
     guard: str | None,
+    as_json: bool,
 ) -> None:
-    """Create a distribution serving exactly one source."""
+    """Create a distribution serving exactly one source; prints its URL."""
     from pulp_content.service.catalog import create_distribution
 
     dist = create_distribution(
@@ -59,14 +85,19 @@ def distribution_create(
         remote=remote_name,
         guard=guard,
     )
-    click.echo(f"created distribution {dist.name} at {dist.base_path}")
+    if as_json:
+        echo_record("distribution", dist, with_url)
+    else:
+        url = with_url({"base_path": dist.base_path})["url"]
+        click.echo(f"created distribution {dist.name} at {url}")
 
 
 @distribution.command("update")
 @click.argument("name")
-@click.option("--base-path")
+@click.option("--base-path", help="Serve it at this base path instead.")
 @source_options
 @click.option("--no-guard", is_flag=True, help="Remove the content guard.")
+@json_option("the distribution")
 def distribution_update(
     name: str,
     base_path: str | None,
@@ -76,11 +107,12 @@ def distribution_update(
     remote_name: str | None,
     guard: str | None,
     no_guard: bool,
+    as_json: bool,
 ) -> None:
     """Change what a distribution serves, where, or its guard."""
     from pulp_content.service.catalog import update_distribution
 
-    update_distribution(
+    dist = update_distribution(
         name,
         base_path=base_path,
         repository=repository_name,
@@ -90,12 +122,17 @@ def distribution_update(
         guard=guard,
         clear_guard=no_guard,
     )
-    click.echo(f"updated distribution {name}")
+    if as_json:
+        echo_record("distribution", dist, with_url)
+    else:
+        click.echo(f"updated distribution {name}")
 
 
 record_commands(
     distribution,
     "distribution",
-    lambda doc: f"{doc['name']}\t{doc['base_path']}",
+    ("NAME", "BASE PATH", "URL"),
+    lambda doc: (doc["name"], doc["base_path"], doc["url"]),
     "Delete a distribution (its content stays).",
+    shape=with_url,
 )

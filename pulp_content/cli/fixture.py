@@ -12,6 +12,9 @@ import click
 from pulp_content.cli.common import check_listen, listen_error, need_extra, split_bind
 from pulp_content.fixtures.presets import PRESETS
 
+# Beside the service's 24816: the same URLs from one run to the next.
+DEFAULT_BIND = "127.0.0.1:24817"
+
 
 def parse_repository(text: str) -> tuple[str, int, int, int]:
     """NAME:COUNT:SIZE[:SEED] -> its parts."""
@@ -31,7 +34,11 @@ def fixture() -> None:
 
 @fixture.command("serve")
 @click.option(
-    "--bind", default="127.0.0.1:0", show_default=True, help="HOST:PORT; port 0 picks a free one."
+    "--bind",
+    default=DEFAULT_BIND,
+    show_default=True,
+    help="HOST:PORT; port 0 picks a free one. The default stays the same from run to run, "
+    "so the URLs remotes were created with keep working after a restart.",
 )
 @click.option(
     "--preset",
@@ -78,7 +85,12 @@ def fixture_serve(
     host, port = split_bind(bind, allow_zero=True)
     specs = [parse_repository(text) for text in repositories]
     chosen = list(presets) or ([] if specs else ["small"])
-    check_listen(host, port)
+    try:
+        check_listen(host, port)
+    except click.ClickException as exc:
+        if bind != DEFAULT_BIND:
+            raise
+        raise click.ClickException(f"{exc.message} (--bind HOST:PORT to use another)") from None
     asyncio.run(_serve(host, port, chosen, specs, ca_out, client_out))
 
 

@@ -7,6 +7,8 @@ import click
 from pulp_content.cli.common import (
     Command,
     CommandGroup,
+    echo_record,
+    json_option,
     read_file_option,
     settings,
 )
@@ -20,7 +22,13 @@ def guard() -> None:
 
 @guard.command("create")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(["header", "basic", "signed-url", "x509"]), required=True)
+@click.option(
+    "--kind",
+    type=click.Choice(["header", "basic", "signed-url", "x509"]),
+    required=True,
+    help="header: a request header must hold a permitted value; basic: HTTP basic auth; "
+    "signed-url: URLs made by `pulp-content sign`; x509: a client certificate.",
+)
 @click.option(
     "--header",
     help="header: the header to check; x509: the header carrying the "
@@ -46,6 +54,7 @@ def guard() -> None:
     "clients (not trusted themselves; nginx passes on the client's certificate only).",
 )
 @click.option("--key", help="signed-url: the HMAC key (default: a random one).")
+@json_option("the guard")
 def guard_create(
     name: str,
     kind: str,
@@ -55,11 +64,12 @@ def guard_create(
     ca_cert: str | None,
     intermediates: str | None,
     key: str | None,
+    as_json: bool,
 ) -> None:
     """Create a guard; attach it with `distribution update NAME --guard GUARD`."""
     from pulp_content.service.catalog import create_guard
 
-    create_guard(
+    created = create_guard(
         name,
         kind,
         header=header,
@@ -69,13 +79,17 @@ def guard_create(
         ca_pem=read_file_option(ca_cert, "--ca-cert"),
         intermediates_pem=read_file_option(intermediates, "--intermediates"),
     )
-    click.echo(f"created {kind} guard {name}")
+    if as_json:
+        echo_record("guard", created)
+    else:
+        click.echo(f"created {kind} guard {name}")
 
 
 record_commands(
     guard,
     "guard",
-    lambda doc: f"{doc['name']}\t{doc['kind']}\t{', '.join(doc['distributions'])}",
+    ("NAME", "KIND", "DISTRIBUTIONS"),
+    lambda doc: (doc["name"], doc["kind"], doc["distributions"]),
     "Delete a guard (distributions that used it are no longer guarded).",
 )
 
@@ -93,9 +107,10 @@ def sign(url: str, expires: int) -> None:
     """Print URL signed for its distribution's signed-url guard.
 
     URL is what the client will request, percent-encoded as it will be sent (a file named
-    `a b%.txt` is `.../a%20b%25.txt`)."""
+    `a b%.txt` is `.../a%20b%25.txt`). A path such as /pulp/content/base/file.iso is
+    taken on PULP_CONTENT_CONTENT_ORIGIN (default http://127.0.0.1:24816)."""
     from pulp_content.service.catalog import sign_url
 
     current = settings()
 
-    click.echo(sign_url(url, expires, current.content_prefix))
+    click.echo(sign_url(url, expires, current.content_prefix, current.public_origin))

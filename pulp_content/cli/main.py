@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -14,7 +13,7 @@ from pulp_content.cli.common import (
     activated,
     check_bind,
     check_listen,
-    echo_json,
+    emit_one,
     free_port,
     parse_bind,
     parse_headers,
@@ -131,7 +130,9 @@ def serve(
     log_format: str | None,
     no_redirect: bool,
 ) -> None:
-    """Serve content under /pulp/content/ (and /metrics, /livez and /readyz beside it)."""
+    """Serve content under the content prefix, /pulp/content/ unless
+    PULP_CONTENT_CONTENT_PATH_PREFIX says otherwise (and /metrics, /livez and /readyz
+    beside it)."""
     listen = activated(parse_bind(bind), workers)
     if listen.fd is not None and design == "redirect":
         raise click.ClickException("socket activation serves the merged design only")
@@ -176,7 +177,7 @@ def serve(
 
 
 @cli.command("legacy-streamer", hidden=True)
-@click.option("--bind", required=True)
+@click.option("--bind", required=True, help="HOST:PORT to listen on.")
 def legacy_streamer(bind: str) -> None:
     """The redirect design's streamer process (started by `serve --design redirect`)."""
     host, port = split_bind(bind)
@@ -218,14 +219,9 @@ def resolve(path: str, as_json: bool, headers: tuple[str, ...], peer: str) -> No
     from_proxy = is_trusted_proxy(peer, current.trusted_proxies)
     with queries.counting() as counter:
         resolution = resolve_now(path, parse_headers(headers), current.content_prefix, from_proxy)
-    doc = describe(resolution, counter.count, delegate=current.delegate is not None)
-    if as_json:
-        echo_json(doc)
-        return
-    for key, value in doc.items():
-        click.echo(
-            f"{key}: {json.dumps(value, default=str) if not isinstance(value, str) else value}"
-        )
+    delegate = current.delegate is not None
+    doc = describe(resolution, counter.count, delegate, current.content_origin)
+    emit_one(doc, as_json)
 
 
 for command in (

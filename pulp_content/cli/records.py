@@ -8,37 +8,41 @@ from typing import Any
 
 import click
 
-from pulp_content.cli.common import emit_list, emit_one
+from pulp_content.cli.common import Doc, emit_list, emit_one, json_option
 
 
 def record_commands(
     group: click.Group,
     kind: str,
-    line: Callable[[dict[str, Any]], str],
+    header: tuple[str, ...],
+    row: Callable[[Doc], tuple[Any, ...]],
     delete_help: str | None,
     show: bool = True,
+    shape: Callable[[Doc], Doc] | None = None,
 ) -> None:
-    """Add `list` (one `line` per record, or --json), `show NAME` and `delete NAME` for
-    the records of `kind`; `delete_help` None: records of this kind are not deleted."""
+    """Add `list` (a `header` row, then one `row` per record, or --json), `show NAME` and
+    `delete NAME` for the records of `kind`; `delete_help` None: records of this kind are
+    not deleted. `shape`: what the CLI adds to a record (a distribution's URL)."""
 
     plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+    shaped = shape or (lambda doc: doc)
 
-    @group.command("list", help=f"List {plural}.")
-    @click.option("--json", "as_json", is_flag=True, help="Print them as JSON.")
+    @group.command("list", help=f"List {plural}, one per line under a header row.")
+    @json_option("them")
     def list_records(as_json: bool) -> None:
         from pulp_content.service.catalog import list_records as run
 
-        emit_list(run(kind), as_json, line)
+        emit_list([shaped(doc) for doc in run(kind)], as_json, header, row)
 
     if show:
 
         @group.command("show", help=f"Show one {kind}.")
         @click.argument("name")
-        @click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+        @json_option("it")
         def show_record(name: str, as_json: bool) -> None:
             from pulp_content.service.catalog import show_record as run
 
-            emit_one(run(kind, name), as_json)
+            emit_one(shaped(run(kind, name)), as_json)
 
     if delete_help is not None:
 

@@ -10,6 +10,8 @@ from pulp_content.cli.common import (
     SECONDS,
     ByteSize,
     CommandGroup,
+    echo_record,
+    json_option,
     parse_headers,
     read_file_option,
 )
@@ -120,28 +122,37 @@ def remote() -> None:
 @remote.command("create")
 @click.argument("name")
 @remote_options(creating=True)
-def remote_create(name: str, **options: Any) -> None:
+@json_option("the remote")
+def remote_create(name: str, as_json: bool, **options: Any) -> None:
     """Create a remote."""
     from pulp_content.service.catalog import create_remote
 
     created = create_remote(name, **remote_fields(options))
-    click.echo(f"created remote {created.name}")
+    if as_json:
+        echo_record("remote", created)
+    else:
+        click.echo(f"created remote {created.name}")
 
 
 @remote.command("update")
 @click.argument("name")
 @remote_options(creating=False)
-def remote_update(name: str, **options: Any) -> None:
+@json_option("the remote")
+def remote_update(name: str, as_json: bool, **options: Any) -> None:
     """Change settings of a remote."""
     from pulp_content.service.catalog import update_remote
 
-    update_remote(name, **remote_fields(options))
-    click.echo(f"updated remote {name}")
+    updated = update_remote(name, **remote_fields(options))
+    if as_json:
+        echo_record("remote", updated)
+    else:
+        click.echo(f"updated remote {name}")
 
 
 record_commands(
     remote,
     "remote",
-    lambda doc: f"{doc['name']}\t{doc['policy']}\t{doc['url']}",
+    ("NAME", "POLICY", "URL"),
+    lambda doc: (doc["name"], doc["policy"], doc["url"]),
     "Delete a remote (and its remote artifacts).",
 )

@@ -6,6 +6,8 @@ import click
 
 from pulp_content.cli.common import (
     CommandGroup,
+    echo_record,
+    json_option,
     progress_callbacks,
     settings,
 )
@@ -21,12 +23,16 @@ def repository() -> None:
 @repository.command("create")
 @click.argument("name")
 @click.option("--remote", "remote_name", help="The remote `sync` uses by default.")
-def repository_create(name: str, remote_name: str | None) -> None:
+@json_option("the repository")
+def repository_create(name: str, remote_name: str | None, as_json: bool) -> None:
     """Create a repository (with its empty version 0)."""
     from pulp_content.service.catalog import create_repository
 
-    create_repository(name, remote_name)
-    click.echo(f"created repository {name}")
+    created = create_repository(name, remote_name)
+    if as_json:
+        echo_record("repository", created)
+    else:
+        click.echo(f"created repository {name}")
 
 
 @repository.command("sync")
@@ -48,7 +54,7 @@ def repository_sync(name: str, remote_name: str | None) -> None:
 record_commands(
     repository,
     "repository",
-    lambda doc: f"{doc['name']}\tversion {doc['latest_version']}\tremote {doc['remote']}",
+    ("NAME", "LATEST VERSION", "REMOTE"),
+    lambda doc: (doc["name"], doc["latest_version"], doc["remote"]),
     "Delete a repository and its versions.",
-    show=False,
 )

@@ -406,9 +406,12 @@ def guard_as_dict(guard: ContentGuard) -> dict[str, Any]:
     }
 
 
-def sign_url(url: str, expires_in: int, prefix: str) -> str:
-    """`url` with `expires` and `signature` for the signed-url guard of its distribution."""
+def sign_url(url: str, expires_in: int, prefix: str, origin: str) -> str:
+    """`url` with `expires` and `signature` for the signed-url guard of its distribution;
+    a path (`/pulp/content/...`) is taken on `origin`."""
     check_text(url, "URL")
+    if url.startswith("/") and not url.startswith("//"):
+        url = origin + url
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # e.g. an unclosed IPv6 bracket
@@ -497,6 +500,11 @@ def show_record(kind: str, name: str) -> dict[str, Any]:
     """The record of `kind` called `name`, as `show` prints it; secrets masked."""
     spec = _KINDS[kind]
     return spec.as_dict(get_named(spec.model, name))
+
+
+def record_as_dict(kind: str, row: Model) -> dict[str, Any]:
+    """A record of `kind` just created or changed, as `show` prints it; secrets masked."""
+    return _KINDS[kind].as_dict(row)
 
 
 def delete_record(kind: str, name: str) -> None:

@@ -16,9 +16,11 @@ from urllib.parse import quote, unquote_to_bytes, urlsplit
 from pulp_content.service.errors import InvalidInput
 from pulp_content.service.proxies import DEFAULT_TRUSTED_PROXIES, Network, parse_networks
 from pulp_content.service.text import check_text
+from pulp_content.service.urlspace import CONTENT_PREFIX, check_origin, check_prefix
 
 DEFAULT_BIND = "127.0.0.1:24816"
-CONTENT_PREFIX = "/pulp/content/"
+# Where the CLI says content is when no origin is set: what `serve` listens on by default.
+DEFAULT_ORIGIN = f"http://{DEFAULT_BIND}"
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,13 @@ class Settings:
 
     home: Path
     database_url: str
+    # PULP_CONTENT_CONTENT_PATH_PREFIX: where the URL space begins; /livez, /readyz and
+    # /metrics stay at the root beside it.
     content_prefix: str = CONTENT_PREFIX
+    # PULP_CONTENT_CONTENT_ORIGIN, scheme://host[:port] as clients reach the service
+    # (behind nginx: nginx's). None: redirects carry a path only, which the client
+    # resolves against the URL it asked for; the CLI prints DEFAULT_ORIGIN.
+    content_origin: str | None = None
     chunk_size: int = 256 * 1024
     # Seconds a remote artifact that failed is passed over while another one is there.
     failure_cooldown: float = 300.0
@@ -86,6 +94,11 @@ class Settings:
         return self.secret_key_file or self.home / "keys" / "secret.key"
 
     @property
+    def public_origin(self) -> str:
+        """The origin the CLI prints URLs with."""
+        return self.content_origin or DEFAULT_ORIGIN
+
+    @property
     def storage_root(self) -> Path:
         return self.home / "storage"
 
@@ -97,6 +110,8 @@ class Settings:
 CONFIG_KEYS = (
     "home",
     "database_url",
+    "content_origin",
+    "content_path_prefix",
     "failure_cooldown",
     "delegate",
     "delegate_prefix",
@@ -166,6 +181,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     return Settings(
         home=home,
         database_url=url,
+        content_prefix=content_prefix(env),
+        content_origin=_content_origin(env),
         failure_cooldown=_count(env, "PULP_CONTENT_FAILURE_COOLDOWN", "300", float),
         delegate=delegate,
         delegate_prefix="/" + prefix.strip("/") + "/",
@@ -190,6 +207,18 @@ def _connections(env: Mapping[str, str]) -> int:
             f"the cache's invalidation and one to resolve requests), not {count}"
         )
     return count
+
+
+def content_prefix(env: Mapping[str, str]) -> str:
+    """PULP_CONTENT_CONTENT_PATH_PREFIX, checked (the bench asks its servers under it)."""
+    name = "PULP_CONTENT_CONTENT_PATH_PREFIX"
+    return check_prefix(env.get(name) or CONTENT_PREFIX, name)
+
+
+def _content_origin(env: Mapping[str, str]) -> str | None:
+    name = "PULP_CONTENT_CONTENT_ORIGIN"
+    text = env.get(name)
+    return check_origin(text, name) if text else None
 
 
 def _count(env: Mapping[str, str], name: str, default: str, kind: type[float]) -> float:

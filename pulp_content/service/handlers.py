@@ -42,6 +42,7 @@ from pulp_content.service.types import (
     Unverified,
     refused,
 )
+from pulp_content.service.urlspace import absolute
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,8 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
             case Listing() as listing:
                 return render_listing(listing)
             case Redirect(location=location):
-                raise web.HTTPMovedPermanently(location)
+                origin = request.app[SETTINGS].content_origin
+                raise web.HTTPMovedPermanently(absolute(origin, location))
             case Forbidden() as refusal:
                 return _refuse(request, refusal)
             case NotFound(reason=why):

@@ -12,6 +12,7 @@ SECRET_KEY = "typecheck-only"
 # The legacy content app's own settings (service.legacy.wsgi sets them at run time).
 CONTENT: dict[str, Any] = {}
 PULP_CONTENT_STORAGE = Path("/nonexistent")
+PULP_CONTENT_PREFIX = "/pulp/content/"
 # The Fernet key file (service.config.configure_django names it at run time).
 PULP_CONTENT_SECRET_KEY_FILE = "/nonexistent/secret.key"
 PULP_CONTENT_TRUSTED_PROXIES: tuple[Any, ...] = ()

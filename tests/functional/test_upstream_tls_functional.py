@@ -34,7 +34,8 @@ class TlsUpstream:
 def tls_upstream(tmp_path: Path) -> Iterator[TlsUpstream]:
     """`pulp-content fixture serve --tls CA --client-cert CERT` as its own process."""
     ca, cert = tmp_path / "ca.pem", tmp_path / "client.pem"
-    args = ["fixture", "serve", "--repository", "tls:2:300000:9", "--tls", str(ca)]
+    args = ["fixture", "serve", "--bind", "127.0.0.1:0", "--repository", "tls:2:300000:9"]
+    args += ["--tls", str(ca)]
     process = subprocess.Popen(
         [*CLI, *args, "--client-cert", str(cert)],
         stdout=subprocess.PIPE,

@@ -29,7 +29,7 @@ _LOCK = threading.Lock()
 
 
 def content(request: HttpRequest, path: str) -> HttpResponse | StreamingHttpResponse:
-    """GET /pulp/content/<path>."""
+    """GET <content prefix><path> (/pulp/content/<path> by default)."""
     try:
         found = find(path)
     except Missing:

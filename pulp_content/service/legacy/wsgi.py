@@ -21,6 +21,7 @@ def create_application() -> Any:
         MIDDLEWARE=["pulp_content.service.legacy.views.CountingMiddleware"],
         CONTENT=content_from_env(),
         PULP_CONTENT_STORAGE=settings.storage_root,
+        PULP_CONTENT_PREFIX=settings.content_prefix,
         PULP_CONTENT_TRUSTED_PROXIES=settings.trusted_proxies,
         APPEND_SLASH=False,
     )
