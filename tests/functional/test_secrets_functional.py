@@ -456,8 +456,9 @@ def test_an_existing_world_readable_database_is_made_private(sqlite_home):
 @pytest.mark.parametrize("where", ["remote url", "stored url"])
 def test_no_credential_in_a_502_body_or_the_warning_log(scenario, where):
     """A client of a failing lazy download gets a 502 that names the upstream without its
-    credentials; the service's WARNING line and its line per retry neither. `stored url`: a remote artifact URL
-    that still carries them (written before they moved into their own fields)."""
+    credentials; the service's WARNING line and its line per retry neither. `stored url`:
+    a remote artifact URL that still carries them (written before they moved into their
+    own fields)."""
     url = private_repository(scenario.remote)
     scenario.sync_from("private", url, "--policy", "on_demand")
     scenario.cli(
