@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import errno
 
+import aiohttp
 import pytest
 
 from pulp_content.service.retries import MAX_WAIT, backoff, next_try, retry_after
+from pulp_content.service.upstream import transient
 
 NOW = dt.datetime(2026, 11, 30, 9, 0, 0, tzinfo=dt.UTC)
 
@@ -75,3 +78,19 @@ def test_retries_run_out():
 
 def test_zero_retries_never_waits_and_adds_nothing_to_the_upstream_answer():
     assert next_try(1, 0, 1.0, left=30, jitter=0.0) == (None, "")
+
+
+@pytest.mark.parametrize(
+    ("exc", "retried"),
+    [
+        (aiohttp.ServerDisconnectedError(), True),  # closed before the headers
+        (aiohttp.ClientOSError(errno.ECONNRESET, "reset"), True),
+        (aiohttp.ConnectionTimeoutError(), True),
+        (aiohttp.SocketTimeoutError(), False),  # there, but slow: not asked twice
+        (TimeoutError(), False),  # the total timeout
+        (aiohttp.ClientPayloadError("bad chunk"), False),
+        (None, False),  # an UpstreamError of our own (too many redirects)
+    ],
+)
+def test_which_missing_answers_are_retried(exc, retried):
+    assert transient(exc) is retried

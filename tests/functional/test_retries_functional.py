@@ -134,3 +134,17 @@ def test_an_immediate_sync_retries_the_manifest_and_the_files(scenario):
     from pulp_content.service.models import Artifact
 
     assert eventually(lambda: Artifact.objects.count() == 2)
+
+
+def test_a_refused_connection_is_retried_then_reported(scenario):
+    from click.testing import CliRunner
+
+    from pulp_content.cli.common import free_port
+    from pulp_content.cli.main import cli as pulp_content
+
+    nobody = f"http://127.0.0.1:{free_port()}/repo/PULP_MANIFEST"
+    scenario.cli("remote", "create", "nobody", "--url", nobody, "--retries", "2")
+    scenario.cli("repository", "create", "nobody", "--remote", "nobody")
+    result = CliRunner().invoke(pulp_content, ["repository", "sync", "nobody"])
+    assert result.exit_code == 1
+    assert "cannot connect" in result.stderr and "after 2 retries" in result.stderr
