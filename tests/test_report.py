@@ -18,7 +18,7 @@ from pulp_content.fixtures.compare import (
     spread,
     tail,
 )
-from pulp_content.fixtures.report import format_ratio, parameters, shown_metrics, table
+from pulp_content.fixtures.report import cell, format_ratio, parameters, shown_metrics, table
 
 ENVIRONMENT = {
     "database": "postgresql",
@@ -161,3 +161,10 @@ def test_the_chart_renders(tmp_path):
     plot(outcomes, path, {"environment": ENVIRONMENT})
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 10_000
+
+
+def test_a_small_figure_is_not_printed_as_zero():
+    assert cell(0.001).strip() == "0.001"
+    assert cell(0.0).strip() == "0.00"
+    assert cell(None).strip() == "-"
+    assert cell(12.345).strip() == "12.35"
