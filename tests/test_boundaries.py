@@ -31,6 +31,7 @@ CORE = [
     "pulp_content.service.shared",
     "pulp_content.service.follow",
     "pulp_content.service.upstream",
+    "pulp_content.service.retries",
     "pulp_content.service.storage",
     "pulp_content.service.locks",
     "pulp_content.service.guards",

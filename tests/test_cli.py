@@ -242,3 +242,14 @@ def test_remote_max_size_takes_binary_suffixes(world):
     bad = world.runner.invoke(pulp_content, ["remote", "update", "sized", "--max-size", "1.5G"])
     assert bad.exit_code == 2 and "is not a size such as" in bad.output
     assert json.loads(world.cli("remote", "show", "sized", "--json"))["max_size"] == 512 * 1024
+
+
+def test_remote_retries_default_to_three_and_are_bounded(world):
+    world.cli("remote", "create", "patient", "--url", "http://x/")
+    assert json.loads(world.cli("remote", "show", "patient", "--json"))["retries"] == 3
+    world.cli("remote", "update", "patient", "--retries", "0")
+    listed = json.loads(world.cli("remote", "list", "--json"))
+    assert next(r for r in listed if r["name"] == "patient")["retries"] == 0
+    bad = world.runner.invoke(pulp_content, ["remote", "update", "patient", "--retries", "11"])
+    assert bad.exit_code == 2 and "--retries" in bad.output
+    assert json.loads(world.cli("remote", "show", "patient", "--json"))["retries"] == 0

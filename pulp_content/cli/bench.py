@@ -45,6 +45,14 @@ if TYPE_CHECKING:
     help="Clients asking for one artifact at once (concurrent scenario).",
 )
 @click.option("--size", type=click.IntRange(1), help="Bytes per artifact.")
+@click.option(
+    "--repeat",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Whole runs (designs taking turns, fresh data each): the figures are their "
+    "medians; from 2 on, a warning marks differences smaller than the spread between runs.",
+)
 def bench(
     quick: bool,
     json_path: Path | None,
@@ -53,6 +61,7 @@ def bench(
     requests: int | None,
     concurrency: int | None,
     size: int | None,
+    repeat: int,
 ) -> None:
     """Measure both designs on the same data, side by side, in one run.
 
@@ -73,8 +82,8 @@ def bench(
     postgres = url if url.startswith(("postgres://", "postgresql://")) else None
     designs = DESIGNS if design == "both" else (design,)
     factory: Callable[..., BenchConfig] = BenchConfig.quick if quick else BenchConfig
-    config = factory(designs=designs, postgres=postgres, **overrides)
-    steps = len(designs) * (len(SCENARIOS) + 1)
+    config = factory(designs=designs, postgres=postgres, repeat=repeat, **overrides)
+    steps = repeat * len(designs) * (len(SCENARIOS) + 1)
     with click.progressbar(length=steps, label="benchmarking", file=sys.stderr) as bar:
         doc, outcomes = run_bench(config, lambda _: bar.update(1))
     click.echo(table(doc))
@@ -82,5 +91,5 @@ def bench(
         json_path.write_text(json.dumps(doc, indent=2) + "\n")
         click.echo(f"\nwrote {json_path}")
     if plot_path is not None:
-        plot(outcomes, plot_path)
+        plot(outcomes, plot_path, doc)
         click.echo(f"wrote {plot_path}")

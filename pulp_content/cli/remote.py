@@ -16,6 +16,7 @@ from pulp_content.cli.common import (
     read_file_option,
 )
 from pulp_content.cli.records import record_commands
+from pulp_content.service.retries import DEFAULT_RETRIES, MAX_RETRIES, MAX_WAIT
 
 POLICY = click.Choice(["immediate", "on_demand", "streamed"])
 
@@ -85,6 +86,13 @@ def remote_options(creating: bool) -> Any:
             type=ByteSize(),
             help="Largest file downloaded on a client's request (pull-through, on_demand, "
             "streamed), e.g. 500M; larger ones are refused with a 502. 0: no bound.",
+        ),
+        click.option(
+            "--retries",
+            type=click.IntRange(0, MAX_RETRIES),
+            help="Times a request answered 429 or 5xx, or not answered, is sent again before "
+            f"the first byte (default: {DEFAULT_RETRIES}; 0: never); a Retry-After is "
+            f"honoured up to {MAX_WAIT:g} s.",
         ),
         click.option(
             "--forward-query/--no-forward-query",

@@ -35,6 +35,7 @@ from pulp_content.service.models import (
 from pulp_content.service.paths import clean_base_path, nested
 from pulp_content.service.redact import MASK, mask_url
 from pulp_content.service.remoteconfig import RemoteConfig
+from pulp_content.service.retries import MAX_RETRIES
 from pulp_content.service.storage import Storage
 from pulp_content.service.text import check_seconds, check_text
 from pulp_content.service.tls import check_tls
@@ -150,6 +151,8 @@ def _check_remote_fields(fields: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput("download_concurrency must be at least 1")
     if fields.get("max_size") is not None and fields["max_size"] < 1:
         raise InvalidInput("max_size must be at least 1 byte")
+    if fields.get("retries") is not None and not 0 <= fields["retries"] <= MAX_RETRIES:
+        raise InvalidInput(f"retries must be between 0 and {MAX_RETRIES}")
     return fields
 
 

@@ -96,6 +96,8 @@ class Remote(models.Model):
     max_size = models.BigIntegerField(null=True)
     # Whether a pull-through request's query string goes upstream with it.
     forward_query = models.BooleanField(default=False)
+    # How many times a request that got a 429, a 5xx or no answer is sent again (0: none).
+    retries = models.PositiveIntegerField(default=3)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from pulp_content.service.retries import DEFAULT_RETRIES
+
 
 @dataclass(frozen=True)
 class RemoteConfig:
@@ -30,6 +32,7 @@ class RemoteConfig:
     download_concurrency: int = 10
     max_size: int | None = None
     forward_query: bool = False
+    retries: int = DEFAULT_RETRIES  # times a 429, a 5xx or no answer is asked again
 
     @classmethod
     def from_model(cls, remote: Any) -> RemoteConfig:
@@ -56,4 +59,5 @@ class RemoteConfig:
             download_concurrency=remote.download_concurrency,
             max_size=remote.max_size,
             forward_query=remote.forward_query,
+            retries=remote.retries,
         )

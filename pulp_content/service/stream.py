@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 from typing import IO
 
@@ -153,10 +154,12 @@ async def _forward_range(
         return None  # already on disk, here or in another worker's partial file
     first, last = decided.start, decided.start + decided.count - 1
     ra = usable(src.remote_artifacts, downloads.cooldown)[0]
+    # Asked once: on a failure the shared download (which retries) serves the range.
+    once = dataclasses.replace(ra.config, retries=0)
     try:
         check_size(ra.config, ra.url, src.size)
         async with downloads.upstream.get(
-            ra.config, ra.url, {hdrs.RANGE: f"bytes={first}-{last}"}
+            once, ra.url, {hdrs.RANGE: f"bytes={first}-{last}"}
         ) as answer:
             # RFC 9110 §15.3.7: only a 206 for exactly these bytes will do.
             expected = f"bytes {first}-{last}/{src.size}"

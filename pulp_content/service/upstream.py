@@ -1,5 +1,10 @@
 """Talking to upstream remotes: one aiohttp session per remote configuration.
 
+An answer that says "not now" (429, a 5xx: see `retries`) or no answer at all (refused,
+reset, a name that does not resolve, a connect timeout) is asked again, up to the
+remote's `retries` times, before anything of it reaches the caller: the caller (one
+shared download, a sync) sees the first answer worth having, or the last failure.
+
 Redirects are followed here, not by aiohttp: a remote's own headers and its basic auth
 go to the remote's origin (scheme, host, port) only, never to another one a redirect
 points at (aiohttp drops only Authorization; browsers and `requests` drop both).
@@ -10,6 +15,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
+import itertools
+import logging
+import random
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
@@ -18,8 +28,18 @@ from aiohttp import hdrs
 from yarl import URL
 
 from pulp_content.service.errors import UpstreamError
+from pulp_content.service.redact import shown
 from pulp_content.service.remoteconfig import RemoteConfig
+from pulp_content.service.retries import (
+    RETRIED_STATUSES,
+    RETRY_BUDGET,
+    Verdict,
+    next_try,
+    retry_after,
+)
 from pulp_content.service.tls import ssl_context
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = "pulp-content/0.1"
 MAX_REDIRECTS = 10
@@ -89,6 +109,7 @@ class HttpUpstream:
     def __init__(self) -> None:
         self._sessions: dict[tuple[int, object], aiohttp.ClientSession] = {}
         self.requests = 0
+        self.retried = 0  # requests sent again after a 429, a 5xx or no answer
 
     def _session(self, remote: RemoteConfig) -> aiohttp.ClientSession:
         key = (remote.id, remote.updated)
@@ -130,15 +151,53 @@ class HttpUpstream:
         url: str,
         headers: Mapping[str, str] | None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        response = await self._follow(method, remote, url, dict(headers or {}))
+        response, note = await self._answer(method, remote, url, dict(headers or {}))
         try:
             if response.status >= 400:
-                raise UpstreamError(
-                    url, f"answered {response.status} {response.reason}", status=response.status
-                )
+                reason = f"answered {response.status} {response.reason}"
+                text = f"{reason} ({note})" if note else reason
+                raise UpstreamError(url, text, status=response.status)
             yield response
         finally:
             response.release()
+
+    async def _answer(
+        self, method: str, remote: RemoteConfig, url: str, headers: dict[str, str]
+    ) -> tuple[aiohttp.ClientResponse, str]:
+        """The upstream's answer, asked again while it is a 429, a 5xx or none at all (as
+        `next_try` allows); with, for a final failed answer, why it was not asked again."""
+        deadline = time.monotonic() + (remote.total_timeout or RETRY_BUDGET)
+        for retry in itertools.count(1):
+            try:
+                response = await self._follow(method, remote, url, headers)
+            except UpstreamError as exc:
+                wait = after_no_answer(exc, url, remote.retries, retry, deadline)
+                await self._pause(remote, url, exc.reason, wait, retry)
+                continue
+            if response.status not in RETRIED_STATUSES:
+                return response, ""
+            verdict = after_answer(response, remote.retries, retry, deadline)
+            if verdict.wait is None:
+                return response, verdict.why
+            response.release()
+            await self._pause(remote, url, f"answered {response.status}", verdict.wait, retry)
+        raise AssertionError("unreachable")
+
+    async def _pause(
+        self, remote: RemoteConfig, url: str, failure: str, wait: float, retry: int
+    ) -> None:
+        """One log line per retry (credentials masked), then the wait."""
+        log.info(
+            "remote %s: %s %s; retry %d of %d in %.2f s",
+            shown(remote.name),
+            shown(url),
+            shown(failure),
+            retry,
+            remote.retries,
+            wait,
+        )
+        self.retried += 1
+        await asyncio.sleep(wait)
 
     async def _follow(
         self, method: str, remote: RemoteConfig, url: str, headers: dict[str, str]
@@ -206,6 +265,45 @@ def redirect_target(url: str, current: URL, location: str) -> URL:
     if target.scheme not in ("http", "https") or not target.host:
         raise UpstreamError(url, "redirected to a URL that is not http(s)")
     return target
+
+
+def after_no_answer(
+    exc: UpstreamError, url: str, retries: int, retry: int, deadline: float
+) -> float:
+    """Seconds to wait before retry number `retry` of a request that got no answer;
+    raises `exc` (saying why it was not retried, when that adds something) otherwise."""
+    if not transient(exc.__cause__):
+        raise exc
+    verdict = next_try(retry, retries, None, deadline - time.monotonic(), random.random())
+    if verdict.wait is not None:
+        return verdict.wait
+    if not verdict.why:
+        raise exc
+    text = f"{exc.reason} ({verdict.why})"
+    raise UpstreamError(url, text, timeout=exc.timeout) from exc.__cause__
+
+
+def after_answer(
+    response: aiohttp.ClientResponse, retries: int, retry: int, deadline: float
+) -> Verdict:
+    """Whether retry number `retry` follows a 429 or 5xx answer, and when: at its
+    Retry-After, else after an exponential backoff."""
+    asked = retry_after(response.headers.get(hdrs.RETRY_AFTER), dt.datetime.now(dt.UTC))
+    left = deadline - time.monotonic()
+    return next_try(retry, retries, asked, left, random.random())
+
+
+def transient(exc: BaseException | None) -> bool:
+    """Whether a request that got no answer may get one when sent again: refused, reset,
+    dropped before the headers, a name that did not resolve, a connect timeout. Not a
+    TLS failure (a certificate does not fix itself) nor a read or total timeout (the
+    upstream is there, only slow: asking again would double the client's wait)."""
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return False
+    return isinstance(
+        exc,
+        aiohttp.ClientOSError | aiohttp.ServerDisconnectedError | aiohttp.ConnectionTimeoutError,
+    )
 
 
 def describe_client_error(exc: BaseException) -> str:

@@ -456,8 +456,9 @@ def test_an_existing_world_readable_database_is_made_private(sqlite_home):
 @pytest.mark.parametrize("where", ["remote url", "stored url"])
 def test_no_credential_in_a_502_body_or_the_warning_log(scenario, where):
     """A client of a failing lazy download gets a 502 that names the upstream without its
-    credentials; the service's WARNING line neither. `stored url`: a remote artifact URL
-    that still carries them (written before they moved into their own fields)."""
+    credentials; the service's WARNING line and its line per retry neither. `stored url`:
+    a remote artifact URL that still carries them (written before they moved into their
+    own fields)."""
     url = private_repository(scenario.remote)
     scenario.sync_from("private", url, "--policy", "on_demand")
     scenario.cli(
@@ -472,10 +473,12 @@ def test_no_credential_in_a_502_body_or_the_warning_log(scenario, where):
         status, raw = get(service.port, "/pulp/content/private/f.bin")
         body = raw.decode()
         assert status == 502
-        assert scenario.remote.count("/private/f.bin") == 1
+        assert scenario.remote.count("/private/f.bin") == 4  # the remote's 3 retries
         assert "answered 500" in body and "127.0.0.1" in body
         assert URL_PASSWORD not in body
         assert eventually(lambda: "failed before the first byte" in service.output())
+        retries = [line for line in service.output().splitlines() if "retry " in line]
+        assert len(retries) == 3 and all("remote private:" in line for line in retries)
         warning = [line for line in service.output().splitlines() if "WARNING" in line]
         assert warning and not [line for line in warning if URL_PASSWORD in line], warning
         assert URL_PASSWORD not in service.output()

@@ -39,7 +39,7 @@ def add_mirror(faulty) -> None:
     from pulp_content.service.models import ContentArtifact, Remote, RemoteArtifact
 
     mirror_url = faulty.remote.add_repository("mirror", [FILE])
-    mirror = Remote.objects.create(name="mirror", url=mirror_url, policy="on_demand")
+    mirror = Remote.objects.create(name="mirror", url=mirror_url, policy="on_demand", retries=0)
     RemoteArtifact.objects.create(
         content_artifact=ContentArtifact.objects.get(relative_path="big.bin"),
         remote=mirror,
@@ -50,7 +50,10 @@ def add_mirror(faulty) -> None:
 
 @pytest.fixture
 def faulty(scenario):
+    """Remote `faulty`, without retries: here each failure is final at its first answer
+    (test_retries_functional.py is about the retries)."""
     scenario.publish("faulty", [FILE], "on_demand")
+    scenario.cli("remote", "update", "faulty", "--retries", "0")
     return scenario
 
 

@@ -64,13 +64,24 @@ def test_the_document_has_every_scenario_and_metric(results):
     for entry in results["scenarios"]:
         assert set(entry["merged"]) == set(METRICS)
         assert set(entry["redirect"]) == set(METRICS)
-    assert {"python", "cpu_count", "database"} <= set(results["environment"])
+    parameters = {"python", "cpu_count", "database", "size", "requests", "concurrency"}
+    assert parameters | {"repeat", "commit"} <= set(results["environment"])
+
+
+def test_a_p99_of_too_few_samples_is_not_reported_the_max_is(results):
+    # --quick: 20 downloads per scenario, under the 100 a p99 needs.
+    for entry in results["scenarios"]:
+        for design in ("merged", "redirect"):
+            assert entry[design]["total_ms_p99"] is None, entry["name"]
+            assert entry[design]["total_ms_max"] >= entry[design]["total_ms_p50"]
 
 
 @pytest.mark.parametrize("name", LAZY)
 def test_lazy_content_takes_one_request_merged_and_two_redirected(results, name):
     assert scenario(results, name)["merged"]["client_requests_per_download"] == 1
     assert scenario(results, name)["redirect"]["client_requests_per_download"] == 2
+    # Oriented: above 1 is merged better (half the requests: 2).
+    assert scenario(results, name)["ratio"]["client_requests_per_download"] == 2
 
 
 def test_merged_runs_fewer_queries_in_every_scenario(results):
