@@ -28,3 +28,27 @@ def test_relative_paths_use_the_c_collation_on_postgresql(db: object) -> None:
             [list(BYTEWISE)],
         )
         assert dict(cursor.fetchall()) == dict.fromkeys(BYTEWISE, "C")
+
+
+def test_every_change_trigger_outlives_the_migrations_after_it(db: object) -> None:
+    """Found when a later migration added a column to `service_remote`: on SQLite Django
+    rebuilt the table and its triggers went with it, so a changed remote reached no
+    worker's cache. Every trigger of migration 0006 is there after all migrations."""
+    import importlib
+
+    generation = importlib.import_module("pulp_content.service.migrations.0006_change_generation")
+    expected = {
+        (f"pulp_content_change_{n}", t) for n, (t, *_) in enumerate(generation.ROW_TRIGGERS)
+    }
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT tgname, tgrelid::regclass::text FROM pg_trigger"
+                " WHERE tgname LIKE 'pulp\\_content\\_change\\_%%'"
+            )
+        else:
+            cursor.execute(
+                "SELECT name, tbl_name FROM sqlite_master"
+                " WHERE type = 'trigger' AND name LIKE 'pulp_content_change_%'"
+            )
+        assert set(cursor.fetchall()) == expected

@@ -43,7 +43,27 @@ def migrate(settings: Settings) -> list[str]:
     pending = _reachable(pending_migrations)
     if pending:
         call_command("migrate", verbosity=0, interactive=False)
+    if settings.is_sqlite:
+        _reachable(restore_change_triggers)
     return pending
+
+
+def restore_change_triggers() -> None:
+    """Put back any change trigger a migration dropped (SQLite only).
+
+    SQLite cannot alter most of a table in place: Django rebuilds it (a new table, the
+    rows copied, the old one dropped), and the triggers go with the old table. A rebuilt
+    table would then change without telling any worker's resolution cache. Every migration
+    runs through here, so whatever it rebuilt gets its triggers again, as migration 0006
+    defines them. (PostgreSQL alters tables in place and keeps them.)"""
+    import importlib
+
+    from django.db import connection
+
+    generation = importlib.import_module("pulp_content.service.migrations.0006_change_generation")
+    with connection.cursor() as cursor:
+        for sql in generation.sqlite_triggers():
+            cursor.execute(sql.replace("CREATE TRIGGER ", "CREATE TRIGGER IF NOT EXISTS ", 1))
 
 
 def ready(settings: Settings, may_create: bool = False) -> None:

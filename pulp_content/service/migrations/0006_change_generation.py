@@ -134,7 +134,13 @@ SQLITE_BUMP = "UPDATE pulp_content_generation SET value = value + 1 WHERE id = 1
 
 
 def _sqlite_statements() -> list[str]:
-    statements = list(TABLES)
+    return [*TABLES, *sqlite_triggers()]
+
+
+def sqlite_triggers() -> list[str]:
+    """The SQLite triggers (also put back by `database.restore_change_triggers` after a
+    later migration rebuilt their table)."""
+    statements = []
     for n, (table, op, when, scope) in enumerate(ROW_TRIGGERS):
         condition = f" WHEN {when}" if when and "OLD.*" not in when else ""
         if "OLD.*" in (when or ""):
