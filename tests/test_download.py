@@ -106,7 +106,7 @@ class RecordingPersist:
         self.committed.append((download.partial.read_bytes(), download.digests))
         self.storage.place(download.partial, download.digests["sha256"])
 
-    async def mark_failed(self, ra: RemoteRef) -> None:
+    async def mark_failed(self, src: RemoteSource, ra: RemoteRef) -> None:
         self.failed.append(ra.url)
 
     def close(self) -> None:

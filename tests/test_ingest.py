@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 
+from pulp_content.fixtures.remote import FileSpec
 from pulp_content.service import ingest
 from pulp_content.service.storage import open_storage
 from pulp_content.service.verify import Download
@@ -43,3 +45,29 @@ def test_two_savers_of_the_same_bytes_leave_one_artifact_and_one_file(db):
     assert stored.read_bytes() == data
     assert [p for p in stored.parent.iterdir()] == [stored]
     assert storage.partials() == [] and storage.placements() == []
+
+
+def test_a_failure_this_process_records_is_known_to_its_next_request(scenario):
+    """Found under load: right after a failed download, the same worker's next request
+    still tried the failed remote artifact first, because its cache heard of the change
+    only from the invalidation watcher (a poll on SQLite, a notification on PostgreSQL).
+    The app is not started here, so no watcher runs: only the save path can tell it."""
+    from pulp_content.service.app import create_app
+    from pulp_content.service.keys import LOCATOR, PERSIST
+
+    path = scenario.publish("lazy", [FileSpec("f.bin", 1000, 3)], "on_demand") + "f.bin"
+
+    async def fail_once() -> None:
+        app = create_app(scenario.settings)
+        locate, cache = app[LOCATOR], app[LOCATOR].cache
+        cache.set_live(True)  # as the watcher does once it follows changes
+        try:
+            src = (await locate(path)).resolution
+            assert cache.get(path) is not None
+            await app[PERSIST].mark_failed(src, src.remote_artifacts[0])
+            assert cache.get(path) is None
+            assert (await locate(path)).resolution.remote_artifacts[0].failed_at is not None
+        finally:
+            app[PERSIST].close()
+
+    asyncio.run(fail_once())

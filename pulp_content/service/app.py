@@ -85,9 +85,9 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[STORAGE] = open_storage(settings)  # download claims: flocks, or advisory locks on PG
     app[READERS] = reader_threads(settings)
-    app[PERSIST] = OrmPersist(app[STORAGE], app[READERS])
-    app[QUERY_LOG] = deque(maxlen=1000)
     app[LOCATOR] = locator(settings, None if settings.is_sqlite else app[READERS])
+    app[PERSIST] = OrmPersist(app[STORAGE], app[READERS], app[LOCATOR].cache.drop_states)
+    app[QUERY_LOG] = deque(maxlen=1000)
     app[FILES] = SmallFiles(settings.file_cache_size) if settings.file_cache_size else None
     prefix = settings.content_prefix
     app[COUNTERS] = Counters("merged", cache=app[LOCATOR].cache.stats)

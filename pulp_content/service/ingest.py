@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -164,8 +164,17 @@ class OrmPersist:
     never queue in front of the reads that resolve requests, and SQLite gets one writer.
     """
 
-    def __init__(self, storage: Storage, readers: ThreadPoolExecutor | None = None) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        readers: ThreadPoolExecutor | None = None,
+        changed: Callable[[Iterable[int]], None] = lambda _: None,
+    ) -> None:
         self.storage = storage
+        # Told (on the event loop) which content artifacts' state this process changed,
+        # the moment it is written: its own cache must not wait for the notification
+        # that tells every other worker.
+        self.changed = changed
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="pulp-content-writer")
         self._commit = sync_to_async(commit, thread_sensitive=False, executor=self._writer)
         self._mark_failed = sync_to_async(
@@ -181,11 +190,13 @@ class OrmPersist:
 
     async def commit(self, src: RemoteSource, ra: RemoteRef, download: Download) -> None:
         await self._commit(self.storage, src, ra, download)
+        self.changed([] if src.content_artifact_id is None else [src.content_artifact_id])
 
-    async def mark_failed(self, ra: RemoteRef) -> None:
+    async def mark_failed(self, src: RemoteSource, ra: RemoteRef) -> None:
         """Best effort: a failure that cannot be recorded is logged (by unit_of_work)."""
         with contextlib.suppress(DatabaseUnavailable):
             await asyncio.shield(self._mark_failed(ra))
+            self.changed([] if src.content_artifact_id is None else [src.content_artifact_id])
 
     async def stored(self, ra: RemoteRef) -> ArtifactRef | None:
         return await self._stored(ra)

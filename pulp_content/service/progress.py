@@ -22,7 +22,9 @@ class Persist(Protocol):
 
     async def commit(self, src: RemoteSource, ra: RemoteRef, download: Download) -> None: ...
 
-    async def mark_failed(self, ra: RemoteRef) -> None: ...
+    async def mark_failed(self, src: RemoteSource, ra: RemoteRef) -> None:
+        """Record that `ra` (a remote artifact of `src`) failed; this process's next
+        request for `src` already knows it."""
 
     def close(self) -> None: ...
 

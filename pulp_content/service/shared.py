@@ -148,12 +148,12 @@ class SharedDownload(Progress):
                         "download of %s failed after its start: %s", shown(ra.url), shown(exc)
                     )
                     if ra.id is not None and not isinstance(exc, TooLarge):
-                        await self.persist.mark_failed(ra)
+                        await self.persist.mark_failed(self.src, ra)
                     return
                 log.warning("%s failed before the first byte: %s", shown(ra.url), shown(exc))
                 failure = exc
                 if _blame(ra, exc):
-                    await self.persist.mark_failed(ra)
+                    await self.persist.mark_failed(self.src, ra)
         assert failure is not None
         self.started.set_exception(failure)
 
