@@ -256,6 +256,10 @@ def database_settings(url: str) -> dict[str, object]:
             # mode=rw: a connection never creates the file; only `migrate` does (see
             # service.database), so nobody silently starts over on a new, empty one.
             "NAME": f"file:{path}?mode=rw",
+            # Kept, as on PostgreSQL (a broken one is replaced: database.unit_of_work).
+            # Opening one costs more than the statements a request runs on it (the
+            # file, the pragmas below): each thread keeps its own.
+            "CONN_MAX_AGE": None,
             # WAL lets the service read while a CLI command writes; IMMEDIATE avoids
             # the deadlock-prone upgrade of a read transaction to a write one.
             "OPTIONS": {
