@@ -10,6 +10,7 @@ from pulp_content.service.types import (
     Listing,
     LocalArtifact,
     NotFound,
+    Pulled,
     Redirect,
     RemoteSource,
     Resolution,
@@ -72,4 +73,12 @@ def describe(resolution: Resolution, queries: int, delegate: bool = False) -> di
             doc["reason"] = why
         case Listing(entries=entries):
             doc["entries"] = [e.name + ("/" if e.is_dir else "") for e in entries]
+        case LocalArtifact(pulled=Pulled() as pulled):
+            # A pull-through copy: when the upstream last confirmed it, for how long.
+            doc["pulled"] = {
+                "validated_at": pulled.validated_at.isoformat(),
+                "max_age": pulled.max_age,
+                "max_stale": pulled.max_stale,
+                "mutable": pulled.max_age is not None,
+            }
     return doc

@@ -18,6 +18,7 @@ from django.db.models import Model, ProtectedError
 
 from pulp_content.service import guards
 from pulp_content.service.errors import InvalidInput
+from pulp_content.service.freshness import format_patterns, parse_patterns
 from pulp_content.service.ingest import save
 from pulp_content.service.models import (
     POLICIES,
@@ -150,7 +151,23 @@ def _check_remote_fields(fields: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput("download_concurrency must be at least 1")
     if fields.get("max_size") is not None and fields["max_size"] < 1:
         raise InvalidInput("max_size must be at least 1 byte")
+    _check_freshness(fields)
     return fields
+
+
+def _check_freshness(fields: dict[str, Any]) -> None:
+    """Pull-through freshness settings: whole seconds, patterns kept one a line."""
+    for name in ("metadata_max_age", "max_stale"):
+        value = fields.get(name)
+        if value is not None and (int(value) != value or not 0 <= value < 2**31):
+            raise InvalidInput(f"{name} must be a whole number of seconds")
+    if "mutable" in fields:
+        patterns = tuple(fields["mutable"] or ())
+        for pattern in patterns:
+            check_text(pattern, "a mutable pattern")
+            if "\n" in pattern or not pattern.strip():
+                raise InvalidInput(f"invalid mutable pattern {pattern!r}")
+        fields["mutable"] = format_patterns(patterns)
 
 
 def create_remote(name: str, **fields: Any) -> Remote:
@@ -184,6 +201,8 @@ def remote_as_dict(remote: Remote) -> dict[str, Any]:
             value = dict.fromkeys(value or {}, MASK)
         elif key in CREDENTIAL_FIELDS and value:
             value = mask_url(value)  # a row written before credentials moved out
+        elif key == "mutable":
+            value = list(parse_patterns(value))
         doc[key] = value
     return doc
 

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, transaction
@@ -126,12 +126,26 @@ def _record_pull_through(src: RemoteSource, ra: RemoteRef, download: Download, s
     )
     ca, _ = ContentArtifact.objects.get_or_create(content=content, relative_path=relative)
     ContentArtifact.objects.filter(pk=ca.pk).update(artifact=Artifact.objects.get(sha256=sha256))
-    digests = {k: v for k, v in download.digests.items() if k in DIGESTS}
     RemoteArtifact.objects.update_or_create(
         content_artifact=ca,
         remote_id=ra.config.id,
-        defaults={"url": ra.url, "size": download.size, **digests},
+        defaults={"url": ra.url, **pulled_fields(download)},
     )
+
+
+def pulled_fields(download: Download) -> dict[str, Any]:
+    """The remote artifact columns of a pull-through copy just fetched: what it is, and
+    what the upstream said of it, confirmed now."""
+    digests = {k: v for k, v in download.digests.items() if k in DIGESTS}
+    said = download.upstream
+    return {
+        "size": download.size,
+        **digests,
+        "validated_at": dt.datetime.now(dt.UTC),
+        "etag": said.etag,
+        "last_modified": said.last_modified,
+        "upstream_max_age": said.max_age,
+    }
 
 
 @unit_of_work

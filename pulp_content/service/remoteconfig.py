@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from pulp_content.service.freshness import parse_patterns
+
 
 @dataclass(frozen=True)
 class RemoteConfig:
@@ -30,6 +32,9 @@ class RemoteConfig:
     download_concurrency: int = 10
     max_size: int | None = None
     forward_query: bool = False
+    mutable: tuple[str, ...] = ()  # the remote's own globs, beside freshness.DEFAULT_MUTABLE
+    metadata_max_age: int | None = None  # None: freshness.DEFAULT_METADATA_MAX_AGE
+    max_stale: int | None = None  # None: freshness.DEFAULT_MAX_STALE
 
     @classmethod
     def from_model(cls, remote: Any) -> RemoteConfig:
@@ -56,4 +61,7 @@ class RemoteConfig:
             download_concurrency=remote.download_concurrency,
             max_size=remote.max_size,
             forward_query=remote.forward_query,
+            mutable=parse_patterns(remote.mutable),
+            metadata_max_age=remote.metadata_max_age,
+            max_stale=remote.max_stale,
         )

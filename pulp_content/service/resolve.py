@@ -11,14 +11,17 @@ artifacts.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from urllib.parse import unquote
 
 from pulp_content.service import guards
 from pulp_content.service.config import CONTENT_PREFIX
+from pulp_content.service.freshness import DEFAULT_MAX_STALE, max_age_of
 from pulp_content.service.lookup import (
     DistributionRow,
     FileRow,
+    KnownUrl,
     Source,
     distribution_at,
     file_or_below,
@@ -40,6 +43,7 @@ from pulp_content.service.types import (
     LocalArtifact,
     Located,
     NotFound,
+    Pulled,
     Redirect,
     RemoteRef,
     RemoteSource,
@@ -230,6 +234,38 @@ def _file(
     )
 
 
+def pulled_copy(
+    decoded: str, ref: DistributionRef | None, relative: str, known: KnownUrl
+) -> LocalArtifact:
+    """A stored pull-through copy, with what deciding its freshness needs."""
+    assert known.stored is not None
+    remote = known.remote_artifact.config
+    max_age = max_age_of(relative, remote.mutable, remote.metadata_max_age, known.upstream.max_age)
+    pulled = Pulled(
+        known.remote_artifact,
+        known.content_artifact_id,
+        known.validated_at or known.created or dt.datetime.now(dt.UTC),
+        max_age,
+        DEFAULT_MAX_STALE if remote.max_stale is None else remote.max_stale,
+        known.upstream.etag,
+        known.upstream.last_modified,
+    )
+    return LocalArtifact(
+        decoded, ref, "pull_through", relative, known.stored, known.created, pulled
+    )
+
+
+def repulled(hit: LocalArtifact) -> LocalArtifact | None:
+    """The pull-through copy `hit` named, as the database has it now (another worker may
+    have revalidated or replaced it); None: no copy is stored any more."""
+    assert hit.pulled is not None
+    ra = hit.pulled.remote_artifact
+    known = known_url(ra.config.id, ra.url)
+    if known is None or known.stored is None:
+        return None
+    return pulled_copy(hit.path, hit.distribution, hit.relative_path or "", known)
+
+
 def _resolve_pull_through(
     decoded: str,
     ref: DistributionRef,
@@ -255,7 +291,7 @@ def _resolve_pull_through(
         return Located(gone, guard, cacheable)
     known = known_url(remote.id, url)
     if known is not None and known.stored is not None:
-        stored = LocalArtifact(decoded, ref, "pull_through", relative, known.stored, known.created)
+        stored = pulled_copy(decoded, ref, relative, known)
         return Located(stored, guard, cacheable)
     remote_ref = (
         known.remote_artifact if known is not None else RemoteRef(None, remote, url, None, {})

@@ -96,9 +96,25 @@ class Resolved:
 
 
 @dataclass(frozen=True)
+class Pulled:
+    """A stored pull-through copy: where it came from, when the upstream last confirmed
+    it, and for how long that holds (`max_age` None: immutable, never revalidated;
+    `max_stale`: seconds past that it is still served while the upstream fails)."""
+
+    remote_artifact: RemoteRef
+    content_artifact_id: int
+    validated_at: dt.datetime
+    max_age: int | None
+    max_stale: int
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
 class LocalArtifact(Resolved):
     artifact: ArtifactRef = field(default_factory=lambda: ArtifactRef("", 0, ""))
     last_modified: dt.datetime | None = None
+    pulled: Pulled | None = None  # set for a pull-through copy
 
 
 @dataclass(frozen=True)
