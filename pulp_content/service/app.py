@@ -30,6 +30,7 @@ from pulp_content.service.keys import (
     PERSIST,
     QUERY_LOG,
     READERS,
+    REVALIDATIONS,
     SETTINGS,
     STORAGE,
     UPSTREAM,
@@ -38,6 +39,7 @@ from pulp_content.service.metrics import Counters
 from pulp_content.service.passwords import FailureLimit, Passwords
 from pulp_content.service.probes import livez, readyz
 from pulp_content.service.resolve import locate
+from pulp_content.service.revalidate import Revalidations
 from pulp_content.service.storage import FileSystemStorage, open_storage
 from pulp_content.service.types import Located
 from pulp_content.service.upstream import HttpUpstream
@@ -130,7 +132,11 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
         settings.chunk_size,
         cooldown=settings.failure_cooldown,
     )
+    refresh = app[PERSIST]
+    assert isinstance(refresh, OrmPersist)  # the database side of revalidations too
+    app[REVALIDATIONS] = Revalidations(app[STORAGE], app[UPSTREAM], refresh, settings.chunk_size)
     yield
+    await app[REVALIDATIONS].aclose()
     await app[DOWNLOADS].aclose()
     await app[UPSTREAM].aclose()
     app[PERSIST].close()

@@ -22,6 +22,7 @@ from pulp_content.service.keys import (
     LOCATOR,
     PASSWORDS,
     QUERY_LOG,
+    REVALIDATIONS,
     SERVED_FROM,
     SETTINGS,
     STORAGE,
@@ -98,6 +99,8 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
     try:
         match resolution:
             case LocalArtifact() as hit:
+                if hit.pulled is not None:
+                    hit = await request.app[REVALIDATIONS].current(hit)
                 settings = request.app[SETTINGS]
                 request[SERVED_FROM] = "delegated" if settings.delegate else "storage"
                 if settings.delegate is not None:

@@ -23,9 +23,18 @@ from django.db.models import Subquery
 
 from pulp_content.service.database import unit_of_work
 from pulp_content.service.errors import DatabaseUnavailable
+from pulp_content.service.freshness import UpstreamState
 from pulp_content.service.models import Artifact, Content, ContentArtifact, RemoteArtifact
+from pulp_content.service.resolve import repulled
 from pulp_content.service.storage import Storage, artifact_name
-from pulp_content.service.types import DIGESTS, ArtifactRef, RemoteRef, RemoteSource
+from pulp_content.service.types import (
+    DIGESTS,
+    ArtifactRef,
+    LocalArtifact,
+    Pulled,
+    RemoteRef,
+    RemoteSource,
+)
 from pulp_content.service.verify import Download
 
 log = logging.getLogger(__name__)
@@ -171,6 +180,58 @@ def stored_artifact(ra: RemoteRef) -> ArtifactRef | None:
     return ArtifactRef(*row) if row is not None else None
 
 
+@unit_of_work  # repeatable: one UPDATE
+def confirm(pulled: Pulled, said: UpstreamState) -> None:
+    """A 304: the pull-through copy is current as of now, with what the upstream said
+    (a lifetime it did not repeat stays as it was)."""
+    fields: dict[str, Any] = {
+        "validated_at": dt.datetime.now(dt.UTC),
+        "etag": said.etag,
+        "last_modified": said.last_modified,
+        "failed_at": None,
+    }
+    if said.max_age is not None:
+        fields["upstream_max_age"] = said.max_age
+    ra_id = pulled.remote_artifact.id
+    assert ra_id is not None, "a stored pull-through copy has its remote artifact"
+    RemoteArtifact.objects.filter(pk=ra_id).update(**fields)
+
+
+def replace(storage: Storage, hit: LocalArtifact, download: Download) -> None:
+    """New bytes at a pull-through path: stored as a new artifact, and the remote
+    artifact moves to the content they make; the old artifact stays for whatever still
+    references it. Every worker's cached answers go (the trigger of a remote artifact
+    that changes its content artifact says "everything")."""
+    with placed(storage, [download]):
+        relink(hit, download)
+
+
+@unit_of_work  # repeatable: every statement below is idempotent
+def relink(hit: LocalArtifact, download: Download) -> None:
+    assert hit.pulled is not None and hit.relative_path is not None
+    ra_id = hit.pulled.remote_artifact.id
+    assert ra_id is not None, "a stored pull-through copy has its remote artifact"
+    with transaction.atomic():
+        sha256 = insert_artifact(download)
+        artifact = Artifact.objects.get(sha256=sha256)
+        content, _ = Content.objects.get_or_create(
+            relative_path=hit.relative_path, sha256=sha256, defaults={"size": download.size}
+        )
+        ca, _ = ContentArtifact.objects.get_or_create(
+            content=content, relative_path=hit.relative_path, defaults={"artifact": artifact}
+        )
+        ContentArtifact.objects.filter(pk=ca.pk, artifact__isnull=True).update(artifact=artifact)
+        ra = RemoteArtifact.objects.get(pk=ra_id)
+        # These bytes were at this URL before (a file that went back): one remote
+        # artifact per content artifact and remote, the one looked up by this URL.
+        RemoteArtifact.objects.filter(content_artifact=ca, remote_id=ra.remote_id).exclude(
+            pk=ra_id
+        ).delete()
+        RemoteArtifact.objects.filter(pk=ra_id).update(
+            content_artifact=ca, failed_at=None, **pulled_fields(download)
+        )
+
+
 class OrmPersist:
     """`progress.Persist` on the Django ORM, run off the event loop.
 
@@ -188,6 +249,11 @@ class OrmPersist:
         # A read, as resolving is: on the readers' threads (the service's bounded ones),
         # never the writer's, so it never waits for saves.
         self._stored = sync_to_async(stored_artifact, thread_sensitive=False, executor=readers)
+        self._repulled = sync_to_async(
+            unit_of_work(repulled), thread_sensitive=False, executor=readers
+        )
+        self._confirm = sync_to_async(confirm, thread_sensitive=False, executor=self._writer)
+        self._replace = sync_to_async(replace, thread_sensitive=False, executor=self._writer)
 
     def close(self) -> None:
         """Finish the writes in progress and stop the writer thread."""
@@ -203,3 +269,13 @@ class OrmPersist:
 
     async def stored(self, ra: RemoteRef) -> ArtifactRef | None:
         return await self._stored(ra)
+
+    # -- revalidate.Refresh ----------------------------------------------------------------
+    async def repulled(self, hit: LocalArtifact) -> LocalArtifact | None:
+        return await self._repulled(hit)
+
+    async def confirm(self, pulled: Pulled, said: UpstreamState) -> None:
+        await asyncio.shield(self._confirm(pulled, said))
+
+    async def replace(self, hit: LocalArtifact, download: Download) -> None:
+        await asyncio.shield(self._replace(self.storage, hit, download))

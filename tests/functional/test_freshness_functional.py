@@ -7,11 +7,13 @@ request is counted by path."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from pulp_content.fixtures.remote import FileSpec
+from pulp_content.fixtures.remote import Fault, FileSpec
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.functional
@@ -83,3 +85,95 @@ def test_the_change_triggers_survive_the_migration(fresh):
     before = generation()
     fresh.cli("remote", "update", "fr", "--metadata-max-age", "1")
     assert generation() > before
+
+
+def age_copy(url_end: str, seconds: float) -> None:
+    """Move a copy's last confirmation `seconds` into the past: time passing, without
+    waiting for it (the change reaches every worker's cache as any other does)."""
+    from pulp_content.service.models import RemoteArtifact
+
+    then = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+    remote_artifact(url_end)  # saved first
+    RemoteArtifact.objects.filter(url__endswith=url_end).update(validated_at=then)
+
+
+def stored_copies() -> int:
+    from pulp_content.service.models import Artifact
+
+    return Artifact.objects.count()
+
+
+def test_a_fresh_copy_is_served_without_asking_the_upstream(fresh, client):
+    assert client.get(BASE + "InRelease").body == RELEASE.content()
+    remote_artifact("/fr/InRelease")
+    fresh.remote.put_file("fr", RELEASE_2)  # a new release upstream, within max age
+    assert client.get(BASE + "InRelease").body == RELEASE.content()
+    assert fresh.remote.count(UPSTREAM_RELEASE) == 1
+
+
+def test_a_stale_copy_the_upstream_confirms_is_served_and_its_age_resets(fresh, client):
+    assert client.get(BASE + "InRelease").status == 200
+    age_copy("/fr/InRelease", 301)
+    again = client.get(BASE + "InRelease")
+    assert again.status == 200 and again.body == RELEASE.content()
+    assert fresh.remote.count(UPSTREAM_RELEASE) == 2
+    assert fresh.remote.not_modified[UPSTREAM_RELEASE] == 1  # asked with If-None-Match
+    sent = fresh.remote.last_headers[UPSTREAM_RELEASE]
+    assert sent["If-None-Match"] == f'"{fresh.remote.repositories["fr"].digests["InRelease"]}"'
+    assert client.get(BASE + "InRelease").status == 200  # fresh again: not asked
+    assert fresh.remote.count(UPSTREAM_RELEASE) == 2
+    assert stored_copies() == 1
+
+
+def test_new_bytes_upstream_become_the_file_after_its_max_age(fresh, client):
+    assert client.get(BASE + "InRelease").body == RELEASE.content()
+    fresh.remote.put_file("fr", RELEASE_2)
+    assert client.get(BASE + "InRelease").body == RELEASE.content()  # within max age
+    age_copy("/fr/InRelease", 301)
+    renewed = client.get(BASE + "InRelease")
+    assert renewed.status == 200 and renewed.body == RELEASE_2.content()
+    assert fresh.remote.count(UPSTREAM_RELEASE) == 2
+    # A new artifact; the old one stays for whatever references it.
+    assert stored_copies() == 2
+    assert client.get(BASE + "InRelease").body == RELEASE_2.content()
+    assert fresh.remote.count(UPSTREAM_RELEASE) == 2
+
+
+def test_an_immutable_file_is_never_revalidated(fresh, client):
+    path = BASE + DEB.relative_path
+    assert client.get(path).body == DEB.content()
+    age_copy(DEB.relative_path, 10 * 86_400)
+    assert client.get(path).body == DEB.content()
+    assert fresh.remote.count("/fr/" + DEB.relative_path) == 1
+
+
+def test_the_remote_max_age_is_set_per_remote(fresh, client):
+    fresh.cli("remote", "update", "fr", "--metadata-max-age", "0")
+    assert client.get(BASE + "InRelease").status == 200
+    remote_artifact("/fr/InRelease")
+    fresh.remote.put_file("fr", RELEASE_2)
+    assert client.get(BASE + "InRelease").body == RELEASE_2.content()  # at once
+
+
+def test_a_remote_makes_more_files_mutable(fresh, client):
+    fresh.cli("remote", "update", "fr", "--mutable", "pool/*.deb")
+    path = BASE + DEB.relative_path
+    assert client.get(path).status == 200
+    age_copy(DEB.relative_path, 301)
+    assert client.get(path).status == 200
+    assert fresh.remote.not_modified["/fr/" + DEB.relative_path] == 1
+
+
+def test_concurrent_requests_of_a_stale_file_revalidate_once(fresh, client, second_worker):
+    """N clients of two workers ask for a stale copy while the upstream is slow: one
+    conditional request upstream; the others get the copy there is."""
+    assert client.get(BASE + "InRelease").status == 200
+    age_copy("/fr/InRelease", 301)
+    fresh.remote.set_fault("fr/InRelease", Fault("latency", delay=0.5))
+    servers = [client, second_worker] * 6
+    with ThreadPoolExecutor(len(servers)) as pool:
+        replies = list(pool.map(lambda c: c.get(BASE + "InRelease"), servers))
+    assert [r.status for r in replies] == [200] * len(servers)
+    assert all(r.body == RELEASE.content() for r in replies)
+    assert fresh.remote.count(UPSTREAM_RELEASE) == 2  # the first fetch, one revalidation
+    assert fresh.remote.not_modified[UPSTREAM_RELEASE] == 1
