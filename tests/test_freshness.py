@@ -102,3 +102,19 @@ def test_the_upstream_validators_are_kept():
     said = upstream_state({"ETag": '"abc"', "Last-Modified": "Thu, 01 Jan 2026 00:00:00 GMT"})
     assert said.etag == '"abc"'
     assert said.last_modified == "Thu, 01 Jan 2026 00:00:00 GMT"
+
+
+@pytest.mark.parametrize(("text", "offline"), [("1", True), ("True", True), ("off", False)])
+def test_offline_is_a_yes_or_no_setting(text, offline):
+    from pulp_content.service.config import load_settings
+
+    assert load_settings({"PULP_CONTENT_OFFLINE": text}).offline is offline
+    assert load_settings({}).offline is False
+
+
+def test_a_wrong_offline_value_is_one_clear_error():
+    from pulp_content.service.config import load_settings
+    from pulp_content.service.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="PULP_CONTENT_OFFLINE must be true or false"):
+        load_settings({"PULP_CONTENT_OFFLINE": "maybe"})

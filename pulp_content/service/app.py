@@ -14,6 +14,7 @@ from asgiref.sync import sync_to_async
 from pulp_content.service import invalidation
 from pulp_content.service.accesslog import one_line_bad_requests
 from pulp_content.service.cache import CachedLocator, ResolutionCache
+from pulp_content.service.caching import add_caching_headers
 from pulp_content.service.config import Settings
 from pulp_content.service.database import unit_of_work
 from pulp_content.service.download import Downloads
@@ -105,6 +106,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_passwords)
     app.cleanup_ctx.append(_invalidation)
     app.on_startup.append(_sweep)
+    app.on_response_prepare.append(add_caching_headers)
     return app
 
 
@@ -134,7 +136,11 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
     )
     refresh = app[PERSIST]
     assert isinstance(refresh, OrmPersist)  # the database side of revalidations too
-    app[REVALIDATIONS] = Revalidations(app[STORAGE], app[UPSTREAM], refresh, settings.chunk_size)
+    app[REVALIDATIONS] = Revalidations(
+        app[STORAGE], app[UPSTREAM], refresh, settings.chunk_size, offline=settings.offline
+    )
+    if settings.offline:
+        log.warning("offline: no upstream is contacted; stored copies are served as they are")
     yield
     await app[REVALIDATIONS].aclose()
     await app[DOWNLOADS].aclose()

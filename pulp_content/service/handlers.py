@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 
 from aiohttp import hdrs, web
 
 from pulp_content.service import guards, queries
+from pulp_content.service.caching import CACHING, caching_of
 from pulp_content.service.errors import (
     DatabaseUnavailable,
     NotResolved,
@@ -101,6 +103,7 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
             case LocalArtifact() as hit:
                 if hit.pulled is not None:
                     hit = await request.app[REVALIDATIONS].current(hit)
+                request[CACHING] = caching_of(hit, dt.datetime.now(dt.UTC))
                 settings = request.app[SETTINGS]
                 request[SERVED_FROM] = "delegated" if settings.delegate else "storage"
                 if settings.delegate is not None:
@@ -113,6 +116,9 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
                     )
                 return await serve(request, hit, request.app[STORAGE], request.app[FILES])
             case RemoteSource() as src:
+                if request.app[SETTINGS].offline:
+                    # RFC 9111 §5.2.1.7 (only-if-cached) answers a miss with a 504 too.
+                    return _text(504, "offline: not stored here")
                 return await stream(request, src, request.app[DOWNLOADS])
             case Listing() as listing:
                 return render_listing(listing)

@@ -13,7 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from pulp_content.fixtures.remote import Fault, FileSpec
+from pulp_content.fixtures.background import Background
+from pulp_content.fixtures.remote import Fault, FileSpec, FixtureRemote
+from tests.functional.conftest import Client, ServiceProcess
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.functional
@@ -177,3 +179,76 @@ def test_concurrent_requests_of_a_stale_file_revalidate_once(fresh, client, seco
     assert all(r.body == RELEASE.content() for r in replies)
     assert fresh.remote.count(UPSTREAM_RELEASE) == 2  # the first fetch, one revalidation
     assert fresh.remote.not_modified[UPSTREAM_RELEASE] == 1
+
+
+# -- stale-if-error and offline ---------------------------------------------------------------
+def test_a_stale_copy_is_served_while_the_upstream_fails(fresh, inprocess_client, caplog):
+    client = inprocess_client
+    assert client.get(BASE + "InRelease").status == 200
+    age_copy("/fr/InRelease", 301)
+    fresh.remote.set_fault("fr/InRelease", Fault("status", status=503))
+    with caplog.at_level("WARNING", logger="pulp_content.service.revalidate"):
+        served = client.get(BASE + "InRelease")
+    assert served.status == 200 and served.body == RELEASE.content()
+    assert int(served.headers["Age"]) >= 301
+    assert "serving the copy confirmed 301 s ago" in caplog.text
+    assert "answered 503" in caplog.text
+    # Not confirmed: the next request asks again, and gets the upstream's news.
+    fresh.remote.set_fault("fr/InRelease", None)
+    fresh.remote.put_file("fr", RELEASE_2)
+    assert client.get(BASE + "InRelease").body == RELEASE_2.content()
+
+
+def test_past_its_max_stale_a_copy_is_not_served_when_the_upstream_fails(fresh, client):
+    fresh.cli("remote", "update", "fr", "--max-stale", "100")
+    assert client.get(BASE + "InRelease").status == 200
+    age_copy("/fr/InRelease", 300 + 101)
+    fresh.remote.set_fault("fr/InRelease", Fault("status", status=502))
+    assert client.get(BASE + "InRelease").status == 502
+
+
+def test_a_file_the_upstream_no_longer_has_is_a_404(fresh, client):
+    assert client.get(BASE + "InRelease").status == 200
+    age_copy("/fr/InRelease", 301)
+    fresh.remote.set_fault("fr/InRelease", Fault("status", status=404))
+    assert client.get(BASE + "InRelease").status == 404  # the upstream's answer, not an error
+
+
+def test_with_the_upstream_gone_cached_copies_are_served_and_the_rest_is_a_502(scenario, client):
+    """A fixture remote of this test's own, stopped half-way."""
+    gone = FixtureRemote()
+    with Background(gone):
+        gone.add_repository("fr", [RELEASE, DEB, FileSpec("never.bin", 10, 9)])
+        url = gone.base_url + "/fr/"
+        scenario.cli(
+            "remote", "create", "fr", "--url", url, "--policy", "on_demand",
+            "--connect-timeout", "2",
+        )  # fmt: skip
+        scenario.cli("distribution", "create", "fr", "--base-path", "fr", "--remote", "fr")
+        assert client.get(BASE + "InRelease").status == 200
+        assert client.get(BASE + DEB.relative_path).status == 200
+        remote_artifact(DEB.relative_path)
+    age_copy("/fr/InRelease", 301)
+    release = client.get(BASE + "InRelease")
+    assert release.status == 200 and release.body == RELEASE.content()
+    assert int(release.headers["Age"]) >= 301
+    deb = client.get(BASE + DEB.relative_path)
+    assert deb.status == 200 and deb.body == DEB.content() and "Age" in deb.headers
+    assert client.get(BASE + "never.bin").status == 502  # never fetched: nothing to serve
+
+
+def test_serve_offline_never_asks_the_upstream(fresh, db):
+    with ServiceProcess(db, 1, ("--offline",)) as offline:
+        client = Client(offline)
+        assert client.get(BASE + "InRelease").status == 504  # never fetched
+    assert fresh.remote.requests == {}
+    with ServiceProcess(db, 1) as online:
+        assert Client(online).get(BASE + "InRelease").status == 200
+    age_copy("/fr/InRelease", 10 * 86_400)  # stale, and past max stale too
+    with ServiceProcess(db, 1, ("--offline",)) as offline:
+        served = Client(offline).get(BASE + "InRelease")
+        head = Client(offline).head(BASE + "never.bin")
+    assert served.status == 200 and served.body == RELEASE.content()
+    assert int(served.headers["Age"]) >= 10 * 86_400
+    assert head.status == 504
+    assert fresh.remote.count(UPSTREAM_RELEASE) == 1
