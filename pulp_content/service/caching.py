@@ -1,8 +1,16 @@
-"""The caching headers of content answers, for downstream caches and CDNs (RFC 9111):
-`Age` on a pull-through copy (how long ago the upstream last confirmed it). The
-handler decides them with the resolution (`Caching`, kept on the request); one
-response hook writes them on whatever response goes out, stored, streamed or
-delegated alike."""
+"""The caching headers of content answers, for downstream caches and CDNs (RFC 9111).
+
+- `Cache-Control`: `public, max-age=<immutable_max_age>` (a setting, one day by default)
+  for what does not change at its URL: a publication's files that are not metadata, and
+  immutable pull-through copies; a mutable pull-through copy gets its own max age (with
+  `Age`, a downstream cache knows how much of it is left); metadata, a repository's
+  latest version and listings get `short_max_age` (a minute by default). A guarded
+  distribution's answers are `private`: no shared cache may keep them.
+- `Age` on a stored pull-through copy: how long ago the upstream last confirmed it.
+
+The handler decides them with the resolution (`Caching`, kept on the request); one
+response hook writes them on whatever response goes out, stored, streamed or delegated
+alike, and only on a 200, 206 or 304."""
 
 from __future__ import annotations
 
@@ -11,8 +19,8 @@ from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 
-from pulp_content.service.freshness import age_of
-from pulp_content.service.types import LocalArtifact
+from pulp_content.service.freshness import age_of, is_mutable, max_age_of
+from pulp_content.service.types import LocalArtifact, Pulled, RemoteSource, Resolution
 
 # RFC 9111 §3: answers a cache may keep. Errors and redirects carry no caching header.
 CACHEABLE = frozenset({200, 206, 304})
@@ -22,17 +30,49 @@ CACHEABLE = frozenset({200, 206, 304})
 class Caching:
     """The caching headers of one answer (None: not sent)."""
 
+    cache_control: str | None = None
     age: int | None = None
 
 
 CACHING = web.RequestKey("caching", Caching)
+# Whether the distribution that answers has a content guard (set as the request resolves).
+GUARDED = web.RequestKey("guarded", bool)
 
 
-def caching_of(hit: LocalArtifact, now: dt.datetime) -> Caching:
-    """The caching headers of a stored file."""
-    if hit.pulled is None:
-        return Caching()
-    return Caching(age=int(age_of(hit.pulled.validated_at, now)))
+@dataclass(frozen=True)
+class Lifetimes:
+    """Max ages (seconds) for what does not change at its URL, and for what may."""
+
+    immutable: int
+    short: int
+
+
+def caching_of(
+    resolution: Resolution, guarded: bool, lifetimes: Lifetimes, now: dt.datetime
+) -> Caching:
+    """The caching headers of an answer with a body (a file, a stream, a listing)."""
+    scope = "private" if guarded else "public"
+    max_age = _max_age(resolution, lifetimes)
+    age = None
+    if isinstance(resolution, LocalArtifact) and resolution.pulled is not None:
+        age = int(age_of(resolution.pulled.validated_at, now))
+    return Caching(f"{scope}, max-age={max_age}", age)
+
+
+def _max_age(resolution: Resolution, lifetimes: Lifetimes) -> int:
+    relative = resolution.relative_path or ""
+    match resolution:
+        case LocalArtifact(pulled=Pulled(max_age=max_age)):
+            return lifetimes.immutable if max_age is None else max_age
+        case RemoteSource(source="pull_through", remote_artifacts=(first, *_)):
+            remote = first.config
+            own = max_age_of(relative, remote.mutable, remote.metadata_max_age, None)
+            return lifetimes.immutable if own is None else own
+        case LocalArtifact(source="publication") | RemoteSource(source="publication"):
+            # A publication's packages never change; its metadata is rewritten by the
+            # next publication the distribution moves to.
+            return lifetimes.short if is_mutable(relative) else lifetimes.immutable
+    return lifetimes.short  # a repository's latest version, listings
 
 
 async def add_caching_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
@@ -40,5 +80,7 @@ async def add_caching_headers(request: web.BaseRequest, response: web.StreamResp
     caching = request.get(CACHING)
     if caching is None or response.status not in CACHEABLE:
         return
+    if caching.cache_control is not None:
+        response.headers.setdefault(hdrs.CACHE_CONTROL, caching.cache_control)
     if caching.age is not None:
         response.headers[hdrs.AGE] = str(caching.age)

@@ -31,6 +31,7 @@ DEFAULT_MUTABLE = (
     "simple/**",  # PyPI (PEP 503 / 691) index pages
     "*.json",  # JSON index files (PEP 691, npm-like metadata, container tag lists)
     "index.html",  # directory indexes
+    "PULP_MANIFEST",  # the file type's own index
 )
 DEFAULT_METADATA_MAX_AGE = 300  # seconds
 DEFAULT_MAX_STALE = 86_400  # seconds a mutable copy is served while the upstream is down

@@ -9,7 +9,7 @@ import logging
 from aiohttp import hdrs, web
 
 from pulp_content.service import guards, queries
-from pulp_content.service.caching import CACHING, caching_of
+from pulp_content.service.caching import CACHING, GUARDED, Caching, Lifetimes, caching_of
 from pulp_content.service.errors import (
     DatabaseUnavailable,
     NotResolved,
@@ -82,6 +82,7 @@ async def resolve_request(request: web.Request) -> Resolution:
     from_proxy = is_trusted_proxy(request.remote, settings.trusted_proxies)
     path, _, query = request.raw_path.partition("?")
     located = await request.app[LOCATOR](path, query)
+    request[GUARDED] = located.guard is not None
     # request.headers is read-only; only a guard looks at it.
     args = (located, query, request.headers, from_proxy)
     slow = located.guard is not None and located.guard.kind in SLOW_GUARDS
@@ -103,7 +104,7 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
             case LocalArtifact() as hit:
                 if hit.pulled is not None:
                     hit = await request.app[REVALIDATIONS].current(hit)
-                request[CACHING] = caching_of(hit, dt.datetime.now(dt.UTC))
+                request[CACHING] = _caching(request, hit)
                 settings = request.app[SETTINGS]
                 request[SERVED_FROM] = "delegated" if settings.delegate else "storage"
                 if settings.delegate is not None:
@@ -119,8 +120,10 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
                 if request.app[SETTINGS].offline:
                     # RFC 9111 §5.2.1.7 (only-if-cached) answers a miss with a 504 too.
                     return _text(504, "offline: not stored here")
+                request[CACHING] = _caching(request, src)
                 return await stream(request, src, request.app[DOWNLOADS])
             case Listing() as listing:
+                request[CACHING] = _caching(request, listing)
                 return render_listing(listing)
             case Redirect(location=location):
                 raise web.HTTPMovedPermanently(location)
@@ -145,6 +148,13 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
             return _text(404, "not found upstream")
         return _text(504 if exc.timeout else 502, f"upstream failed: {exc}")
     raise AssertionError(f"unhandled resolution {resolution!r}")
+
+
+def _caching(request: web.Request, resolution: Resolution) -> Caching:
+    settings = request.app[SETTINGS]
+    lifetimes = Lifetimes(settings.immutable_max_age, settings.short_max_age)
+    guarded = request.get(GUARDED, False)
+    return caching_of(resolution, guarded, lifetimes, dt.datetime.now(dt.UTC))
 
 
 def insufficient_storage(request: web.BaseRequest, exc: StorageError) -> web.Response:

@@ -252,3 +252,47 @@ def test_serve_offline_never_asks_the_upstream(fresh, db):
     assert int(served.headers["Age"]) >= 10 * 86_400
     assert head.status == 504
     assert fresh.remote.count(UPSTREAM_RELEASE) == 1
+
+
+# -- caching headers ------------------------------------------------------------------------
+PACKAGE = FileSpec("pkg.bin", 3000, 11)
+
+
+def test_a_publication_s_files_are_long_lived_and_its_metadata_short(scenario, client):
+    base = scenario.publish("pub", [PACKAGE], "immediate")
+    package = client.get(base + "pkg.bin")
+    assert package.headers["Cache-Control"] == "public, max-age=86400"
+    assert "Age" not in package.headers  # stored here, not a copy of an upstream's
+    manifest = client.get(base + "PULP_MANIFEST")
+    assert manifest.status == 200 and manifest.headers["Cache-Control"] == "public, max-age=60"
+    assert client.get(base).headers["Cache-Control"] == "public, max-age=60"  # a listing
+    etag = package.headers["ETag"]
+    revalidated = client.get(base + "pkg.bin", {"If-None-Match": etag})
+    assert revalidated.status == 304
+    assert revalidated.headers["Cache-Control"] == "public, max-age=86400"
+    missing = client.get(base + "nothing.bin")
+    assert missing.status == 404 and "Cache-Control" not in missing.headers
+
+
+def test_a_guarded_distribution_s_answers_are_private(scenario, client):
+    base = scenario.publish("pub", [PACKAGE], "on_demand")
+    scenario.cli("guard", "create", "token", "--kind", "header", "--header", "X-Token",
+                 "--value", "abc")  # fmt: skip
+    scenario.cli("distribution", "update", "pub", "--guard", "token")
+    lazy = client.get(base + "pkg.bin", {"X-Token": "abc"})  # streamed from the upstream
+    assert lazy.status == 200 and lazy.headers["Cache-Control"] == "private, max-age=86400"
+    refused = client.get(base + "pkg.bin")
+    assert refused.status == 403 and "Cache-Control" not in refused.headers
+
+
+def test_pull_through_copies_say_how_long_they_stay_fresh(fresh, client):
+    fresh.cli("remote", "update", "fr", "--metadata-max-age", "120")
+    first = client.get(BASE + "InRelease")  # streamed from the upstream
+    assert first.headers["Cache-Control"] == "public, max-age=120"
+    remote_artifact("/fr/InRelease")
+    age_copy("/fr/InRelease", 30)
+    copy = client.get(BASE + "InRelease")
+    assert copy.headers["Cache-Control"] == "public, max-age=120"
+    assert 30 <= int(copy.headers["Age"]) < 120  # a downstream cache has ~90 s left
+    deb = client.get(BASE + DEB.relative_path)
+    assert deb.headers["Cache-Control"] == "public, max-age=86400"
