@@ -119,6 +119,17 @@ def _expires(headers: Mapping[str, str]) -> int | None:
     return max(0, int((end - start).total_seconds()))
 
 
+def http_date(text: str | None) -> dt.datetime | None:
+    """An HTTP-date (RFC 9110 §5.6.7) as an aware datetime; None when absent or invalid."""
+    if not text:
+        return None
+    try:
+        parsed = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
 def max_age_of(
     relative_path: str,
     own_patterns: Iterable[str],

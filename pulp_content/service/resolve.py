@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 from pulp_content.service import guards
 from pulp_content.service.config import CONTENT_PREFIX
-from pulp_content.service.freshness import DEFAULT_MAX_STALE, max_age_of
+from pulp_content.service.freshness import DEFAULT_MAX_STALE, http_date, max_age_of
 from pulp_content.service.lookup import (
     DistributionRow,
     FileRow,
@@ -250,9 +250,13 @@ def pulled_copy(
         known.upstream.etag,
         known.upstream.last_modified,
     )
-    return LocalArtifact(
-        decoded, ref, "pull_through", relative, known.stored, known.created, pulled
-    )
+    # A mutable copy's Last-Modified is the upstream's own, or none: the time it was
+    # fetched would not do, as new bytes fetched within the same second as the old ones
+    # would look unmodified to a client's If-Modified-Since (its ETag, the sha256, is
+    # exact). An immutable copy never changes: when it was fetched will do.
+    upstream_modified = http_date(known.upstream.last_modified)
+    modified = known.created if max_age is None else upstream_modified
+    return LocalArtifact(decoded, ref, "pull_through", relative, known.stored, modified, pulled)
 
 
 def repulled(hit: LocalArtifact) -> LocalArtifact | None:

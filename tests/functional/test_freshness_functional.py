@@ -296,3 +296,27 @@ def test_pull_through_copies_say_how_long_they_stay_fresh(fresh, client):
     assert 30 <= int(copy.headers["Age"]) < 120  # a downstream cache has ~90 s left
     deb = client.get(BASE + DEB.relative_path)
     assert deb.headers["Cache-Control"] == "public, max-age=86400"
+
+
+def test_a_replaced_copy_never_looks_unmodified_to_if_modified_since(fresh, client):
+    """Found with apt, which revalidates with If-Modified-Since only: new bytes fetched
+    within the same second as the old ones answered it 304 while the copy's
+    Last-Modified was the time it was fetched. A mutable copy now carries the
+    upstream's Last-Modified, or none (its ETag is exact)."""
+    first = client.get(BASE + "InRelease")
+    assert "Last-Modified" not in first.headers  # the upstream gave none
+    remote_artifact("/fr/InRelease")
+    fresh.remote.put_file("fr", RELEASE_2)
+    age_copy("/fr/InRelease", 301)
+    again = client.get(BASE + "InRelease", {"If-Modified-Since": first.headers["Date"]})
+    assert again.status == 200 and again.body == RELEASE_2.content()
+
+
+def test_a_mutable_copy_passes_the_upstream_last_modified_on(fresh, client):
+    stamp = "Wed, 01 Jul 2026 10:00:00 GMT"
+    fresh.remote.extra_headers["fr/InRelease"] = {"Last-Modified": stamp}
+    assert client.get(BASE + "InRelease").status == 200
+    remote_artifact("/fr/InRelease")
+    copy = client.get(BASE + "InRelease")
+    assert copy.headers["Last-Modified"] == stamp
+    assert client.get(BASE + "InRelease", {"If-Modified-Since": stamp}).status == 304
