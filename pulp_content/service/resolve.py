@@ -32,7 +32,7 @@ from pulp_content.service.lookup import (
     remote_config,
 )
 from pulp_content.service.paths import MAX_SEGMENTS, BadPath, split_request_path, url_path
-from pulp_content.service.remoteurl import upstream_url
+from pulp_content.service.remoteurl import directory_url, upstream_url
 from pulp_content.service.types import (
     NOT_DOWNLOADED,
     ArtifactRef,
@@ -280,19 +280,24 @@ def _resolve_pull_through(
     guard: GuardRef | None,
 ) -> Located:
     """A pull-through distribution serves whatever its remote has beside its URL, and keeps
-    (on_demand, immediate) what it fetched so the next request comes from storage."""
-    if trailing:
+    (on_demand, immediate) what it fetched so the next request comes from storage. A
+    directory (`simple/pkg/`, a PyPI simple page) is the upstream's page for it, kept as
+    a file whose path ends in '/'; the top has no listing."""
+    if trailing and not relative:
         no_listing = "a pull-through distribution has no listing"
         return Located(NotFound(decoded, ref, "pull_through", relative, reason=no_listing), guard)
     assert dist.remote_id is not None
     remote = remote_config(dist.remote_id)
     # What the query string changes (the upstream URL) is not kept by path alone.
     cacheable = not remote.forward_query
+    forwarded = query if remote.forward_query else ""
     try:
-        url = upstream_url(remote.url, relative, query if remote.forward_query else "")
+        url = upstream_url(remote.url, relative, "" if trailing else forwarded)
     except BadPath as exc:
         gone = NotFound(decoded, ref, "pull_through", relative, reason=str(exc))
         return Located(gone, guard, cacheable)
+    if trailing:
+        url, relative = directory_url(url, forwarded), relative + "/"
     known = known_url(remote.id, url)
     if known is not None and known.stored is not None:
         stored = pulled_copy(decoded, ref, relative, known)

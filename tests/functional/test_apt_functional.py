@@ -17,7 +17,7 @@ import pytest
 
 from pulp_content.fixtures.background import Background
 from pulp_content.fixtures.remote import FileSpec, FixtureRemote
-from tests.helpers import need_tool
+from tests.helpers import eventually, need_tool
 
 pytestmark = pytest.mark.functional
 
@@ -129,15 +129,21 @@ def candidate(apt_cache: str, work: Path, env: dict[str, str]) -> str:
     return policy.split("Candidate:", 1)[1].split()[0]
 
 
-def age_pulled_copies(seconds: float) -> None:
+def age_pulled_copies(seconds: float, client) -> None:
     """Every pull-through copy last confirmed `seconds` earlier: the max age passing,
-    without waiting for it (each worker's cache hears of the change as of any other)."""
+    without waiting for it. Each worker's cache hears of the change milliseconds later;
+    a worker in this process is waited for."""
     from django.db.models import F
 
+    from pulp_content.service.keys import LOCATOR
     from pulp_content.service.models import RemoteArtifact
 
+    app = client.server.app
+    cache = app[LOCATOR].cache if app is not None else None
+    before = cache.epoch if cache is not None else 0
     delta = dt.timedelta(seconds=seconds)
     RemoteArtifact.objects.update(validated_at=F("validated_at") - delta)
+    assert cache is None or eventually(lambda: cache.epoch > before)
 
 
 def test_apt_through_pull_through_sees_a_new_release_after_max_age_and_works_offline(
@@ -167,7 +173,7 @@ def test_apt_through_pull_through_sees_a_new_release_after_max_age_and_works_off
         assert candidate(apt_cache, tmp_path, env) == "1.0", within  # still fresh here
         assert upstream.count("/deb/Release") == 1
 
-        age_pulled_copies(301)  # past the default max age of 300 s
+        age_pulled_copies(301, client)  # past the default max age of 300 s
         after = run(apt_get, "update", cwd=tmp_path, env=env)
         assert "Err:" not in after and candidate(apt_cache, tmp_path, env) == "2.0", after
         assert upstream.count("/deb/Release") == 2  # one revalidation
@@ -181,7 +187,7 @@ def test_apt_through_pull_through_sees_a_new_release_after_max_age_and_works_off
         fetched = hashlib.sha256((download / new_deb).read_bytes()).hexdigest()
         assert fetched == upstream.repositories["deb"].digests[new_deb]
 
-    age_pulled_copies(301)  # stale, and the upstream is gone: served from the copies
+    age_pulled_copies(301, client)  # stale, and the upstream is gone: served from the copies
     offline = run(apt_get, "update", cwd=tmp_path, env=env)
     # InRelease was never fetched (the upstream had none: an unsigned repository), so
     # it is the one error (a 502, after which apt keeps the lists it has); every file

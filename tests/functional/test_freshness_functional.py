@@ -15,6 +15,8 @@ import pytest
 
 from pulp_content.fixtures.background import Background
 from pulp_content.fixtures.remote import Fault, FileSpec, FixtureRemote
+from pulp_content.service.keys import LOCATOR
+from pulp_content.service.types import LocalArtifact, RemoteSource
 from tests.functional.conftest import Client, ServiceProcess
 from tests.helpers import eventually
 
@@ -43,6 +45,13 @@ def generation() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT value FROM pulp_content_generation WHERE id = 1")
         return int(cursor.fetchone()[0])
+
+
+@pytest.fixture
+def client(inprocess_client: Client) -> Client:
+    """A service in this process: tests that move time in the database wait until its
+    resolution cache has heard of the change (`age_copy`)."""
+    return inprocess_client
 
 
 @pytest.fixture
@@ -89,14 +98,39 @@ def test_the_change_triggers_survive_the_migration(fresh):
     assert generation() > before
 
 
-def age_copy(url_end: str, seconds: float) -> None:
-    """Move a copy's last confirmation `seconds` into the past: time passing, without
-    waiting for it (the change reaches every worker's cache as any other does)."""
+def cached(client: Client, path: str) -> object:
+    """What a worker in this process keeps for `path` in its resolution cache (None:
+    nothing; a worker in another process: nothing known)."""
+    if client.server.app is None:
+        return None
+    found = client.server.app[LOCATOR].cache.get(path)
+    return None if found is None else found.resolution
+
+
+def fetched(relative: str, *clients: Client) -> None:
+    """The copy at `relative` saved, and no worker's cache still holding what the path
+    led to before (the download): the cache hears of a change milliseconds after it."""
+    remote_artifact("/fr/" + relative)
+    path = BASE + relative
+    assert eventually(lambda: not any(isinstance(cached(c, path), RemoteSource) for c in clients))
+
+
+def age_copy(relative: str, seconds: float, *clients: Client) -> None:
+    """Move the last confirmation of the copy at `relative` `seconds` into the past: time
+    passing, without waiting for it; then wait until no worker's cache holds the copy
+    as it was before."""
     from pulp_content.service.models import RemoteArtifact
 
+    fetched(relative, *clients)
     then = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
-    remote_artifact(url_end)  # saved first
-    RemoteArtifact.objects.filter(url__endswith=url_end).update(validated_at=then)
+    RemoteArtifact.objects.filter(url__endswith="/fr/" + relative).update(validated_at=then)
+    path = BASE + relative
+
+    def moved(client: Client) -> bool:
+        copy = cached(client, path)
+        return not isinstance(copy, LocalArtifact) or copy.pulled.validated_at <= then
+
+    assert eventually(lambda: all(moved(c) for c in clients))
 
 
 def stored_copies() -> int:
@@ -107,7 +141,7 @@ def stored_copies() -> int:
 
 def test_a_fresh_copy_is_served_without_asking_the_upstream(fresh, client):
     assert client.get(BASE + "InRelease").body == RELEASE.content()
-    remote_artifact("/fr/InRelease")
+    fetched("InRelease", client)
     fresh.remote.put_file("fr", RELEASE_2)  # a new release upstream, within max age
     assert client.get(BASE + "InRelease").body == RELEASE.content()
     assert fresh.remote.count(UPSTREAM_RELEASE) == 1
@@ -115,7 +149,7 @@ def test_a_fresh_copy_is_served_without_asking_the_upstream(fresh, client):
 
 def test_a_stale_copy_the_upstream_confirms_is_served_and_its_age_resets(fresh, client):
     assert client.get(BASE + "InRelease").status == 200
-    age_copy("/fr/InRelease", 301)
+    age_copy("InRelease", 301, client)
     again = client.get(BASE + "InRelease")
     assert again.status == 200 and again.body == RELEASE.content()
     assert fresh.remote.count(UPSTREAM_RELEASE) == 2
@@ -131,7 +165,7 @@ def test_new_bytes_upstream_become_the_file_after_its_max_age(fresh, client):
     assert client.get(BASE + "InRelease").body == RELEASE.content()
     fresh.remote.put_file("fr", RELEASE_2)
     assert client.get(BASE + "InRelease").body == RELEASE.content()  # within max age
-    age_copy("/fr/InRelease", 301)
+    age_copy("InRelease", 301, client)
     renewed = client.get(BASE + "InRelease")
     assert renewed.status == 200 and renewed.body == RELEASE_2.content()
     assert fresh.remote.count(UPSTREAM_RELEASE) == 2
@@ -144,7 +178,7 @@ def test_new_bytes_upstream_become_the_file_after_its_max_age(fresh, client):
 def test_an_immutable_file_is_never_revalidated(fresh, client):
     path = BASE + DEB.relative_path
     assert client.get(path).body == DEB.content()
-    age_copy(DEB.relative_path, 10 * 86_400)
+    age_copy(DEB.relative_path, 10 * 86_400, client)
     assert client.get(path).body == DEB.content()
     assert fresh.remote.count("/fr/" + DEB.relative_path) == 1
 
@@ -152,7 +186,7 @@ def test_an_immutable_file_is_never_revalidated(fresh, client):
 def test_the_remote_max_age_is_set_per_remote(fresh, client):
     fresh.cli("remote", "update", "fr", "--metadata-max-age", "0")
     assert client.get(BASE + "InRelease").status == 200
-    remote_artifact("/fr/InRelease")
+    fetched("InRelease", client)
     fresh.remote.put_file("fr", RELEASE_2)
     assert client.get(BASE + "InRelease").body == RELEASE_2.content()  # at once
 
@@ -161,7 +195,7 @@ def test_a_remote_makes_more_files_mutable(fresh, client):
     fresh.cli("remote", "update", "fr", "--mutable", "pool/*.deb")
     path = BASE + DEB.relative_path
     assert client.get(path).status == 200
-    age_copy(DEB.relative_path, 301)
+    age_copy(DEB.relative_path, 301, client)
     assert client.get(path).status == 200
     assert fresh.remote.not_modified["/fr/" + DEB.relative_path] == 1
 
@@ -170,7 +204,7 @@ def test_concurrent_requests_of_a_stale_file_revalidate_once(fresh, client, seco
     """N clients of two workers ask for a stale copy while the upstream is slow: one
     conditional request upstream; the others get the copy there is."""
     assert client.get(BASE + "InRelease").status == 200
-    age_copy("/fr/InRelease", 301)
+    age_copy("InRelease", 301, client, second_worker)
     fresh.remote.set_fault("fr/InRelease", Fault("latency", delay=0.5))
     servers = [client, second_worker] * 6
     with ThreadPoolExecutor(len(servers)) as pool:
@@ -185,7 +219,7 @@ def test_concurrent_requests_of_a_stale_file_revalidate_once(fresh, client, seco
 def test_a_stale_copy_is_served_while_the_upstream_fails(fresh, inprocess_client, caplog):
     client = inprocess_client
     assert client.get(BASE + "InRelease").status == 200
-    age_copy("/fr/InRelease", 301)
+    age_copy("InRelease", 301, client)
     fresh.remote.set_fault("fr/InRelease", Fault("status", status=503))
     with caplog.at_level("WARNING", logger="pulp_content.service.revalidate"):
         served = client.get(BASE + "InRelease")
@@ -202,14 +236,14 @@ def test_a_stale_copy_is_served_while_the_upstream_fails(fresh, inprocess_client
 def test_past_its_max_stale_a_copy_is_not_served_when_the_upstream_fails(fresh, client):
     fresh.cli("remote", "update", "fr", "--max-stale", "100")
     assert client.get(BASE + "InRelease").status == 200
-    age_copy("/fr/InRelease", 300 + 101)
+    age_copy("InRelease", 300 + 101, client)
     fresh.remote.set_fault("fr/InRelease", Fault("status", status=502))
     assert client.get(BASE + "InRelease").status == 502
 
 
 def test_a_file_the_upstream_no_longer_has_is_a_404(fresh, client):
     assert client.get(BASE + "InRelease").status == 200
-    age_copy("/fr/InRelease", 301)
+    age_copy("InRelease", 301, client)
     fresh.remote.set_fault("fr/InRelease", Fault("status", status=404))
     assert client.get(BASE + "InRelease").status == 404  # the upstream's answer, not an error
 
@@ -227,8 +261,8 @@ def test_with_the_upstream_gone_cached_copies_are_served_and_the_rest_is_a_502(s
         scenario.cli("distribution", "create", "fr", "--base-path", "fr", "--remote", "fr")
         assert client.get(BASE + "InRelease").status == 200
         assert client.get(BASE + DEB.relative_path).status == 200
-        remote_artifact(DEB.relative_path)
-    age_copy("/fr/InRelease", 301)
+        fetched(DEB.relative_path, client)
+    age_copy("InRelease", 301, client)
     release = client.get(BASE + "InRelease")
     assert release.status == 200 and release.body == RELEASE.content()
     assert int(release.headers["Age"]) >= 301
@@ -244,7 +278,7 @@ def test_serve_offline_never_asks_the_upstream(fresh, db):
     assert fresh.remote.requests == {}
     with ServiceProcess(db, 1) as online:
         assert Client(online).get(BASE + "InRelease").status == 200
-    age_copy("/fr/InRelease", 10 * 86_400)  # stale, and past max stale too
+    age_copy("InRelease", 10 * 86_400)  # stale, and past max stale too
     with ServiceProcess(db, 1, ("--offline",)) as offline:
         served = Client(offline).get(BASE + "InRelease")
         head = Client(offline).head(BASE + "never.bin")
@@ -289,8 +323,7 @@ def test_pull_through_copies_say_how_long_they_stay_fresh(fresh, client):
     fresh.cli("remote", "update", "fr", "--metadata-max-age", "120")
     first = client.get(BASE + "InRelease")  # streamed from the upstream
     assert first.headers["Cache-Control"] == "public, max-age=120"
-    remote_artifact("/fr/InRelease")
-    age_copy("/fr/InRelease", 30)
+    age_copy("InRelease", 30, client)
     copy = client.get(BASE + "InRelease")
     assert copy.headers["Cache-Control"] == "public, max-age=120"
     assert 30 <= int(copy.headers["Age"]) < 120  # a downstream cache has ~90 s left
@@ -305,9 +338,9 @@ def test_a_replaced_copy_never_looks_unmodified_to_if_modified_since(fresh, clie
     upstream's Last-Modified, or none (its ETag is exact)."""
     first = client.get(BASE + "InRelease")
     assert "Last-Modified" not in first.headers  # the upstream gave none
-    remote_artifact("/fr/InRelease")
+    fetched("InRelease", client)
     fresh.remote.put_file("fr", RELEASE_2)
-    age_copy("/fr/InRelease", 301)
+    age_copy("InRelease", 301, client)
     again = client.get(BASE + "InRelease", {"If-Modified-Since": first.headers["Date"]})
     assert again.status == 200 and again.body == RELEASE_2.content()
 
@@ -316,7 +349,20 @@ def test_a_mutable_copy_passes_the_upstream_last_modified_on(fresh, client):
     stamp = "Wed, 01 Jul 2026 10:00:00 GMT"
     fresh.remote.extra_headers["fr/InRelease"] = {"Last-Modified": stamp}
     assert client.get(BASE + "InRelease").status == 200
-    remote_artifact("/fr/InRelease")
+    fetched("InRelease", client)
     copy = client.get(BASE + "InRelease")
     assert copy.headers["Last-Modified"] == stamp
     assert client.get(BASE + "InRelease", {"If-Modified-Since": stamp}).status == 304
+
+
+def test_a_directory_page_is_pulled_through_as_html_and_the_top_has_no_listing(fresh, client):
+    fresh.remote.put_file("fr", FileSpec.literal("simple/pkg/index.html", b"<a>pkg</a>\n"))
+    page = client.get(BASE + "simple/pkg/")
+    assert page.status == 200 and page.body == b"<a>pkg</a>\n"
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert fresh.remote.count("/fr/simple/pkg/") == 1  # the directory's URL, as asked
+    fetched("simple/pkg/", client)
+    copy = client.get(BASE + "simple/pkg/")
+    assert copy.headers["Content-Type"].startswith("text/html") and "Age" in copy.headers
+    assert client.get(BASE).status == 404
+    assert client.get(BASE + "%2e%2e/").status == 404  # still never above the remote's URL
