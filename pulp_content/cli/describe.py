@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from pulp_content.service.redact import mask_url
@@ -80,5 +81,7 @@ def describe(resolution: Resolution, queries: int, delegate: bool = False) -> di
                 "max_age": pulled.max_age,
                 "max_stale": pulled.max_stale,
                 "mutable": pulled.max_age is not None,
+                # What a request now would do: serve it, or revalidate it first.
+                "fresh": pulled.fresh(dt.datetime.now(dt.UTC)),
             }
     return doc

@@ -59,18 +59,6 @@ class Refresh(Protocol):
         """The upstream sent new bytes: store them as the file at this path."""
 
 
-def is_fresh(pulled: Pulled, now: dt.datetime) -> bool:
-    """Whether a copy may be served without asking the upstream."""
-    return pulled.max_age is None or age_of(pulled.validated_at, now) < pulled.max_age
-
-
-def within_stale(pulled: Pulled, now: dt.datetime) -> bool:
-    """Whether a stale copy may still be served when the upstream cannot confirm it."""
-    if pulled.max_age is None:
-        return True  # immutable: always
-    return age_of(pulled.validated_at, now) <= pulled.max_age + pulled.max_stale
-
-
 def conditional_headers(pulled: Pulled) -> dict[str, str]:
     """RFC 9110 §13.1: the validators the upstream gave for the copy we have."""
     headers: dict[str, str] = {}
@@ -113,14 +101,14 @@ class Revalidations:
         """The copy to serve for `hit`: itself while fresh, else as revalidated now."""
         pulled = hit.pulled
         now = self.clock()
-        if pulled is None or is_fresh(pulled, now) or self.offline:
+        if pulled is None or pulled.fresh(now) or self.offline:
             return hit
         key = (pulled.remote_artifact.config.id, pulled.remote_artifact.url)
         running = self._running.get(key)
         if running is not None:
             # Another request of this process revalidates it: the copy there is, while
             # it may still be served stale.
-            return hit if within_stale(pulled, now) else await asyncio.shield(running)
+            return hit if pulled.servable_stale(now) else await asyncio.shield(running)
         task = asyncio.ensure_future(self._revalidate(hit))
         self._running[key] = task
         task.add_done_callback(lambda _: self._running.pop(key, None))
@@ -133,7 +121,8 @@ class Revalidations:
 
     async def _revalidate(self, hit: LocalArtifact) -> LocalArtifact:
         assert hit.pulled is not None
-        partial = self.storage.partial_of(claim_name(hit.pulled))
+        # new_partial: the directory the claim lives in may not be there yet.
+        partial = await asyncio.to_thread(self.storage.new_partial, claim_name(hit.pulled))
         claim = await self.storage.locks.aclaim(partial)
         if claim is None:
             return hit  # another worker revalidates it now: the copy there is
@@ -141,7 +130,7 @@ class Revalidations:
             # Another worker may have revalidated it since this one resolved.
             now_hit = await self.refresh.repulled(hit) or hit
             assert now_hit.pulled is not None
-            if is_fresh(now_hit.pulled, self.clock()):
+            if now_hit.pulled.fresh(self.clock()):
                 return now_hit
             return await self._ask(now_hit)
         finally:
@@ -174,7 +163,7 @@ class Revalidations:
     def _stale_if_error(self, hit: LocalArtifact, exc: UpstreamError) -> LocalArtifact:
         assert hit.pulled is not None
         now = self.clock()
-        if not within_stale(hit.pulled, now):
+        if not hit.pulled.servable_stale(now):
             raise exc
         age = age_of(hit.pulled.validated_at, now)
         log.warning(

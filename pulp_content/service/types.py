@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pulp_content.service.freshness import age_of
 from pulp_content.service.remoteconfig import RemoteConfig
 
 # The digests an artifact and a remote artifact can carry (columns of both tables).
@@ -108,6 +109,16 @@ class Pulled:
     max_stale: int
     etag: str | None = None
     last_modified: str | None = None
+
+    def fresh(self, now: dt.datetime) -> bool:
+        """Whether the copy may be served without asking the upstream."""
+        return self.max_age is None or age_of(self.validated_at, now) < self.max_age
+
+    def servable_stale(self, now: dt.datetime) -> bool:
+        """Whether the copy may still be served when the upstream cannot confirm it."""
+        if self.max_age is None:
+            return True  # immutable: always
+        return age_of(self.validated_at, now) <= self.max_age + self.max_stale
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ def test_a_first_fetch_keeps_what_the_upstream_said(fresh, client):
     assert kept.upstream_max_age == 7 and kept.validated_at is not None
     resolved = json.loads(fresh.cli("resolve", BASE + "InRelease", "--json"))
     assert resolved["pulled"]["max_age"] == 7  # tighter than the remote's 300
+    assert resolved["pulled"]["fresh"] is True and resolved["pulled"]["mutable"] is True
 
 
 def test_the_change_triggers_survive_the_migration(fresh):
