@@ -203,3 +203,17 @@ async def test_another_worker_revalidating_leaves_this_one_serving_the_copy(worl
 def test_no_validators_no_conditional_headers():
     pulled = dataclasses.replace(copy().pulled, etag=None, last_modified=None)
     assert conditional_headers(pulled) == {}
+
+
+async def test_after_a_failure_the_copy_is_served_without_asking_for_a_while(world):
+    clock, refresh, upstream, revalidations = world
+    upstream.error = UpstreamError(URL, "timed out", timeout=True)
+    clock.advance(301)
+    assert await revalidations.current(refresh.copy) is refresh.copy
+    clock.advance(29)
+    assert await revalidations.current(refresh.copy) is refresh.copy
+    assert upstream.requests == 1  # not a second timeout to wait for
+    upstream.error = None
+    clock.advance(1)
+    served = await revalidations.current(refresh.copy)
+    assert upstream.requests == 2 and served.pulled.validated_at == clock.now

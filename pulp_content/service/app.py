@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 # Connections a worker holds beside its readers': the writer's (ingest), the download
 # claims' (locks) and the cache's invalidation watcher's (invalidation).
 OTHER_CONNECTIONS = 3
+# Seconds at most a stale copy the upstream failed to confirm is served without asking
+# again (PULP_CONTENT_FAILURE_COOLDOWN, when shorter): metadata is stale meanwhile.
+MAX_REVALIDATION_COOLDOWN = 30.0
 
 
 def reader_threads(settings: Settings) -> ThreadPoolExecutor:
@@ -137,7 +140,12 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
     refresh = app[PERSIST]
     assert isinstance(refresh, OrmPersist)  # the database side of revalidations too
     app[REVALIDATIONS] = Revalidations(
-        app[STORAGE], app[UPSTREAM], refresh, settings.chunk_size, offline=settings.offline
+        app[STORAGE],
+        app[UPSTREAM],
+        refresh,
+        settings.chunk_size,
+        offline=settings.offline,
+        failure_cooldown=min(settings.failure_cooldown, MAX_REVALIDATION_COOLDOWN),
     )
     if settings.offline:
         log.warning("offline: no upstream is contacted; stored copies are served as they are")

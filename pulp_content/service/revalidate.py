@@ -87,6 +87,7 @@ class Revalidations:
         chunk_size: int,
         offline: bool = False,
         clock: Clock = utcnow,
+        failure_cooldown: float = 30.0,
     ) -> None:
         self.storage = storage
         self.upstream = upstream
@@ -95,6 +96,11 @@ class Revalidations:
         self.offline = offline
         self.clock = clock
         self._running: dict[tuple[int, str], asyncio.Future[LocalArtifact]] = {}
+        # Seconds a copy the upstream could not confirm is served without asking again:
+        # an upstream that times out would otherwise hold one request per file for the
+        # whole timeout, every time. By file, when it last failed.
+        self.failure_cooldown = failure_cooldown
+        self._failed: dict[tuple[int, str], dt.datetime] = {}
         self.asked = 0  # conditional requests sent upstream (tests, metrics)
 
     async def current(self, hit: LocalArtifact) -> LocalArtifact:
@@ -104,6 +110,8 @@ class Revalidations:
         if pulled is None or pulled.fresh(now) or self.offline:
             return hit
         key = (pulled.remote_artifact.config.id, pulled.remote_artifact.url)
+        if self._cooling(key, now) and pulled.servable_stale(now):
+            return hit
         running = self._running.get(key)
         if running is not None:
             # Another request of this process revalidates it: the copy there is, while
@@ -114,6 +122,16 @@ class Revalidations:
         task.add_done_callback(lambda _: self._running.pop(key, None))
         # Shielded: a client that leaves does not stop what other clients will read.
         return await asyncio.shield(task)
+
+    def _cooling(self, key: tuple[int, str], now: dt.datetime) -> bool:
+        """Whether the upstream failed to confirm this file within the cooldown."""
+        failed = self._failed.get(key)
+        if failed is None:
+            return False
+        if (now - failed).total_seconds() < self.failure_cooldown:
+            return True
+        del self._failed[key]
+        return False
 
     async def aclose(self) -> None:
         """Shutdown: let the revalidations in progress end (they hold claims)."""
@@ -165,6 +183,8 @@ class Revalidations:
         now = self.clock()
         if not hit.pulled.servable_stale(now):
             raise exc
+        ra = hit.pulled.remote_artifact
+        self._failed[(ra.config.id, ra.url)] = now
         age = age_of(hit.pulled.validated_at, now)
         log.warning(
             "upstream failed for %s (%s): serving the copy confirmed %d s ago",

@@ -7,6 +7,7 @@ request is counted by path."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from pulp_content.fixtures.background import Background
 from pulp_content.fixtures.remote import Fault, FileSpec, FixtureRemote
 from pulp_content.service.keys import LOCATOR
 from pulp_content.service.types import LocalArtifact, RemoteSource
-from tests.functional.conftest import Client, ServiceProcess
+from tests.functional.conftest import Client, ServiceProcess, ServiceServer
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.functional
@@ -217,8 +218,16 @@ def test_concurrent_requests_of_a_stale_file_revalidate_once(fresh, client, seco
 
 
 # -- stale-if-error and offline ---------------------------------------------------------------
-def test_a_stale_copy_is_served_while_the_upstream_fails(fresh, inprocess_client, caplog):
-    client = inprocess_client
+@pytest.fixture
+def no_cooldown(db):
+    """A service that asks the upstream again at the next request after a failure."""
+    server = ServiceServer(dataclasses.replace(db, failure_cooldown=0))
+    with Background(server):
+        yield Client(server)
+
+
+def test_a_stale_copy_is_served_while_the_upstream_fails(fresh, no_cooldown, caplog):
+    client = no_cooldown
     assert client.get(BASE + "InRelease").status == 200
     age_copy("InRelease", 301, client)
     fresh.remote.set_fault("fr/InRelease", Fault("status", status=503))
