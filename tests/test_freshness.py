@@ -118,3 +118,21 @@ def test_a_wrong_offline_value_is_one_clear_error():
 
     with pytest.raises(InvalidInput, match="PULP_CONTENT_OFFLINE must be true or false"):
         load_settings({"PULP_CONTENT_OFFLINE": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("url", "scope"),
+    [
+        ("http://m/debian/dists/stable/InRelease", "http://m/debian/dists/stable/"),
+        (
+            "http://m/debian/dists/stable/main/binary-amd64/Packages.xz",
+            "http://m/debian/dists/stable/",
+        ),
+        ("http://m/flat/Release", "http://m/flat/"),
+        ("http://m/os/repodata/repomd.xml", "http://m/os/repodata/"),
+    ],
+)
+def test_files_that_change_together(url, scope):
+    from pulp_content.service.freshness import sibling_scope
+
+    assert sibling_scope(url) == scope

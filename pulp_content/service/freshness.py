@@ -119,6 +119,16 @@ def _expires(headers: Mapping[str, str]) -> int | None:
     return max(0, int((end - start).total_seconds()))
 
 
+def sibling_scope(url: str) -> str:
+    """The URL prefix whose mutable files change together with the file at `url`: a
+    Debian suite (`.../dists/<suite>/`, its Release names every Packages below it by
+    digest), else the file's directory (a flat repository, `repodata/`)."""
+    head, found, tail = url.partition("/dists/")
+    if found and "/" in tail:
+        return f"{head}/dists/{tail.split('/', 1)[0]}/"
+    return url.rsplit("/", 1)[0] + "/"
+
+
 def http_date(text: str | None) -> dt.datetime | None:
     """An HTTP-date (RFC 9110 §5.6.7) as an aware datetime; None when absent or invalid."""
     if not text:

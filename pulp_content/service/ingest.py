@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, transaction
@@ -23,8 +24,9 @@ from django.db.models import Subquery
 
 from pulp_content.service.database import unit_of_work
 from pulp_content.service.errors import DatabaseUnavailable
-from pulp_content.service.freshness import UpstreamState
+from pulp_content.service.freshness import UpstreamState, is_mutable, sibling_scope
 from pulp_content.service.models import Artifact, Content, ContentArtifact, RemoteArtifact
+from pulp_content.service.remoteurl import remote_base
 from pulp_content.service.resolve import repulled
 from pulp_content.service.storage import Storage, artifact_name
 from pulp_content.service.types import (
@@ -182,16 +184,16 @@ def stored_artifact(ra: RemoteRef) -> ArtifactRef | None:
 
 @unit_of_work  # repeatable: one UPDATE
 def confirm(pulled: Pulled, said: UpstreamState) -> None:
-    """A 304: the pull-through copy is current as of now, with what the upstream said
-    (a lifetime it did not repeat stays as it was)."""
+    """A 304: the pull-through copy is current as of now, with what the upstream said."""
+    # RFC 9110 §15.4.5: a 304 carries the Cache-Control and Expires a 200 would: its
+    # lifetime (none: the remote's) replaces the one before (a sibling's 0 included).
     fields: dict[str, Any] = {
         "validated_at": dt.datetime.now(dt.UTC),
         "etag": said.etag,
         "last_modified": said.last_modified,
         "failed_at": None,
+        "upstream_max_age": said.max_age,
     }
-    if said.max_age is not None:
-        fields["upstream_max_age"] = said.max_age
     ra_id = pulled.remote_artifact.id
     assert ra_id is not None, "a stored pull-through copy has its remote artifact"
     RemoteArtifact.objects.filter(pk=ra_id).update(**fields)
@@ -230,6 +232,25 @@ def relink(hit: LocalArtifact, download: Download) -> None:
         RemoteArtifact.objects.filter(pk=ra_id).update(
             content_artifact=ca, failed_at=None, **pulled_fields(download)
         )
+        expire_siblings(hit.pulled.remote_artifact, ra_id)
+
+
+def expire_siblings(ra: RemoteRef, ra_id: int) -> None:
+    """New bytes at a mutable URL: the other mutable copies that change with it (a
+    Release and its Packages) are due for revalidation at their next request. Their ages
+    drift apart (each 304 resets one), and a new Release served with a Packages copy
+    still fresh but old is a hash mismatch to apt. Lifetime 0, not an older confirmation
+    time: their Age stays true, and max stale still counts from it."""
+    base = str(remote_base(ra.config.url))
+    siblings = RemoteArtifact.objects.filter(
+        remote_id=ra.config.id, url__startswith=sibling_scope(ra.url)
+    ).exclude(pk=ra_id)
+    due = [
+        pk
+        for pk, url in siblings.values_list("pk", "url")
+        if url.startswith(base) and is_mutable(unquote(url[len(base) :]), ra.config.mutable)
+    ]
+    RemoteArtifact.objects.filter(pk__in=due).update(upstream_max_age=0)
 
 
 class OrmPersist:

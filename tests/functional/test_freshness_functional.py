@@ -376,3 +376,35 @@ def test_a_directory_page_is_pulled_through_as_html_and_the_top_has_no_listing(f
     assert copy.headers["Content-Type"].startswith("text/html") and "Age" in copy.headers
     assert client.get(BASE).status == 404
     assert client.get(BASE + "%2e%2e/").status == 404  # still never above the remote's URL
+
+
+def test_new_bytes_in_a_suite_make_its_other_metadata_due(fresh, client):
+    """A Release and its Packages drift apart in age (each 304 resets one). When the
+    Release comes back new, the Packages copy of the same suite, though within its max
+    age, is revalidated at its next request: apt never pairs a new Release with an old
+    Packages (a hash mismatch). A package of the suite is not touched."""
+    suite = [
+        FileSpec.literal("dists/stable/Release", b"Release 1\n"),
+        FileSpec.literal("dists/stable/main/binary-all/Packages", b"Packages 1\n"),
+        FileSpec.literal("dists/other/Release", b"Other 1\n"),
+    ]
+    for spec in suite:
+        fresh.remote.put_file("fr", spec)
+        assert client.get(BASE + spec.relative_path).status == 200
+        fetched(spec.relative_path, client)
+    for spec in suite:
+        fresh.remote.put_file("fr", FileSpec.literal(spec.relative_path, spec.data[:-2] + b"2\n"))
+    age_copy("dists/stable/Release", 301, client)
+    assert client.get(BASE + "dists/stable/Release").body == b"Release 2\n"
+    path = BASE + "dists/stable/main/binary-all/Packages"
+
+    def due() -> bool:  # the cache has heard of it (milliseconds after the change)
+        copy = cached(client, path)
+        return not isinstance(copy, LocalArtifact) or copy.pulled.max_age == 0
+
+    assert eventually(due)
+    packages = client.get(path)
+    assert packages.body == b"Packages 2\n"  # due with its Release, not 300 s later
+    assert client.get(BASE + "dists/other/Release").body == b"Other 1\n"  # another suite
+    assert client.get(BASE + DEB.relative_path).status == 200
+    assert fresh.remote.count("/fr/dists/stable/main/binary-all/Packages") == 2
