@@ -135,6 +135,11 @@ def age_copy(relative: str, seconds: float, *clients: Client) -> None:
     assert eventually(lambda: all(moved(c) for c in clients))
 
 
+def partials(settings) -> list:
+    tmp = settings.storage_root / "tmp"
+    return sorted(tmp.glob("*.partial")) if tmp.exists() else []
+
+
 def stored_copies() -> int:
     from pulp_content.service.models import Artifact
 
@@ -408,3 +413,14 @@ def test_new_bytes_in_a_suite_make_its_other_metadata_due(fresh, client):
     assert client.get(BASE + "dists/other/Release").body == b"Other 1\n"  # another suite
     assert client.get(BASE + DEB.relative_path).status == 200
     assert fresh.remote.count("/fr/dists/stable/main/binary-all/Packages") == 2
+
+
+def test_new_bytes_over_the_remote_max_size_are_refused_and_not_kept(fresh, client):
+    fresh.cli("remote", "update", "fr", "--max-size", "1K")
+    assert client.get(BASE + "InRelease").body == RELEASE.content()
+    fresh.remote.put_file("fr", FileSpec("InRelease", 5000, 3))
+    age_copy("InRelease", 301, client)
+    refused = client.get(BASE + "InRelease")
+    assert refused.status == 502 and b"max size" in refused.body
+    assert stored_copies() == 1  # the old copy only
+    assert partials(fresh.settings) == []
