@@ -5,7 +5,8 @@
   immutable pull-through copies; a mutable pull-through copy gets its own max age (with
   `Age`, a downstream cache knows how much of it is left); metadata, a repository's
   latest version and listings get `short_max_age` (a minute by default). A guarded
-  distribution's answers are `private`: no shared cache may keep them.
+  distribution's answers are `private`: no shared cache may keep them; `Vary` names the
+  request header its guard reads (a private cache keys on it too).
 - `Age` on a stored pull-through copy: how long ago the upstream last confirmed it.
 
 The handler decides them with the resolution (`Caching`, kept on the request); one
@@ -20,7 +21,13 @@ from dataclasses import dataclass
 from aiohttp import hdrs, web
 
 from pulp_content.service.freshness import age_of, is_mutable, max_age_of
-from pulp_content.service.types import LocalArtifact, Pulled, RemoteSource, Resolution
+from pulp_content.service.types import (
+    GuardRef,
+    LocalArtifact,
+    Pulled,
+    RemoteSource,
+    Resolution,
+)
 
 # RFC 9111 §3: answers a cache may keep. Errors and redirects carry no caching header.
 CACHEABLE = frozenset({200, 206, 304})
@@ -32,11 +39,25 @@ class Caching:
 
     cache_control: str | None = None
     age: int | None = None
+    vary: str | None = None
 
 
 CACHING = web.RequestKey("caching", Caching)
-# Whether the distribution that answers has a content guard (set as the request resolves).
-GUARDED = web.RequestKey("guarded", bool)
+# The content guard of the distribution that answers, if any (set as the request resolves).
+GUARD: web.RequestKey[GuardRef | None] = web.RequestKey("guard")
+
+
+def vary_of(guard: GuardRef | None, from_proxy: bool) -> str | None:
+    """RFC 9110 §12.5.5: the request header the guard's verdict depends on (a signed
+    URL's is in the URL itself; a client certificate is a header only from a proxy)."""
+    match guard:
+        case GuardRef(kind="header", settings=settings):
+            return str(settings.get("header"))
+        case GuardRef(kind="basic"):
+            return hdrs.AUTHORIZATION
+        case GuardRef(kind="x509", settings=settings) if from_proxy:
+            return str(settings.get("header", "X-Client-Cert"))
+    return None
 
 
 @dataclass(frozen=True)
@@ -48,15 +69,19 @@ class Lifetimes:
 
 
 def caching_of(
-    resolution: Resolution, guarded: bool, lifetimes: Lifetimes, now: dt.datetime
+    resolution: Resolution,
+    guard: GuardRef | None,
+    from_proxy: bool,
+    lifetimes: Lifetimes,
+    now: dt.datetime,
 ) -> Caching:
     """The caching headers of an answer with a body (a file, a stream, a listing)."""
-    scope = "private" if guarded else "public"
+    scope = "private" if guard is not None else "public"
     max_age = _max_age(resolution, lifetimes)
     age = None
     if isinstance(resolution, LocalArtifact) and resolution.pulled is not None:
         age = int(age_of(resolution.pulled.validated_at, now))
-    return Caching(f"{scope}, max-age={max_age}", age)
+    return Caching(f"{scope}, max-age={max_age}", age, vary_of(guard, from_proxy))
 
 
 def _max_age(resolution: Resolution, lifetimes: Lifetimes) -> int:
@@ -84,3 +109,5 @@ async def add_caching_headers(request: web.BaseRequest, response: web.StreamResp
         response.headers.setdefault(hdrs.CACHE_CONTROL, caching.cache_control)
     if caching.age is not None:
         response.headers[hdrs.AGE] = str(caching.age)
+    if caching.vary is not None:
+        response.headers.setdefault(hdrs.VARY, caching.vary)

@@ -9,7 +9,7 @@ import logging
 from aiohttp import hdrs, web
 
 from pulp_content.service import guards, queries
-from pulp_content.service.caching import CACHING, GUARDED, Caching, Lifetimes, caching_of
+from pulp_content.service.caching import CACHING, GUARD, Caching, Lifetimes, caching_of
 from pulp_content.service.errors import (
     DatabaseUnavailable,
     NotResolved,
@@ -82,7 +82,7 @@ async def resolve_request(request: web.Request) -> Resolution:
     from_proxy = is_trusted_proxy(request.remote, settings.trusted_proxies)
     path, _, query = request.raw_path.partition("?")
     located = await request.app[LOCATOR](path, query)
-    request[GUARDED] = located.guard is not None
+    request[GUARD] = located.guard
     # request.headers is read-only; only a guard looks at it.
     args = (located, query, request.headers, from_proxy)
     slow = located.guard is not None and located.guard.kind in SLOW_GUARDS
@@ -153,8 +153,9 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
 def _caching(request: web.Request, resolution: Resolution) -> Caching:
     settings = request.app[SETTINGS]
     lifetimes = Lifetimes(settings.immutable_max_age, settings.short_max_age)
-    guarded = request.get(GUARDED, False)
-    return caching_of(resolution, guarded, lifetimes, dt.datetime.now(dt.UTC))
+    from_proxy = is_trusted_proxy(request.remote, settings.trusted_proxies)
+    guard = request.get(GUARD)
+    return caching_of(resolution, guard, from_proxy, lifetimes, dt.datetime.now(dt.UTC))
 
 
 def insufficient_storage(request: web.BaseRequest, exc: StorageError) -> web.Response:

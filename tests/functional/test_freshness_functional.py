@@ -330,6 +330,7 @@ def test_a_guarded_distribution_s_answers_are_private(scenario, client):
     scenario.cli("distribution", "update", "pub", "--guard", "token")
     lazy = client.get(base + "pkg.bin", {"X-Token": "abc"})  # streamed from the upstream
     assert lazy.status == 200 and lazy.headers["Cache-Control"] == "private, max-age=86400"
+    assert lazy.headers["Vary"] == "X-Token"  # the header the guard reads
     refused = client.get(base + "pkg.bin")
     assert refused.status == 403 and "Cache-Control" not in refused.headers
 
