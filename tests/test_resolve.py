@@ -131,7 +131,10 @@ STATEMENTS = [
     ("/pulp/content/guarded/a.iso", "forbidden", 2),
     ("/pulp/content/pt/sub/f.bin", "stream", 3),
     ("/pulp/content/pt/%252e%252e/f.bin", "not_found", 2),
-    ("/pulp/content/pt/sub/", "not_found", 1),
+    # A pull-through directory is the upstream's page for it (a PyPI simple page); the
+    # top of a pull-through distribution has no listing.
+    ("/pulp/content/pt/sub/", "stream", 3),
+    ("/pulp/content/pt/", "not_found", 1),
 ]
 
 

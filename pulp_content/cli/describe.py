@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from pulp_content.service.redact import mask_url
@@ -10,6 +11,7 @@ from pulp_content.service.types import (
     Listing,
     LocalArtifact,
     NotFound,
+    Pulled,
     Redirect,
     RemoteSource,
     Resolution,
@@ -76,4 +78,14 @@ def describe(
             doc["reason"] = why
         case Listing(entries=entries):
             doc["entries"] = [e.name + ("/" if e.is_dir else "") for e in entries]
+        case LocalArtifact(pulled=Pulled() as pulled):
+            # A pull-through copy: when the upstream last confirmed it, for how long.
+            doc["pulled"] = {
+                "validated_at": pulled.validated_at.isoformat(),
+                "max_age": pulled.max_age,
+                "max_stale": pulled.max_stale,
+                "mutable": pulled.max_age is not None,
+                # What a request now would do: serve it, or revalidate it first.
+                "fresh": pulled.fresh(dt.datetime.now(dt.UTC)),
+            }
     return doc

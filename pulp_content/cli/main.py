@@ -115,6 +115,12 @@ def migrate() -> None:
     help="Access log lines as text (default) or one JSON object each.",
 )
 @click.option(
+    "--offline",
+    is_flag=True,
+    help="Never contact an upstream: pull-through and lazy content comes from storage "
+    "only, however old (with an Age header); what is not stored answers 504.",
+)
+@click.option(
     "--no-redirect",
     is_flag=True,
     help="redirect design: REDIRECT.ENABLED false (lazy content answers 404).",
@@ -128,6 +134,7 @@ def serve(
     delegate: str | None,
     delegate_prefix: str | None,
     log_format: str | None,
+    offline: bool,
     no_redirect: bool,
 ) -> None:
     """Serve content under the content prefix, /pulp/content/ unless
@@ -148,6 +155,8 @@ def serve(
         os.environ["PULP_CONTENT_DELEGATE_PREFIX"] = delegate_prefix
     if log_format:
         os.environ["PULP_CONTENT_LOG_FORMAT"] = log_format
+    if offline:
+        os.environ["PULP_CONTENT_OFFLINE"] = "1"
     # Django is configured before the service's modules load; a brand-new home gets its
     # database, so `pulp-content serve` works on a fresh machine.
     current = settings(may_create=True)

@@ -99,6 +99,26 @@ def remote_options(creating: bool) -> Any:
             default=None,
             help="Send a pull-through request's query string upstream (default: no).",
         ),
+        click.option(
+            "--mutable",
+            multiple=True,
+            metavar="GLOB",
+            help="Pull-through: files that change at the same URL, revalidated once older "
+            "than --metadata-max-age (repeatable; beside the built-in Debian, RPM, PyPI "
+            "and JSON index patterns; matched below the remote's URL; '' clears them).",
+        ),
+        click.option(
+            "--metadata-max-age",
+            type=click.IntRange(0, 2**31 - 1),
+            help="Pull-through: seconds a mutable file is fresh (default 300; an upstream "
+            "Cache-Control or Expires that says less wins).",
+        ),
+        click.option(
+            "--max-stale",
+            type=click.IntRange(0, 2**31 - 1),
+            help="Pull-through: seconds a stale mutable file is still served while the "
+            "upstream is down or failing (default 86400).",
+        ),
     ]
 
     def decorate(func: Any) -> Any:
@@ -111,7 +131,9 @@ def remote_options(creating: bool) -> Any:
 
 def remote_fields(options: dict[str, Any]) -> dict[str, Any]:
     """Model fields from the options that were given (None means: not given)."""
-    fields = {k: v for k, v in options.items() if v is not None and k != "headers"}
+    fields = {k: v for k, v in options.items() if v is not None and k not in ("headers", "mutable")}
+    if options.get("mutable"):
+        fields["mutable"] = [p for p in options["mutable"] if p]  # --mutable '': none
     if options.get("headers"):
         fields["headers"] = parse_headers(options["headers"])
     for key in ("ca_cert", "client_cert", "client_key"):

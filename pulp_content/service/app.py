@@ -14,6 +14,7 @@ from asgiref.sync import sync_to_async
 from pulp_content.service import invalidation
 from pulp_content.service.accesslog import one_line_bad_requests
 from pulp_content.service.cache import CachedLocator, ResolutionCache
+from pulp_content.service.caching import add_caching_headers
 from pulp_content.service.config import Settings
 from pulp_content.service.database import unit_of_work
 from pulp_content.service.download import Downloads
@@ -30,6 +31,7 @@ from pulp_content.service.keys import (
     PERSIST,
     QUERY_LOG,
     READERS,
+    REVALIDATIONS,
     SETTINGS,
     STORAGE,
     UPSTREAM,
@@ -38,6 +40,7 @@ from pulp_content.service.metrics import Counters
 from pulp_content.service.passwords import FailureLimit, Passwords
 from pulp_content.service.probes import livez, readyz
 from pulp_content.service.resolve import locate
+from pulp_content.service.revalidate import Revalidations
 from pulp_content.service.storage import FileSystemStorage, open_storage
 from pulp_content.service.types import Located
 from pulp_content.service.upstream import HttpUpstream
@@ -48,6 +51,9 @@ log = logging.getLogger(__name__)
 # Connections a worker holds beside its readers': the writer's (ingest), the download
 # claims' (locks) and the cache's invalidation watcher's (invalidation).
 OTHER_CONNECTIONS = 3
+# Seconds at most a stale copy the upstream failed to confirm is served without asking
+# again (PULP_CONTENT_FAILURE_COOLDOWN, when shorter): metadata is stale meanwhile.
+MAX_REVALIDATION_COOLDOWN = 30.0
 
 
 def reader_threads(settings: Settings) -> ThreadPoolExecutor:
@@ -103,6 +109,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_passwords)
     app.cleanup_ctx.append(_invalidation)
     app.on_startup.append(_sweep)
+    app.on_response_prepare.append(add_caching_headers)
     return app
 
 
@@ -130,7 +137,20 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
         settings.chunk_size,
         cooldown=settings.failure_cooldown,
     )
+    refresh = app[PERSIST]
+    assert isinstance(refresh, OrmPersist)  # the database side of revalidations too
+    app[REVALIDATIONS] = Revalidations(
+        app[STORAGE],
+        app[UPSTREAM],
+        refresh,
+        settings.chunk_size,
+        offline=settings.offline,
+        failure_cooldown=min(settings.failure_cooldown, MAX_REVALIDATION_COOLDOWN),
+    )
+    if settings.offline:
+        log.warning("offline: no upstream is contacted; stored copies are served as they are")
     yield
+    await app[REVALIDATIONS].aclose()
     await app[DOWNLOADS].aclose()
     await app[UPSTREAM].aclose()
     app[PERSIST].close()

@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from pulp_content.service.types import (
     NOT_DOWNLOADED,
     Listing,
+    LocalArtifact,
     Located,
     NotFound,
+    Pulled,
     RemoteSource,
 )
 
@@ -42,6 +44,9 @@ def dependencies(located: Located) -> frozenset[int]:
             return frozenset({ca})
         case RemoteSource():
             return frozenset({ANY_STATE})  # pull-through, not recorded yet
+        case LocalArtifact(pulled=Pulled(content_artifact_id=ca)):
+            # A pull-through copy: revalidated (validated_at) or replaced by new bytes.
+            return frozenset({ca})
         case Listing():
             return frozenset({ANY_STATE})
         case NotFound(reason=reason) if reason == NOT_DOWNLOADED:

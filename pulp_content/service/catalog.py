@@ -18,6 +18,7 @@ from django.db.models import Model, ProtectedError
 
 from pulp_content.service import guards
 from pulp_content.service.errors import InvalidInput
+from pulp_content.service.freshness import format_patterns, parse_patterns
 from pulp_content.service.ingest import save
 from pulp_content.service.models import (
     POLICIES,
@@ -153,7 +154,23 @@ def _check_remote_fields(fields: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput("max_size must be at least 1 byte")
     if fields.get("retries") is not None and not 0 <= fields["retries"] <= MAX_RETRIES:
         raise InvalidInput(f"retries must be between 0 and {MAX_RETRIES}")
+    _check_freshness(fields)
     return fields
+
+
+def _check_freshness(fields: dict[str, Any]) -> None:
+    """Pull-through freshness settings: whole seconds, patterns kept one a line."""
+    for name in ("metadata_max_age", "max_stale"):
+        value = fields.get(name)
+        if value is not None and (int(value) != value or not 0 <= value < 2**31):
+            raise InvalidInput(f"{name} must be a whole number of seconds")
+    if "mutable" in fields:
+        patterns = tuple(fields["mutable"] or ())
+        for pattern in patterns:
+            check_text(pattern, "a mutable pattern")
+            if "\n" in pattern or not pattern.strip():
+                raise InvalidInput(f"invalid mutable pattern {pattern!r}")
+        fields["mutable"] = format_patterns(patterns)
 
 
 def create_remote(name: str, **fields: Any) -> Remote:
@@ -187,6 +204,8 @@ def remote_as_dict(remote: Remote) -> dict[str, Any]:
             value = dict.fromkeys(value or {}, MASK)
         elif key in CREDENTIAL_FIELDS and value:
             value = mask_url(value)  # a row written before credentials moved out
+        elif key == "mutable":
+            value = list(parse_patterns(value))
         doc[key] = value
     return doc
 

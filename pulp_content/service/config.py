@@ -88,6 +88,14 @@ class Settings:
     # Bytes of small stored files (up to 64 KiB each) kept in memory per worker, so a
     # warm request for one needs no thread hop; 0 turns it off.
     file_cache_size: int = 64 * 1024 * 1024
+    # Never contact an upstream: pull-through and lazy content is served from what is
+    # stored, however old; what is not stored is a 504 (`serve --offline`).
+    offline: bool = False
+    # Cache-Control max-age (seconds) for downstream caches and CDNs: files that do not
+    # change at their URL (a publication's packages, immutable pull-through copies), and
+    # what may (listings, a repository's latest version, metadata).
+    immutable_max_age: int = 86_400
+    short_max_age: int = 60
 
     @property
     def secret_key_path(self) -> Path:
@@ -124,6 +132,9 @@ CONFIG_KEYS = (
     "cache_size",
     "negative_cache_size",
     "file_cache_size",
+    "offline",
+    "immutable_max_age",
+    "short_max_age",
 )
 # A worker's saves, download claims and invalidation watcher have a connection each;
 # resolving needs one more.
@@ -195,7 +206,20 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         cache_size=int(_count(env, "PULP_CONTENT_CACHE_SIZE", "100000", int)),
         negative_cache_size=int(_count(env, "PULP_CONTENT_NEGATIVE_CACHE_SIZE", "50000", int)),
         file_cache_size=int(_count(env, "PULP_CONTENT_FILE_CACHE_SIZE", "67108864", int)),
+        offline=_flag(env, "PULP_CONTENT_OFFLINE"),
+        immutable_max_age=int(_count(env, "PULP_CONTENT_IMMUTABLE_MAX_AGE", "86400", int)),
+        short_max_age=int(_count(env, "PULP_CONTENT_SHORT_MAX_AGE", "60", int)),
     )
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    """A yes/no setting: 1, true, yes or on (any case); 0, false, no, off or unset."""
+    text = (env.get(name) or "0").strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(f"{name} must be true or false, not {text!r}")
 
 
 def _connections(env: Mapping[str, str]) -> int:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 
 from aiohttp import hdrs, web
 
 from pulp_content.service import guards, queries
+from pulp_content.service.caching import CACHING, GUARD, Caching, Lifetimes, caching_of
 from pulp_content.service.errors import (
     DatabaseUnavailable,
     NotResolved,
@@ -22,6 +24,7 @@ from pulp_content.service.keys import (
     LOCATOR,
     PASSWORDS,
     QUERY_LOG,
+    REVALIDATIONS,
     SERVED_FROM,
     SETTINGS,
     STORAGE,
@@ -80,6 +83,7 @@ async def resolve_request(request: web.Request) -> Resolution:
     from_proxy = is_trusted_proxy(request.remote, settings.trusted_proxies)
     path, _, query = request.raw_path.partition("?")
     located = await request.app[LOCATOR](path, query)
+    request[GUARD] = located.guard
     # request.headers is read-only; only a guard looks at it.
     args = (located, query, request.headers, from_proxy)
     slow = located.guard is not None and located.guard.kind in SLOW_GUARDS
@@ -99,6 +103,9 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
     try:
         match resolution:
             case LocalArtifact() as hit:
+                if hit.pulled is not None:
+                    hit = await request.app[REVALIDATIONS].current(hit)
+                request[CACHING] = _caching(request, hit)
                 settings = request.app[SETTINGS]
                 request[SERVED_FROM] = "delegated" if settings.delegate else "storage"
                 if settings.delegate is not None:
@@ -111,8 +118,13 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
                     )
                 return await serve(request, hit, request.app[STORAGE], request.app[FILES])
             case RemoteSource() as src:
+                if request.app[SETTINGS].offline:
+                    # RFC 9111 §5.2.1.7 (only-if-cached) answers a miss with a 504 too.
+                    return _text(504, "offline: not stored here")
+                request[CACHING] = _caching(request, src)
                 return await stream(request, src, request.app[DOWNLOADS])
             case Listing() as listing:
+                request[CACHING] = _caching(request, listing)
                 return render_listing(listing)
             case Redirect(location=location):
                 origin = request.app[SETTINGS].content_origin
@@ -138,6 +150,14 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
             return _text(404, "not found upstream")
         return _text(504 if exc.timeout else 502, f"upstream failed: {exc}")
     raise AssertionError(f"unhandled resolution {resolution!r}")
+
+
+def _caching(request: web.Request, resolution: Resolution) -> Caching:
+    settings = request.app[SETTINGS]
+    lifetimes = Lifetimes(settings.immutable_max_age, settings.short_max_age)
+    from_proxy = is_trusted_proxy(request.remote, settings.trusted_proxies)
+    guard = request.get(GUARD)
+    return caching_of(resolution, guard, from_proxy, lifetimes, dt.datetime.now(dt.UTC))
 
 
 def insufficient_storage(request: web.BaseRequest, exc: StorageError) -> web.Response:

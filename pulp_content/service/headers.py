@@ -35,6 +35,8 @@ _TYPES = mimetypes.MimeTypes(filenames=())
 
 def content_type(relative_path: str) -> str:
     """The Content-Type of a file by its extension, compound ones (`.xml.gz`) included."""
+    if relative_path.endswith("/"):
+        return "text/html"  # a directory's page (a pull-through PyPI simple page)
     name = relative_path.rsplit("/", 1)[-1].lower()
     for ext, kind in _EXTRA_TYPES.items():
         if name.endswith(ext):

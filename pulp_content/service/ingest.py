@@ -15,7 +15,8 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+from urllib.parse import unquote
 
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, transaction
@@ -23,9 +24,19 @@ from django.db.models import Subquery
 
 from pulp_content.service.database import unit_of_work
 from pulp_content.service.errors import DatabaseUnavailable
+from pulp_content.service.freshness import UpstreamState, is_mutable, sibling_scope
 from pulp_content.service.models import Artifact, Content, ContentArtifact, RemoteArtifact
+from pulp_content.service.remoteurl import remote_base
+from pulp_content.service.resolve import repulled
 from pulp_content.service.storage import Storage, artifact_name
-from pulp_content.service.types import DIGESTS, ArtifactRef, RemoteRef, RemoteSource
+from pulp_content.service.types import (
+    DIGESTS,
+    ArtifactRef,
+    LocalArtifact,
+    Pulled,
+    RemoteRef,
+    RemoteSource,
+)
 from pulp_content.service.verify import Download
 
 log = logging.getLogger(__name__)
@@ -126,12 +137,26 @@ def _record_pull_through(src: RemoteSource, ra: RemoteRef, download: Download, s
     )
     ca, _ = ContentArtifact.objects.get_or_create(content=content, relative_path=relative)
     ContentArtifact.objects.filter(pk=ca.pk).update(artifact=Artifact.objects.get(sha256=sha256))
-    digests = {k: v for k, v in download.digests.items() if k in DIGESTS}
     RemoteArtifact.objects.update_or_create(
         content_artifact=ca,
         remote_id=ra.config.id,
-        defaults={"url": ra.url, "size": download.size, **digests},
+        defaults={"url": ra.url, **pulled_fields(download)},
     )
+
+
+def pulled_fields(download: Download) -> dict[str, Any]:
+    """The remote artifact columns of a pull-through copy just fetched: what it is, and
+    what the upstream said of it, confirmed now."""
+    digests = {k: v for k, v in download.digests.items() if k in DIGESTS}
+    said = download.upstream
+    return {
+        "size": download.size,
+        **digests,
+        "validated_at": dt.datetime.now(dt.UTC),
+        "etag": said.etag,
+        "last_modified": said.last_modified,
+        "upstream_max_age": said.max_age,
+    }
 
 
 @unit_of_work
@@ -155,6 +180,77 @@ def stored_artifact(ra: RemoteRef) -> ArtifactRef | None:
         .first()
     )
     return ArtifactRef(*row) if row is not None else None
+
+
+@unit_of_work  # repeatable: one UPDATE
+def confirm(pulled: Pulled, said: UpstreamState) -> None:
+    """A 304: the pull-through copy is current as of now, with what the upstream said."""
+    # RFC 9110 §15.4.5: a 304 carries the Cache-Control and Expires a 200 would: its
+    # lifetime (none: the remote's) replaces the one before (a sibling's 0 included).
+    fields: dict[str, Any] = {
+        "validated_at": dt.datetime.now(dt.UTC),
+        "etag": said.etag,
+        "last_modified": said.last_modified,
+        "failed_at": None,
+        "upstream_max_age": said.max_age,
+    }
+    ra_id = pulled.remote_artifact.id
+    assert ra_id is not None, "a stored pull-through copy has its remote artifact"
+    RemoteArtifact.objects.filter(pk=ra_id).update(**fields)
+
+
+def replace(storage: Storage, hit: LocalArtifact, download: Download) -> None:
+    """New bytes at a pull-through path: stored as a new artifact, and the remote
+    artifact moves to the content they make; the old artifact stays for whatever still
+    references it. Every worker's cached answers go (the trigger of a remote artifact
+    that changes its content artifact says "everything")."""
+    with placed(storage, [download]):
+        relink(hit, download)
+
+
+@unit_of_work  # repeatable: every statement below is idempotent
+def relink(hit: LocalArtifact, download: Download) -> None:
+    assert hit.pulled is not None and hit.relative_path is not None
+    ra_id = hit.pulled.remote_artifact.id
+    assert ra_id is not None, "a stored pull-through copy has its remote artifact"
+    with transaction.atomic():
+        sha256 = insert_artifact(download)
+        artifact = Artifact.objects.get(sha256=sha256)
+        content, _ = Content.objects.get_or_create(
+            relative_path=hit.relative_path, sha256=sha256, defaults={"size": download.size}
+        )
+        ca, _ = ContentArtifact.objects.get_or_create(
+            content=content, relative_path=hit.relative_path, defaults={"artifact": artifact}
+        )
+        ContentArtifact.objects.filter(pk=ca.pk, artifact__isnull=True).update(artifact=artifact)
+        ra = RemoteArtifact.objects.get(pk=ra_id)
+        # These bytes were at this URL before (a file that went back): one remote
+        # artifact per content artifact and remote, the one looked up by this URL.
+        RemoteArtifact.objects.filter(content_artifact=ca, remote_id=ra.remote_id).exclude(
+            pk=ra_id
+        ).delete()
+        RemoteArtifact.objects.filter(pk=ra_id).update(
+            content_artifact=ca, failed_at=None, **pulled_fields(download)
+        )
+        expire_siblings(hit.pulled.remote_artifact, ra_id)
+
+
+def expire_siblings(ra: RemoteRef, ra_id: int) -> None:
+    """New bytes at a mutable URL: the other mutable copies that change with it (a
+    Release and its Packages) are due for revalidation at their next request. Their ages
+    drift apart (each 304 resets one), and a new Release served with a Packages copy
+    still fresh but old is a hash mismatch to apt. Lifetime 0, not an older confirmation
+    time: their Age stays true, and max stale still counts from it."""
+    base = str(remote_base(ra.config.url))
+    siblings = RemoteArtifact.objects.filter(
+        remote_id=ra.config.id, url__startswith=sibling_scope(ra.url)
+    ).exclude(pk=ra_id)
+    due = [
+        pk
+        for pk, url in siblings.values_list("pk", "url")
+        if url.startswith(base) and is_mutable(unquote(url[len(base) :]), ra.config.mutable)
+    ]
+    RemoteArtifact.objects.filter(pk__in=due).update(upstream_max_age=0)
 
 
 class OrmPersist:
@@ -183,6 +279,11 @@ class OrmPersist:
         # A read, as resolving is: on the readers' threads (the service's bounded ones),
         # never the writer's, so it never waits for saves.
         self._stored = sync_to_async(stored_artifact, thread_sensitive=False, executor=readers)
+        self._repulled = sync_to_async(
+            unit_of_work(repulled), thread_sensitive=False, executor=readers
+        )
+        self._confirm = sync_to_async(confirm, thread_sensitive=False, executor=self._writer)
+        self._replace = sync_to_async(replace, thread_sensitive=False, executor=self._writer)
 
     def close(self) -> None:
         """Finish the writes in progress and stop the writer thread."""
@@ -200,3 +301,13 @@ class OrmPersist:
 
     async def stored(self, ra: RemoteRef) -> ArtifactRef | None:
         return await self._stored(ra)
+
+    # -- revalidate.Refresh ----------------------------------------------------------------
+    async def repulled(self, hit: LocalArtifact) -> LocalArtifact | None:
+        return await self._repulled(hit)
+
+    async def confirm(self, pulled: Pulled, said: UpstreamState) -> None:
+        await asyncio.shield(self._confirm(pulled, said))
+
+    async def replace(self, hit: LocalArtifact, download: Download) -> None:
+        await asyncio.shield(self._replace(self.storage, hit, download))

@@ -14,6 +14,7 @@ from pulp_content.service.filecache import SmallFiles
 from pulp_content.service.metrics import Counters
 from pulp_content.service.passwords import Passwords
 from pulp_content.service.progress import Persist
+from pulp_content.service.revalidate import Revalidations
 from pulp_content.service.storage import Storage
 from pulp_content.service.upstream import Upstream
 
@@ -22,6 +23,8 @@ STORAGE: web.AppKey[Storage] = web.AppKey("storage")
 UPSTREAM: web.AppKey[Upstream] = web.AppKey("upstream")
 PERSIST: web.AppKey[Persist] = web.AppKey("persist")
 DOWNLOADS = web.AppKey("downloads", Downloads)
+# Revalidations of stale mutable pull-through copies, one per file at a time.
+REVALIDATIONS = web.AppKey("revalidations", Revalidations)
 # (method, path, queries) of recent requests: what tests and /metrics read.
 QUERY_LOG = web.AppKey("query_log", deque)
 # resolve.locate through the resolution cache, off the event loop on a miss (app.locator).

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from django.db import connection
 
 from pulp_content.service.fields import unseal_json, unseal_text
+from pulp_content.service.freshness import UpstreamState, parse_patterns
 from pulp_content.service.models import Distribution, Remote, RemoteArtifact
 from pulp_content.service.remoteconfig import RemoteConfig
 from pulp_content.service.types import DIGESTS, ArtifactRef, RemoteRef
@@ -235,6 +236,7 @@ def _remote_artifact_row(row: Sequence[Any]) -> RemoteRef:
     remote["headers"] = tuple(sorted((unseal_json(remote["headers"]) or {}).items()))
     remote["tls_validation"] = bool(remote["tls_validation"])
     remote["forward_query"] = bool(remote["forward_query"])
+    remote["mutable"] = parse_patterns(remote["mutable"])
     remote["updated"] = _aware(remote["updated"])
     return RemoteRef(ra_id, RemoteConfig(**remote), url, size, digests, _aware(failed_at))
 
@@ -246,12 +248,15 @@ def remote_config(remote_id: int) -> RemoteConfig:
 
 class KnownUrl(NamedTuple):
     """What a pull-through remote has met at a URL before: its remote artifact, and the
-    artifact stored for it, if one is."""
+    artifact stored for it, if one is, with when the upstream last confirmed it and what
+    it said then."""
 
     content_artifact_id: int
     remote_artifact: RemoteRef
     stored: ArtifactRef | None
     created: dt.datetime | None  # the stored artifact's
+    validated_at: dt.datetime | None = None  # None: fetched before this was recorded
+    upstream: UpstreamState = UpstreamState()
 
 
 def known_url(remote_id: int, url: str) -> KnownUrl | None:
@@ -270,6 +275,7 @@ def known_url(remote_id: int, url: str) -> KnownUrl | None:
     art = ra.content_artifact.artifact
     if art is None:
         return KnownUrl(ra.content_artifact_id, ref, None, None)
-    return KnownUrl(
-        ra.content_artifact_id, ref, ArtifactRef(art.sha256, art.size, art.file), art.created
-    )
+    stored = ArtifactRef(art.sha256, art.size, art.file)
+    upstream = UpstreamState(ra.etag, ra.last_modified, ra.upstream_max_age)
+    validated = ra.validated_at or art.created
+    return KnownUrl(ra.content_artifact_id, ref, stored, art.created, validated, upstream)

@@ -98,6 +98,14 @@ class Remote(models.Model):
     forward_query = models.BooleanField(default=False)
     # How many times a request that got a 429, a 5xx or no answer is sent again (0: none).
     retries = models.PositiveIntegerField(default=3)
+    # Pull-through freshness (service.freshness). All NULL-able, NULL meaning the
+    # default, so adding them never rebuilds the table (and its triggers) on SQLite.
+    # The remote's own mutable-file globs, one a line, beside the built-in ones.
+    mutable = models.TextField(null=True)
+    # Seconds a mutable pull-through copy is fresh (None: 300).
+    metadata_max_age = models.IntegerField(null=True)
+    # Seconds past that a mutable copy is still served while the upstream fails (None: 1 day).
+    max_stale = models.IntegerField(null=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -116,6 +124,12 @@ class RemoteArtifact(models.Model):
     sha384 = models.CharField(max_length=96, null=True)
     sha512 = models.CharField(max_length=128, null=True)
     failed_at = models.DateTimeField(null=True)
+    # A pull-through copy: when it was fetched or last confirmed upstream (a 304), and
+    # what the upstream said then: its validators and its own lifetime in seconds.
+    validated_at = models.DateTimeField(null=True)
+    etag = models.TextField(null=True)
+    last_modified = models.TextField(null=True)
+    upstream_max_age = models.BigIntegerField(null=True)
 
     class Meta:
         constraints = [

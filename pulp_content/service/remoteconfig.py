@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from pulp_content.service.freshness import parse_patterns
 from pulp_content.service.retries import DEFAULT_RETRIES
 
 
@@ -33,6 +34,9 @@ class RemoteConfig:
     max_size: int | None = None
     forward_query: bool = False
     retries: int = DEFAULT_RETRIES  # times a 429, a 5xx or no answer is asked again
+    mutable: tuple[str, ...] = ()  # the remote's own globs, beside freshness.DEFAULT_MUTABLE
+    metadata_max_age: int | None = None  # None: freshness.DEFAULT_METADATA_MAX_AGE
+    max_stale: int | None = None  # None: freshness.DEFAULT_MAX_STALE
 
     @classmethod
     def from_model(cls, remote: Any) -> RemoteConfig:
@@ -60,4 +64,7 @@ class RemoteConfig:
             max_size=remote.max_size,
             forward_query=remote.forward_query,
             retries=remote.retries,
+            mutable=parse_patterns(remote.mutable),
+            metadata_max_age=remote.metadata_max_age,
+            max_stale=remote.max_stale,
         )

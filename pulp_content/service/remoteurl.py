@@ -68,3 +68,9 @@ def upstream_url(remote_url: str, relative: str, query: str = "") -> str:
     if not stays_under(url, base) or url.raw_path == base.raw_path:
         raise OutsideRemote(f"path leads outside the remote's URL {base.path}")
     return str(url)
+
+
+def directory_url(url: str, query: str = "") -> str:
+    """The URL of the directory page at `url` (an `upstream_url`, checked already): the
+    same path with its trailing '/', and the forwarded query, if any."""
+    return str(URL(url + "/" + (f"?{query}" if query else "")))

@@ -11,14 +11,17 @@ artifacts.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from urllib.parse import unquote
 
 from pulp_content.service import guards
 from pulp_content.service.config import CONTENT_PREFIX
+from pulp_content.service.freshness import DEFAULT_MAX_STALE, http_date, max_age_of
 from pulp_content.service.lookup import (
     DistributionRow,
     FileRow,
+    KnownUrl,
     Source,
     distribution_at,
     file_or_below,
@@ -29,7 +32,7 @@ from pulp_content.service.lookup import (
     remote_config,
 )
 from pulp_content.service.paths import MAX_SEGMENTS, BadPath, split_request_path, url_path
-from pulp_content.service.remoteurl import upstream_url
+from pulp_content.service.remoteurl import directory_url, upstream_url
 from pulp_content.service.types import (
     NOT_DOWNLOADED,
     ArtifactRef,
@@ -40,6 +43,7 @@ from pulp_content.service.types import (
     LocalArtifact,
     Located,
     NotFound,
+    Pulled,
     Redirect,
     RemoteRef,
     RemoteSource,
@@ -230,6 +234,42 @@ def _file(
     )
 
 
+def pulled_copy(
+    decoded: str, ref: DistributionRef | None, relative: str, known: KnownUrl
+) -> LocalArtifact:
+    """A stored pull-through copy, with what deciding its freshness needs."""
+    assert known.stored is not None
+    remote = known.remote_artifact.config
+    max_age = max_age_of(relative, remote.mutable, remote.metadata_max_age, known.upstream.max_age)
+    pulled = Pulled(
+        known.remote_artifact,
+        known.content_artifact_id,
+        known.validated_at or known.created or dt.datetime.now(dt.UTC),
+        max_age,
+        DEFAULT_MAX_STALE if remote.max_stale is None else remote.max_stale,
+        known.upstream.etag,
+        known.upstream.last_modified,
+    )
+    # A mutable copy's Last-Modified is the upstream's own, or none: the time it was
+    # fetched would not do, as new bytes fetched within the same second as the old ones
+    # would look unmodified to a client's If-Modified-Since (its ETag, the sha256, is
+    # exact). An immutable copy never changes: when it was fetched will do.
+    upstream_modified = http_date(known.upstream.last_modified)
+    modified = known.created if max_age is None else upstream_modified
+    return LocalArtifact(decoded, ref, "pull_through", relative, known.stored, modified, pulled)
+
+
+def repulled(hit: LocalArtifact) -> LocalArtifact | None:
+    """The pull-through copy `hit` named, as the database has it now (another worker may
+    have revalidated or replaced it); None: no copy is stored any more."""
+    assert hit.pulled is not None
+    ra = hit.pulled.remote_artifact
+    known = known_url(ra.config.id, ra.url)
+    if known is None or known.stored is None:
+        return None
+    return pulled_copy(hit.path, hit.distribution, hit.relative_path or "", known)
+
+
 def _resolve_pull_through(
     decoded: str,
     ref: DistributionRef,
@@ -240,22 +280,27 @@ def _resolve_pull_through(
     guard: GuardRef | None,
 ) -> Located:
     """A pull-through distribution serves whatever its remote has beside its URL, and keeps
-    (on_demand, immediate) what it fetched so the next request comes from storage."""
-    if trailing:
+    (on_demand, immediate) what it fetched so the next request comes from storage. A
+    directory (`simple/pkg/`, a PyPI simple page) is the upstream's page for it, kept as
+    a file whose path ends in '/'; the top has no listing."""
+    if trailing and not relative:
         no_listing = "a pull-through distribution has no listing"
         return Located(NotFound(decoded, ref, "pull_through", relative, reason=no_listing), guard)
     assert dist.remote_id is not None
     remote = remote_config(dist.remote_id)
     # What the query string changes (the upstream URL) is not kept by path alone.
     cacheable = not remote.forward_query
+    forwarded = query if remote.forward_query else ""
     try:
-        url = upstream_url(remote.url, relative, query if remote.forward_query else "")
+        url = upstream_url(remote.url, relative, "" if trailing else forwarded)
     except BadPath as exc:
         gone = NotFound(decoded, ref, "pull_through", relative, reason=str(exc))
         return Located(gone, guard, cacheable)
+    if trailing:
+        url, relative = directory_url(url, forwarded), relative + "/"
     known = known_url(remote.id, url)
     if known is not None and known.stored is not None:
-        stored = LocalArtifact(decoded, ref, "pull_through", relative, known.stored, known.created)
+        stored = pulled_copy(decoded, ref, relative, known)
         return Located(stored, guard, cacheable)
     remote_ref = (
         known.remote_artifact if known is not None else RemoteRef(None, remote, url, None, {})

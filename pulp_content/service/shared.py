@@ -25,6 +25,7 @@ from pulp_content.service.errors import (
     TooLarge,
     UpstreamError,
 )
+from pulp_content.service.freshness import UpstreamState, upstream_state
 from pulp_content.service.locks import Claim
 from pulp_content.service.progress import Persist, Progress
 from pulp_content.service.redact import shown
@@ -207,6 +208,7 @@ class SharedDownload(Progress):
     async def _from(self, ra: RemoteRef) -> None:
         verifier: Verifier | None = None
         validator: str | None = None
+        said = UpstreamState()
         resumes = 0
         while True:
             headers: dict[str, str] = {}
@@ -226,6 +228,7 @@ class SharedDownload(Progress):
                             ra.url, self.size, expected_digests(self.src, ra), ra.config.max_size
                         )
                         validator = resumable(answer)
+                        said = upstream_state(answer.headers)
                         self.started.set_result(None)
                     elif not continues(answer, self.written, self.size):
                         raise UpstreamError(ra.url, "could not resume at the same offset")
@@ -255,7 +258,7 @@ class SharedDownload(Progress):
         self.verified = True
         self._announce()
         if self.keep:
-            download = Download(self.path, verifier.received, digests)
+            download = Download(self.path, verifier.received, digests, said)
             # Shielded: a cancelled task (shutdown) must not leave half a save behind.
             await asyncio.shield(self.persist.commit(self.src, ra, download))
             self.saved = True

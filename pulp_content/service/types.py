@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pulp_content.service.freshness import age_of
 from pulp_content.service.remoteconfig import RemoteConfig
 
 # The digests an artifact and a remote artifact can carry (columns of both tables).
@@ -96,9 +97,35 @@ class Resolved:
 
 
 @dataclass(frozen=True)
+class Pulled:
+    """A stored pull-through copy: where it came from, when the upstream last confirmed
+    it, and for how long that holds (`max_age` None: immutable, never revalidated;
+    `max_stale`: seconds past that it is still served while the upstream fails)."""
+
+    remote_artifact: RemoteRef
+    content_artifact_id: int
+    validated_at: dt.datetime
+    max_age: int | None
+    max_stale: int
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def fresh(self, now: dt.datetime) -> bool:
+        """Whether the copy may be served without asking the upstream."""
+        return self.max_age is None or age_of(self.validated_at, now) < self.max_age
+
+    def servable_stale(self, now: dt.datetime) -> bool:
+        """Whether the copy may still be served when the upstream cannot confirm it."""
+        if self.max_age is None:
+            return True  # immutable: always
+        return age_of(self.validated_at, now) <= self.max_age + self.max_stale
+
+
+@dataclass(frozen=True)
 class LocalArtifact(Resolved):
     artifact: ArtifactRef = field(default_factory=lambda: ArtifactRef("", 0, ""))
     last_modified: dt.datetime | None = None
+    pulled: Pulled | None = None  # set for a pull-through copy
 
 
 @dataclass(frozen=True)

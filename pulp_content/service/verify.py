@@ -4,13 +4,14 @@ expected digest, and the remote's size bound (used by lazy downloads and by sync
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pulp_content.service.errors import (
     DigestMismatch,
     TooLarge,
 )
+from pulp_content.service.freshness import UpstreamState
 from pulp_content.service.remoteconfig import RemoteConfig
 from pulp_content.service.types import DIGESTS, RemoteRef, RemoteSource
 
@@ -22,6 +23,8 @@ class Download:
     partial: Path | None
     size: int
     digests: dict[str, str]
+    # What the upstream said of it (validators, lifetime): a pull-through copy keeps it.
+    upstream: UpstreamState = field(default_factory=UpstreamState)
 
 
 def check_size(remote: RemoteConfig, url: str, size: int | None) -> None:

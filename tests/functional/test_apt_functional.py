@@ -7,6 +7,7 @@ temporary directory: the machine's own apt setup is neither read nor touched.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import subprocess
@@ -14,15 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from pulp_content.fixtures.remote import FileSpec
-from tests.helpers import need_tool
+from pulp_content.fixtures.background import Background
+from pulp_content.fixtures.remote import FileSpec, FixtureRemote
+from tests.helpers import eventually, need_tool
 
 pytestmark = pytest.mark.functional
 
 PACKAGE = "tinydeb"
 DEB = f"{PACKAGE}_1.0_all.deb"
-CONTROL = f"""Package: {PACKAGE}
-Version: 1.0
+
+
+def control(version: str) -> str:
+    return f"""Package: {PACKAGE}
+Version: {version}
 Architecture: all
 Maintainer: Tests <tests@example.com>
 Description: a tiny package for the apt test
@@ -37,19 +42,21 @@ def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
     return done.stdout
 
 
-def flat_repository(work: Path) -> list[FileSpec]:
+def flat_repository(work: Path, version: str = "1.0") -> list[FileSpec]:
     """A .deb built with dpkg-deb, its Packages from `dpkg-scanpackages .`, and a Release
-    from apt-ftparchive: the usual way to make a flat repository."""
-    root = work / "pkg"
+    from apt-ftparchive: the usual way to make a flat repository. Called again with
+    another version, it adds that version's .deb and rewrites Packages and Release."""
+    root = work / f"pkg-{version}"
     (root / "DEBIAN").mkdir(parents=True)
-    (root / "DEBIAN" / "control").write_text(CONTROL)
+    (root / "DEBIAN" / "control").write_text(control(version))
     (root / "usr" / "share" / PACKAGE).mkdir(parents=True)
-    (root / "usr" / "share" / PACKAGE / "hello").write_text("hello from a flat repository\n")
+    (root / "usr" / "share" / PACKAGE / "hello").write_text(f"hello from version {version}\n")
     repo = work / "repo"
-    repo.mkdir()
-    run(need_tool("dpkg-deb"), "--build", "--root-owner-group", str(root), DEB, cwd=repo)
+    repo.mkdir(exist_ok=True)
+    deb = f"{PACKAGE}_{version}_all.deb"
+    run(need_tool("dpkg-deb"), "--build", "--root-owner-group", str(root), deb, cwd=repo)
     packages = run(need_tool("dpkg-scanpackages"), ".", cwd=repo)
-    assert f"Filename: ./{DEB}" in packages
+    assert f"Filename: ./{deb}" in packages
     (repo / "Packages").write_text(packages)
     release = run(need_tool("apt-ftparchive"), "release", ".", cwd=repo)
     (repo / "Release").write_text(release)
@@ -114,3 +121,83 @@ def test_apt_updates_and_downloads_from_a_lazy_flat_repository(scenario, client,
     # Fetched from the upstream once, on apt's request (on_demand), through ./ paths.
     assert scenario.remote.count(f"/flat/{DEB}") == 1
     assert scenario.remote.count("/flat/Release") == 1
+
+
+def candidate(apt_cache: str, work: Path, env: dict[str, str]) -> str:
+    """The version of the package apt would install now."""
+    policy = run(apt_cache, "policy", PACKAGE, cwd=work, env=env)
+    return policy.split("Candidate:", 1)[1].split()[0]
+
+
+def age_pulled_copies(seconds: float, client) -> None:
+    """Every pull-through copy last confirmed `seconds` earlier: the max age passing,
+    without waiting for it. Each worker's cache hears of the change milliseconds later;
+    a worker in this process is waited for."""
+    from django.db.models import F
+
+    from pulp_content.service.keys import LOCATOR
+    from pulp_content.service.models import RemoteArtifact
+
+    app = client.server.app
+    cache = app[LOCATOR].cache if app is not None else None
+    before = cache.epoch if cache is not None else 0
+    delta = dt.timedelta(seconds=seconds)
+    RemoteArtifact.objects.update(validated_at=F("validated_at") - delta)
+    assert cache is None or eventually(lambda: cache.epoch > before)
+
+
+def test_apt_through_pull_through_sees_a_new_release_after_max_age_and_works_offline(
+    scenario, client, tmp_path
+):
+    """apt on a pull-through distribution of a flat repository: the upstream publishes
+    a new version; within the max age apt sees the old one, after it the new one (one
+    revalidation of Release); then the upstream goes away and apt still updates and
+    downloads from what was fetched."""
+    apt_get, apt_cache = need_tool("apt-get"), need_tool("apt-cache")
+    upstream = FixtureRemote()  # this test's own: it is stopped half-way
+    url = f"http://127.0.0.1:{client.server.port}/pulp/content/deb/"
+    env = private_apt(tmp_path, f"deb [trusted=yes] {url} ./")
+    with Background(upstream):
+        upstream.add_repository("deb", flat_repository(tmp_path))
+        scenario.cli(
+            "remote", "create", "deb", "--url", upstream.base_url + "/deb/",
+            "--policy", "on_demand", "--connect-timeout", "2",
+        )  # fmt: skip
+        scenario.cli("distribution", "create", "deb", "--base-path", "deb", "--remote", "deb")
+        first = run(apt_get, "update", cwd=tmp_path, env=env)
+        assert "Err:" not in first and candidate(apt_cache, tmp_path, env) == "1.0", first
+
+        for spec in flat_repository(tmp_path, "2.0"):
+            upstream.put_file("deb", spec)
+        within = run(apt_get, "update", cwd=tmp_path, env=env)
+        assert candidate(apt_cache, tmp_path, env) == "1.0", within  # still fresh here
+        assert upstream.count("/deb/Release") == 1
+
+        age_pulled_copies(301, client)  # past the default max age of 300 s
+        after = run(apt_get, "update", cwd=tmp_path, env=env)
+        assert "Err:" not in after and candidate(apt_cache, tmp_path, env) == "2.0", after
+        assert upstream.count("/deb/Release") == 2  # one revalidation
+        assert upstream.count("/deb/Packages") == 2
+        assert upstream.count(f"/deb/{PACKAGE}_1.0_all.deb") == 0  # packages: on request
+
+        download = tmp_path / "download"
+        download.mkdir()
+        run(apt_get, "download", PACKAGE, cwd=download, env=env)
+        new_deb = f"{PACKAGE}_2.0_all.deb"
+        fetched = hashlib.sha256((download / new_deb).read_bytes()).hexdigest()
+        assert fetched == upstream.repositories["deb"].digests[new_deb]
+
+    age_pulled_copies(301, client)  # stale, and the upstream is gone: served from the copies
+    offline = run(apt_get, "update", cwd=tmp_path, env=env)
+    # InRelease was never fetched (the upstream had none: an unsigned repository), so
+    # it is the one error (a 502, after which apt keeps the lists it has); every file
+    # fetched before is served, stale, with its age.
+    errors = [line for line in offline.splitlines() if line.startswith(("Err:", "E:"))]
+    assert all(line.endswith(" InRelease") for line in errors), offline
+    assert candidate(apt_cache, tmp_path, env) == "2.0", offline
+    for name in ("Release", "Packages"):
+        copy = client.get(f"/pulp/content/deb/{name}")
+        assert copy.status == 200 and int(copy.headers["Age"]) >= 301
+    (download / new_deb).unlink()
+    run(apt_get, "download", PACKAGE, cwd=download, env=env)
+    assert hashlib.sha256((download / new_deb).read_bytes()).hexdigest() == fetched

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import io
 import subprocess
@@ -189,3 +190,62 @@ def test_pip_installs_from_a_lazy_simple_index(scenario, client, tmp_path):
     )
     assert (tmp_path / "site" / "tinypkg" / "__init__.py").read_text() == "VALUE = '1.0'\n"
     assert scenario.remote.count("/pypi/packages/tinypkg-1.0-py3-none-any.whl") == 1
+
+
+def simple_page(name: str, versions: list[str]) -> tuple[FileSpec, list[FileSpec]]:
+    """A PEP 503 page of `name` listing these versions, and their wheels."""
+    wheels, links = [], []
+    for version in versions:
+        data = wheel(name, version)
+        filename = f"{name}-{version}-py3-none-any.whl"
+        wheels.append(FileSpec.literal(f"packages/{filename}", data))
+        digest = hashlib.sha256(data).hexdigest()
+        links.append(f'<a href="../../packages/{filename}#sha256={digest}">{filename}</a>')
+    page = FileSpec.literal(f"simple/{name}/index.html", "\n".join(links).encode())
+    return page, wheels
+
+
+def pip_install(index: str, target, requirement: str) -> None:
+    run(
+        sys.executable, "-m", "pip", "--isolated", "--disable-pip-version-check", "install",
+        "--no-cache-dir", "--no-deps", "--upgrade", "--index-url", index,
+        "--trusted-host", "127.0.0.1", "--target", str(target), requirement,
+    )  # fmt: skip
+
+
+def test_pip_through_pull_through_sees_a_new_release_after_max_age(scenario, client, tmp_path):
+    """A PEP 503 index behind a pull-through distribution: pip gets the simple page
+    (`simple/tinypkg/`, asked with its trailing slash) and the wheel; a new release
+    upstream shows only once the page's max age has passed."""
+    from django.db.models import F
+
+    from pulp_content.service.keys import LOCATOR
+    from pulp_content.service.models import RemoteArtifact
+
+    page, wheels = simple_page("tinypkg", ["1.0"])
+    scenario.remote.add_repository("pypi", [page, *wheels])
+    url = scenario.remote.base_url + "/pypi/"
+    scenario.cli("remote", "create", "pypi", "--url", url, "--policy", "on_demand")
+    scenario.cli("distribution", "create", "pypi", "--base-path", "pp", "--remote", "pypi")
+    index = f"http://127.0.0.1:{client.server.port}/pulp/content/pp/simple/"
+    site = tmp_path / "site"
+
+    pip_install(index, site, "tinypkg")
+    assert (site / "tinypkg" / "__init__.py").read_text() == "VALUE = '1.0'\n"
+    page_copy = RemoteArtifact.objects.filter(url__endswith="/simple/tinypkg/")
+    assert eventually(lambda: page_copy.filter(validated_at__isnull=False).exists())
+
+    page, wheels = simple_page("tinypkg", ["1.0", "2.0"])
+    for spec in (page, *wheels):
+        scenario.remote.put_file("pypi", spec)
+    pip_install(index, site, "tinypkg")  # within the max age: the page pip saw before
+    assert (site / "tinypkg" / "__init__.py").read_text() == "VALUE = '1.0'\n"
+
+    app = client.server.app  # a worker in this process: wait until its cache heard of it
+    before = app[LOCATOR].cache.epoch if app is not None else 0
+    page_copy.update(validated_at=F("validated_at") - dt.timedelta(seconds=301))
+    assert app is None or eventually(lambda: app[LOCATOR].cache.epoch > before)
+    pip_install(index, site, "tinypkg")
+    assert (site / "tinypkg" / "__init__.py").read_text() == "VALUE = '2.0'\n"
+    assert scenario.remote.count("/pypi/simple/tinypkg/") == 2  # one revalidation
+    assert scenario.remote.count("/pypi/packages/tinypkg-2.0-py3-none-any.whl") == 1
