@@ -116,6 +116,12 @@ def migrate() -> None:
     help="Access log lines as text (default) or one JSON object each.",
 )
 @click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="The least severe lines logged (default info; the access log is info, so "
+    "warning turns it off).",
+)
+@click.option(
     "--no-redirect",
     is_flag=True,
     help="redirect design: REDIRECT.ENABLED false (lazy content answers 404).",
@@ -129,6 +135,7 @@ def serve(
     delegate: str | None,
     delegate_prefix: str | None,
     log_format: str | None,
+    log_level: str | None,
     no_redirect: bool,
 ) -> None:
     """Serve content under /pulp/content/ (and /metrics, /livez and /readyz beside it)."""
@@ -147,6 +154,8 @@ def serve(
         os.environ["PULP_CONTENT_DELEGATE_PREFIX"] = delegate_prefix
     if log_format:
         os.environ["PULP_CONTENT_LOG_FORMAT"] = log_format
+    if log_level:
+        os.environ["PULP_CONTENT_LOG_LEVEL"] = log_level
     # Django is configured before the service's modules load; a brand-new home gets its
     # database, so `pulp-content serve` works on a fresh machine.
     current = settings(may_create=True)

@@ -19,6 +19,7 @@ from pulp_content.service.text import check_text
 
 DEFAULT_BIND = "127.0.0.1:24816"
 CONTENT_PREFIX = "/pulp/content/"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Settings:
     delegate: str | None = None
     delegate_prefix: str = "/pulp/storage/"
     log_format: str = "plain"  # or "json": one object per access log line
+    log_level: str = "info"  # debug, info, warning or error (the access log is info)
     # The Fernet key file that encrypts secrets at rest; None: keys/secret.key in home.
     secret_key_file: Path | None = None
     # Peers whose proxy headers (X-Client-Cert, X-Forwarded-For) are believed.
@@ -101,6 +103,7 @@ CONFIG_KEYS = (
     "delegate",
     "delegate_prefix",
     "log_format",
+    "log_level",
     "secret_key_file",
     "trusted_proxies",
     "auth_failure_limit",
@@ -161,6 +164,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     log_format = env.get("PULP_CONTENT_LOG_FORMAT") or "plain"
     if log_format not in ("plain", "json"):
         raise InvalidInput(f"PULP_CONTENT_LOG_FORMAT must be plain or json, not {log_format!r}")
+    log_level = (env.get("PULP_CONTENT_LOG_LEVEL") or "info").lower()
+    if log_level not in LOG_LEVELS:
+        raise InvalidInput(
+            f"PULP_CONTENT_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}"
+        )
     key_file = env.get("PULP_CONTENT_SECRET_KEY_FILE")
     proxies = env.get("PULP_CONTENT_TRUSTED_PROXIES")
     return Settings(
@@ -170,6 +178,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         delegate=delegate,
         delegate_prefix="/" + prefix.strip("/") + "/",
         log_format=log_format,
+        log_level=log_level,
         secret_key_file=Path(key_file).expanduser().resolve() if key_file else None,
         trusted_proxies=DEFAULT_TRUSTED_PROXIES if proxies is None else parse_networks(proxies),
         auth_failure_limit=int(_count(env, "PULP_CONTENT_AUTH_FAILURE_LIMIT", "5", int)),

@@ -20,6 +20,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Counter
+
 
 @dataclass
 class QueryCounter:
@@ -33,6 +35,19 @@ _current: ContextVar[QueryCounter | None] = ContextVar("pulp_content_queries", d
 _total_lock = threading.Lock()
 _total = [0]
 _background = [0]
+# The same counts for /metrics (`service.metrics` shows them in every service's scrape):
+# per process, whichever service in it sends the statements.
+STATEMENTS = Counter(
+    "pulp_content_database_statements",
+    "Statements sent to the database (transaction control included), but the background ones.",
+    registry=None,
+)
+BACKGROUND_STATEMENTS = Counter(
+    "pulp_content_database_background_statements",
+    "Statements sent to the database for no request (following changes for the resolution cache).",
+    registry=None,
+)
+COUNTERS = (STATEMENTS, BACKGROUND_STATEMENTS)
 
 
 def total() -> int:
@@ -63,6 +78,7 @@ def note(sql: str, background: bool = False) -> None:
     if background:
         with _total_lock:
             _background[0] += 1
+        BACKGROUND_STATEMENTS.inc()
         return
     counter = _current.get()
     if counter is not None:
@@ -70,6 +86,7 @@ def note(sql: str, background: bool = False) -> None:
         counter.statements.append(sql)
     with _total_lock:
         _total[0] += 1
+    STATEMENTS.inc()
 
 
 def _count(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:

@@ -16,7 +16,7 @@ from pulp_content.service.config import Listen, Settings
 def run_merged(settings: Settings, listen: Listen) -> None:
     """Serve until interrupted; prints where it listens. A unix socket's mode is what the
     process's umask leaves (as with `--workers`)."""
-    configure_logging()
+    configure_logging(settings.log_level)
     app = create_app(settings)
     where: dict[str, object] = {"host": listen.host, "port": listen.port}
     if listen.fd is not None:
