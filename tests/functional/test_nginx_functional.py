@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ from pulp_content.fixtures.background import Background
 from pulp_content.fixtures.bench import CLI, free_port, wait_listening
 from pulp_content.fixtures.remote import FileSpec, bound_port
 from tests.certs import SERVER_AUTH, ca_pem, leaf_pem, pem_of, signed_by, write_key_and_chain
-from tests.functional.conftest import Client
+from tests.functional.conftest import Client, ServiceProcess
 from tests.helpers import curl, eventually
 
 pytestmark = pytest.mark.functional
@@ -368,3 +369,36 @@ def test_the_site_passes_the_host_and_the_forwarded_headers(tmp_path):
         assert moved.status == 302
         assert moved.headers["Location"] == "http://pulp_content/pulp/content/elsewhere/"
         assert json.loads(client.get("/readyz").body)["Host"] == f"127.0.0.1:{port}"
+
+
+def test_the_access_log_names_the_client_behind_nginx(scenario, tmp_path, monkeypatch):
+    """Through the shipped site, the service logs the client nginx saw (here 127.0.0.2,
+    not nginx's own 127.0.0.1), even when the client sent an X-Forwarded-For of its own:
+    nginx appends the address it saw, and only the right-most untrusted one counts."""
+    nginx_binary()
+    scenario.publish("eager", [STORED], "immediate")
+    monkeypatch.setenv("PULP_CONTENT_TRUSTED_PROXIES", "127.0.0.1")  # nginx, not 127.0.0.2
+    path = "/pulp/content/eager/dir/stored.bin"
+    options = ("--delegate", "nginx")
+    with ServiceProcess(scenario.settings, workers=1, options=options) as service:
+        storage = scenario.settings.storage_root
+        with running_nginx(tmp_path, service.port, storage) as (nginx_port, _):
+            for headers in ({}, {"X-Forwarded-For": "203.0.113.9"}):
+                conn = http.client.HTTPConnection(
+                    "127.0.0.1", nginx_port, timeout=30, source_address=("127.0.0.2", 0)
+                )
+                try:
+                    conn.request("GET", path, headers=headers)
+                    response = conn.getresponse()
+                    assert response.status == 200 and response.read() == STORED.content()
+                finally:
+                    conn.close()
+
+            def lines() -> list[str]:
+                return [line for line in service.output().splitlines() if f"GET {path} " in line]
+
+            assert eventually(lambda: len(lines()) == 2), service.output()
+        logged, output = lines(), service.output()
+    assert all(line.startswith("127.0.0.2 - - [") for line in logged), logged
+    assert all(line.endswith(" delegated") for line in logged)
+    assert "203.0.113.9" not in output
