@@ -87,7 +87,7 @@ class Metrics:
         self._downloads()
         self._resolution_cache()
         self._passwords()
-        for counter in queries.COUNTERS:
+        for counter in queries.metric_counters():
             self.registry.register(counter)
         ServiceProcesses(lambda: [os.getpid()], self.registry)
 
