@@ -6,9 +6,10 @@ every worker writes its values into memory-mapped files in PROMETHEUS_MULTIPROC_
 answers it, merges every process's files. Counters add up across workers, the ones of
 workers that exited included; the gauges of what is going on now (`livesum`) count
 live workers only. The `process_*` metrics are read from /proc for the master and each
-live worker and added up (start time: the master's). One process (`serve`, the redirect
-design's two processes, the tests' in-process servers) keeps its values in memory, in a
-registry of its own, so two services in one process never mix their counts.
+live worker and added up (start time: the earliest, the master's). One process
+(`serve`, the redirect design's two processes, the tests' in-process servers) keeps its
+values in memory, in a registry of its own, so two services in one process never mix
+their counts.
 
 Nothing here imports aiohttp or Django.
 """
@@ -71,8 +72,8 @@ class Metrics:
         self.master: int | None = None
         self.requests = Histogram(
             "pulp_content_request_duration_seconds",
-            "Requests from their first byte to their last byte sent, by where the bytes "
-            "came from and status class (the service's own /metrics and probes apart).",
+            "Requests from their arrival to their last byte sent, by where the bytes came "
+            "from and status class (the service's own /metrics and probes apart).",
             ["served_from", "status"],
             buckets=DURATION_BUCKETS,
             registry=self.registry,
@@ -172,9 +173,7 @@ class Metrics:
 
     def cache_event(self, event: str) -> None:
         """What the resolution cache reports: `hits`, `misses` or `invalidations`."""
-        {"hits": self.cache_hits, "misses": self.cache_misses}.get(
-            event, self.cache_invalidations
-        ).inc()
+        getattr(self, f"cache_{event}").inc()
 
     def password_hashed(self, iterations: int) -> None:
         self.password_hashes.inc()
