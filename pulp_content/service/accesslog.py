@@ -70,10 +70,7 @@ def access_fields(
     trusted: tuple[Network, ...],
 ) -> dict[str, object]:
     """What a line says about a request, unescaped (each format escapes in its own way)."""
-    forwarded = [node["for"] for node in _forwarded(request) if "for" in node]
-    client = client_address(
-        request.remote, request.headers.get(hdrs.X_FORWARDED_FOR), trusted, forwarded
-    )
+    client = client_of(request, trusted)
     started = dt.datetime.now().astimezone() - dt.timedelta(seconds=seconds)
     return {
         "remote": client,
@@ -106,6 +103,15 @@ def combined_line(fields: dict[str, object]) -> str:
         f"{quoted(request_line)} {fields['status']} {fields['bytes_sent']} "
         f"{quoted(fields['referer'])} {quoted(fields['user_agent'])} "
         f"{fields['duration_ms']:.1f}ms {escape(fields['served_from'])}"
+    )
+
+
+def client_of(request: web.BaseRequest, trusted: tuple[Network, ...]) -> str:
+    """The client's address, as the log shows it (`proxies.client_address`): the peer's,
+    or the one X-Forwarded-For or Forwarded names behind a trusted proxy."""
+    forwarded = [node["for"] for node in _forwarded(request) if "for" in node]
+    return client_address(
+        request.remote, request.headers.get(hdrs.X_FORWARDED_FOR), trusted, forwarded
     )
 
 

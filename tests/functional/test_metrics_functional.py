@@ -8,6 +8,7 @@ import itertools
 import tempfile
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,26 @@ def test_one_scrape_of_two_workers_counts_every_request(scenario, tmp_path):
             for key, value in before.items():
                 if key[0].endswith(("_total", "_count", "_bucket", "_sum")):
                     assert after.get(key, 0) >= value, key
+
+
+def test_downloads_in_flight_and_followers_across_workers(scenario):
+    """Three clients of one lazy file on `serve --workers 2`: one upstream download in
+    the whole service and three followers, whichever workers they reached; none after."""
+    big = FileSpec("big.img", 2 * 1024 * 1024, 74)
+    base = scenario.publish("fl", [big], "on_demand")
+    scenario.remote.set_fault("fl", Fault("bandwidth", bytes_per_second=1024 * 1024))
+    with ServiceProcess(scenario.settings, workers=2) as served:
+        with ThreadPoolExecutor(3) as pool:
+            fetches = [pool.submit(get, served.port, base + "big.img") for _ in range(3)]
+
+            def now(name: str) -> float:
+                return scrape(served.port)[(f"pulp_content_{name}", ())]
+
+            assert eventually(lambda: now("download_followers") == 3, timeout=30)
+            assert now("downloads_in_flight") == 1
+            assert [fetch.result() for fetch in fetches] == [200] * 3
+        assert eventually(lambda: now("download_followers") == now("downloads_in_flight") == 0)
+    assert scenario.remote.count("/fl/big.img") == 1
 
 
 def test_the_workers_own_directory_goes_with_them(scenario, monkeypatch):
