@@ -48,8 +48,10 @@ def on_exit(server: Any) -> None:
 
 
 def clear_directory(directory: str) -> None:
-    """Remove the files an earlier run left (prometheus_client asks for it before each
-    start: a killed run's live gauges would count as live)."""
+    """The directory, made if missing, without the files an earlier run left
+    (prometheus_client asks for that before each start: a killed run's live gauges would
+    count as live)."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
     for path in glob.glob(os.path.join(directory, "*.db")):
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
