@@ -402,3 +402,34 @@ def test_the_access_log_names_the_client_behind_nginx(scenario, tmp_path, monkey
     assert all(line.startswith("127.0.0.2 - - [") for line in logged), logged
     assert all(line.endswith(" delegated") for line in logged)
     assert "203.0.113.9" not in output
+
+
+def test_a_metrics_location_for_prometheus_only(scenario, tmp_path):
+    """README's location for scraping through nginx: Prometheus (here 127.0.0.1) gets the
+    whole service's metrics, anyone else (127.0.0.2) a 403."""
+    binary = nginx_binary()
+    snippet = "location = /metrics {\n    allow 127.0.0.1;\n    deny all;\n"
+    snippet += "    proxy_pass http://pulp_content;\n}\n"
+    with ServiceProcess(scenario.settings, workers=2) as service:
+        storage = scenario.settings.storage_root
+        with running_nginx(tmp_path, service.port, storage) as (nginx_port, _):
+            locations = tmp_path / "locations.conf"
+            locations.write_text(locations.read_text() + snippet)
+            conf = str(tmp_path / "nginx.conf")
+            subprocess.run([binary, "-p", str(tmp_path), "-c", conf, "-s", "reload"], check=True)
+
+            def scrape_from(source: str) -> tuple[int, bytes]:
+                conn = http.client.HTTPConnection(
+                    "127.0.0.1", nginx_port, timeout=30, source_address=(source, 0)
+                )
+                try:
+                    conn.request("GET", "/metrics")
+                    response = conn.getresponse()
+                    return response.status, response.read()
+                finally:
+                    conn.close()
+
+            # The reload takes effect once nginx's new worker runs.
+            assert eventually(lambda: scrape_from("127.0.0.1")[0] == 200)
+            assert b"pulp_content_worker_processes 2.0" in scrape_from("127.0.0.1")[1]
+            assert scrape_from("127.0.0.2")[0] == 403
