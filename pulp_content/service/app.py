@@ -34,6 +34,7 @@ from pulp_content.service.keys import (
     STORAGE,
     UPSTREAM,
 )
+from pulp_content.service.measured import MeasuredUpstream
 from pulp_content.service.metrics import CONTENT_TYPE, Metrics
 from pulp_content.service.passwords import FailureLimit, Passwords
 from pulp_content.service.probes import livez, readyz
@@ -123,7 +124,7 @@ async def _readers(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _upstream(app: web.Application) -> AsyncIterator[None]:
-    app[UPSTREAM] = HttpUpstream(app[METRICS])
+    app[UPSTREAM] = MeasuredUpstream(HttpUpstream(), app[METRICS])
     settings = app[SETTINGS]
     app[DOWNLOADS] = Downloads(
         app[STORAGE],

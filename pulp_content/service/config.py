@@ -19,7 +19,6 @@ from pulp_content.service.text import check_text
 
 DEFAULT_BIND = "127.0.0.1:24816"
 CONTENT_PREFIX = "/pulp/content/"
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True)
@@ -113,6 +112,7 @@ CONFIG_KEYS = (
     "negative_cache_size",
     "file_cache_size",
 )
+LOG_LEVELS = ("debug", "info", "warning", "error")
 # A worker's saves, download claims and invalidation watcher have a connection each;
 # resolving needs one more.
 MIN_DATABASE_CONNECTIONS = 4

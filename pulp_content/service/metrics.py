@@ -95,7 +95,7 @@ class Metrics:
     def _upstream(self) -> None:
         self.upstream_requests = Counter(
             "pulp_content_upstream_requests",
-            "Requests sent to upstream remotes (each redirect followed is one more).",
+            "Requests to upstream remotes: each GET or HEAD, its redirects included.",
             ["remote"],
             registry=self.registry,
         )
@@ -107,7 +107,7 @@ class Metrics:
         )
         self.upstream_failures = Counter(
             "pulp_content_upstream_failures",
-            "Upstream requests that failed: no answer, an error status, a body cut short.",
+            "Those that failed: no answer, an error status, a body cut short.",
             ["remote"],
             registry=self.registry,
         )

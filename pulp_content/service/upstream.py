@@ -11,18 +11,15 @@ import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import aiohttp
 from aiohttp import hdrs
 from yarl import URL
 
-from pulp_content.service.errors import DigestMismatch, TooLarge, UpstreamError
+from pulp_content.service.errors import UpstreamError
 from pulp_content.service.remoteconfig import RemoteConfig
 from pulp_content.service.tls import ssl_context
-
-if TYPE_CHECKING:
-    from pulp_content.service.metrics import Metrics
 
 USER_AGENT = "pulp-content/0.1"
 MAX_REDIRECTS = 10
@@ -89,10 +86,9 @@ def timeout_of(remote: RemoteConfig) -> aiohttp.ClientTimeout:
 class HttpUpstream:
     """The aiohttp implementation of Upstream; sessions live until `aclose()`."""
 
-    def __init__(self, metrics: Metrics | None = None) -> None:
+    def __init__(self) -> None:
         self._sessions: dict[tuple[int, object], aiohttp.ClientSession] = {}
         self.requests = 0
-        self.metrics = metrics  # by remote: requests, bytes received, failures
 
     def _session(self, remote: RemoteConfig) -> aiohttp.ClientSession:
         key = (remote.id, remote.updated)
@@ -134,33 +130,15 @@ class HttpUpstream:
         url: str,
         headers: Mapping[str, str] | None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        try:
-            response = await self._follow(method, remote, url, dict(headers or {}))
-        except UpstreamError:
-            self._count(remote, failed=True)
-            raise
+        response = await self._follow(method, remote, url, dict(headers or {}))
         try:
             if response.status >= 400:
                 raise UpstreamError(
                     url, f"answered {response.status} {response.reason}", status=response.status
                 )
             yield response
-        except UpstreamError as exc:
-            # The body cut short counts too; a body that is not what was promised is the
-            # download's verdict (verification failures), not a failed request.
-            self._count(remote, failed=not isinstance(exc, DigestMismatch | TooLarge))
-            raise
         finally:
-            self._count(remote, received=response.content.total_bytes)
             response.release()
-
-    def _count(self, remote: RemoteConfig, failed: bool = False, received: int = 0) -> None:
-        if self.metrics is None:
-            return
-        if failed:
-            self.metrics.upstream_failures.labels(remote.name).inc()
-        if received:
-            self.metrics.upstream_received_bytes.labels(remote.name).inc(received)
 
     async def _follow(
         self, method: str, remote: RemoteConfig, url: str, headers: dict[str, str]
@@ -184,8 +162,6 @@ class HttpUpstream:
     ) -> aiohttp.ClientResponse:
         """One request, no redirect followed; failures are UpstreamErrors about `url`."""
         self.requests += 1
-        if self.metrics is not None:
-            self.metrics.upstream_requests.labels(remote.name).inc()
         try:
             return await self._session(remote).request(
                 method,

@@ -19,6 +19,7 @@ from pulp_content.service.errors import UpstreamError
 from pulp_content.service.ingest import OrmPersist
 from pulp_content.service.keys import SERVED_FROM
 from pulp_content.service.legacy.lookup import Missing, find
+from pulp_content.service.measured import MeasuredUpstream
 from pulp_content.service.metrics import CONTENT_TYPE, Metrics
 from pulp_content.service.progress import Progress
 from pulp_content.service.remoteconfig import RemoteConfig
@@ -28,7 +29,7 @@ from pulp_content.service.types import DistributionRef, RemoteRef, RemoteSource
 from pulp_content.service.upstream import HttpUpstream
 
 DOWNLOADS = web.AppKey("legacy_downloads", Downloads)
-UPSTREAM = web.AppKey("legacy_upstream", HttpUpstream)
+UPSTREAM = web.AppKey("legacy_upstream", MeasuredUpstream)
 METRICS = web.AppKey("legacy_metrics", Metrics)
 PREFIX = "/streamer/"
 
@@ -110,7 +111,7 @@ def create_streamer(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics)
 
     async def downloads(app: web.Application) -> AsyncIterator[None]:
-        app[UPSTREAM] = HttpUpstream(app[METRICS])
+        app[UPSTREAM] = MeasuredUpstream(HttpUpstream(), app[METRICS])
         app[DOWNLOADS] = UnsharedDownloads(storage, persist, app[UPSTREAM], settings.chunk_size)
         yield
         await app[DOWNLOADS].aclose()
