@@ -60,9 +60,7 @@ def reader_threads(settings: Settings) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(count, thread_name_prefix="pulp-content-reader")
 
 
-def locator(
-    settings: Settings, readers: ThreadPoolExecutor | None, metrics: Metrics | None = None
-) -> CachedLocator:
+def locator(settings: Settings, readers: ThreadPoolExecutor | None) -> CachedLocator:
     """`locate` through the resolution cache; a miss runs it off the event loop: on the
     reader threads (PostgreSQL), each with its own connection, so requests wait on a
     networked database side by side instead of queueing behind one connection; or (None:
@@ -77,8 +75,7 @@ def locator(
     async def located(raw_path: str, query_string: str) -> Located:
         return await run(raw_path, prefix, query_string)
 
-    report = metrics.cache_event if metrics is not None else None
-    cache = ResolutionCache(settings.cache_size, settings.negative_cache_size, report)
+    cache = ResolutionCache(settings.cache_size, settings.negative_cache_size)
     return CachedLocator(located, cache)
 
 
@@ -91,11 +88,11 @@ def create_app(settings: Settings) -> web.Application:
     app[READERS] = reader_threads(settings)
     app[PERSIST] = OrmPersist(app[STORAGE], app[READERS])
     app[QUERY_LOG] = deque(maxlen=1000)
-    app[METRICS] = Metrics()
-    readers = None if settings.is_sqlite else app[READERS]
-    app[LOCATOR] = locator(settings, readers, app[METRICS])
+    app[LOCATOR] = locator(settings, None if settings.is_sqlite else app[READERS])
     app[FILES] = SmallFiles(settings.file_cache_size) if settings.file_cache_size else None
     prefix = settings.content_prefix
+    app[METRICS] = Metrics()
+    app[LOCATOR].cache.report_to(app[METRICS].cache_event)
     app.router.add_get(prefix.rstrip("/"), content)
     app.router.add_get(prefix + "{path:.*}", content)
     # Beside the content prefix, never inside it: no base path can shadow them. Named, so

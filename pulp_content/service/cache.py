@@ -81,11 +81,9 @@ class _Lru:
 class ResolutionCache:
     """Answers by percent-encoded path (no query), dropped as changes are reported."""
 
-    def __init__(
-        self, size: int, negative_size: int, report: Callable[[str], None] | None = None
-    ) -> None:
+    def __init__(self, size: int, negative_size: int) -> None:
         # Told the name of each CacheStats count as it grows (the service's metrics).
-        self._report = report
+        self._report: Callable[[str], None] | None = None
         self._answers = _Lru(size)
         self._missing = _Lru(negative_size)
         # Content artifact id (or ANY_STATE) -> keys of answers that depend on its state.
@@ -103,6 +101,10 @@ class ResolutionCache:
         found = (self._answers.get(key) or self._missing.get(key)) if self.live else None
         self._count("misses" if found is None else "hits")
         return found
+
+    def report_to(self, report: Callable[[str], None]) -> None:
+        """Tell `report` of each hit, miss and invalidation (by its CacheStats name)."""
+        self._report = report
 
     def _count(self, event: str) -> None:
         setattr(self.stats, event, getattr(self.stats, event) + 1)

@@ -429,7 +429,8 @@ def test_a_metrics_location_for_prometheus_only(scenario, tmp_path):
                 finally:
                     conn.close()
 
-            # The reload takes effect once nginx's new worker runs.
-            assert eventually(lambda: scrape_from("127.0.0.1")[0] == 200)
+            # The reload takes effect once nginx's old worker has stopped accepting.
+            assert eventually(
+                lambda: scrape_from("127.0.0.1")[0] == 200 and scrape_from("127.0.0.2")[0] == 403
+            )
             assert b"pulp_content_worker_processes 2.0" in scrape_from("127.0.0.1")[1]
-            assert scrape_from("127.0.0.2")[0] == 403
