@@ -46,6 +46,7 @@ def test_serve_with_two_workers_shares_one_download(scenario):
         # for both (test_metrics_functional), and writing the access log: one line per
         # request.
         assert len(served.worker_pids()) == 2
-        assert "pulp_content_worker_processes 2.0" in fetch(served.port, "/metrics").decode()
+        both = b"pulp_content_worker_processes 2.0"
+        assert eventually(lambda: both in fetch(served.port, "/metrics"))
         line = f'"GET {base}big.img HTTP/1.1" 200'
         assert eventually(lambda: served.output().count(line) == 20), served.output()
