@@ -92,3 +92,36 @@ def need_tool(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def metric_samples(text: str) -> Samples:
+    """Every sample of a /metrics page, by name and sorted labels (prometheus_client's
+    own parser reads it, as a scrape would)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def per_process(directory: Path) -> dict[int, Samples]:
+    """What each process of a multiprocess service counted: its own files in the metrics
+    directory (what a scrape adds up), read with prometheus_client, one pid at a time."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    pids = {int(path.stem.rsplit("_", 1)[1]) for path in directory.glob("*_*.db")}
+    found = {}
+    for pid in pids:
+        with tempfile.TemporaryDirectory() as alone:
+            for path in directory.glob(f"*_{pid}.db"):
+                shutil.copy(path, alone)
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, alone)
+            found[pid] = metric_samples(generate_latest(registry).decode())
+    return found

@@ -58,6 +58,29 @@ def test_client_address_behind_proxies():
     assert client_address("127.0.0.1", "garbage, 10.1.1.1", trusted) == "10.1.1.1"
 
 
+def test_client_address_from_forwarded_nodes():
+    """RFC 7239 `for=` nodes, when there is no X-Forwarded-For: ports and brackets go."""
+    trusted = parse_networks("127.0.0.1")
+    nodes = ["198.51.100.1", "[2001:db8::1]:4711"]
+    assert client_address("127.0.0.1", None, trusted, nodes) == "2001:db8::1"
+    assert client_address("127.0.0.1", None, trusted, ["203.0.113.9:80"]) == "203.0.113.9"
+    assert client_address("127.0.0.1", None, trusted, ["unknown"]) == "127.0.0.1"
+    assert client_address("198.51.100.7", None, trusted, nodes) == "198.51.100.7"
+    # X-Forwarded-For wins when both are there.
+    assert client_address("127.0.0.1", "203.0.113.5", trusted, nodes) == "203.0.113.5"
+
+
+def test_a_unix_socket_peer_is_a_proxy_for_the_client_address():
+    """The socket's file mode decides who connects: the front web server. Its headers
+    name the client; without them there is no address to give."""
+    trusted = parse_networks("10.0.0.0/8")
+    assert client_address("", "203.0.113.9", trusted) == "203.0.113.9"
+    assert client_address("/run/nginx.sock", "203.0.113.9", trusted) == "203.0.113.9"
+    assert client_address("", None, trusted) == "-"
+    # X-Client-Cert and the like still count from trusted proxies only.
+    assert not is_trusted_proxy("", trusted)
+
+
 def test_settings_from_the_environment_and_toml(tmp_path):
     env = {"PULP_CONTENT_HOME": str(tmp_path)}
     assert load_settings(env).trusted_proxies == DEFAULT_TRUSTED_PROXIES

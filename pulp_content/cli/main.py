@@ -121,6 +121,12 @@ def migrate() -> None:
     "only, however old (with an Age header); what is not stored answers 504.",
 )
 @click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="The least severe lines logged (default info; the access log is info, so "
+    "warning turns it off).",
+)
+@click.option(
     "--no-redirect",
     is_flag=True,
     help="redirect design: REDIRECT.ENABLED false (lazy content answers 404).",
@@ -135,6 +141,7 @@ def serve(
     delegate_prefix: str | None,
     log_format: str | None,
     offline: bool,
+    log_level: str | None,
     no_redirect: bool,
 ) -> None:
     """Serve content under the content prefix, /pulp/content/ unless
@@ -157,6 +164,8 @@ def serve(
         os.environ["PULP_CONTENT_LOG_FORMAT"] = log_format
     if offline:
         os.environ["PULP_CONTENT_OFFLINE"] = "1"
+    if log_level:
+        os.environ["PULP_CONTENT_LOG_LEVEL"] = log_level
     # Django is configured before the service's modules load; a brand-new home gets its
     # database, so `pulp-content serve` works on a fresh machine.
     current = settings(may_create=True)

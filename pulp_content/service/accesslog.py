@@ -1,19 +1,38 @@
-"""The access log: one line per request, and the counters /metrics reports; and the
-logging set-up every way of running the service shares."""
+"""The access log: one line per request, and the request metrics; and the logging set-up
+every way of running the service shares.
+
+A line is nginx's `combined` format and two fields more, the duration and where the
+bytes came from:
+
+    203.0.113.9 - - [30/Nov/2026:09:10:11 +0000] "GET /pulp/content/a/f.iso HTTP/1.1" 200
+    1048872 "-" "curl/8.5.0" 12.3ms upstream
+
+(one line), or with `log_format = "json"` one JSON object with the same fields. The
+client address is the peer's, or behind a trusted proxy the one it forwarded
+(`proxies.client_address`). No query string is ever logged: a signed URL's query is a
+credential. Every field a client chose is escaped, so no request can start a line.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+from collections.abc import Mapping
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from pulp_content.service.keys import COUNTERS, SENT_DIRECTLY, SERVED_FROM, SETTINGS
+from pulp_content.service.keys import METRICS, SENT_DIRECTLY, SERVED_FROM, SETTINGS
+from pulp_content.service.proxies import DEFAULT_TRUSTED_PROXIES, Network, client_address
 from pulp_content.service.redact import escape
 
 log = logging.getLogger("pulp_content.access")
+
+# The service's own endpoints (app.create_app names their routes): scrapes and probes
+# would drown the request metrics.
+OWN_ROUTES = frozenset({"metrics", "livez", "readyz", "health"})
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -27,42 +46,85 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         app = _app_of(request)
         sent = bytes_sent(request, response)
-        if app is not None:
-            app[COUNTERS].requests += 1
-            app[COUNTERS].bytes_sent += sent
+        served_from = request.get(SERVED_FROM, "-")
+        if app is not None and METRICS in app and not _own_route(request):
+            app[METRICS].request_done(served_from, response.status, time, sent)
         if not self.logger.isEnabledFor(logging.INFO):
             return
-        served_from = request.get(SERVED_FROM, "-")
         settings = app[SETTINGS] if app is not None else None
+        trusted = settings.trusted_proxies if settings is not None else DEFAULT_TRUSTED_PROXIES
+        fields = access_fields(request, response.status, sent, time, served_from, trusted)
         if settings is not None and settings.log_format == "json":
             # json.dumps escapes every control character (and, ensure_ascii, U+2028).
-            self.logger.info(
-                json.dumps(
-                    {
-                        "remote": request.remote,
-                        "method": request.method,
-                        # The path only: a signed URL's query is a credential.
-                        "path": request.path,
-                        "status": response.status,
-                        "bytes_sent": sent,  # with headers, like nginx's $bytes_sent
-                        "duration_ms": round(time * 1000, 1),
-                        "served_from": served_from,
-                    }
-                )
-            )
-            return
-        # Every text field escaped: a decoded path may hold %0a, and must not start a
-        # forged line of its own.
-        self.logger.info(
-            '%s "%s %s" %d %d %.1fms %s',
-            escape(request.remote),
-            escape(request.method),
-            escape(request.path),
-            response.status,
-            sent,
-            time * 1000,
-            escape(served_from),
-        )
+            self.logger.info(json.dumps(fields))
+        else:
+            self.logger.info(combined_line(fields))
+
+
+def access_fields(
+    request: web.BaseRequest,
+    status: int,
+    sent: int,
+    seconds: float,
+    served_from: str,
+    trusted: tuple[Network, ...],
+) -> dict[str, object]:
+    """What a line says about a request, unescaped (each format escapes in its own way)."""
+    client = client_of(request, trusted)
+    started = dt.datetime.now().astimezone() - dt.timedelta(seconds=seconds)
+    return {
+        "remote": client,
+        "time": started.isoformat(timespec="milliseconds"),
+        "method": request.method,
+        # The path only: a signed URL's query is a credential.
+        "path": request.path,
+        "protocol": f"HTTP/{request.version.major}.{request.version.minor}",
+        "status": status,
+        "bytes_sent": sent,  # with headers, like nginx's $bytes_sent
+        "referer": request.headers.get(hdrs.REFERER),
+        "user_agent": request.headers.get(hdrs.USER_AGENT),
+        "duration_ms": round(seconds * 1000, 1),
+        "served_from": served_from,
+    }
+
+
+def combined_line(fields: dict[str, object]) -> str:
+    """nginx's `combined` line, then the duration and the served-from; every text field
+    escaped (a decoded path may hold %0a, and must not start a forged line of its own;
+    a `"` cannot close the quotes around a field)."""
+    started = dt.datetime.fromisoformat(str(fields["time"]))
+
+    def quoted(value: object) -> str:
+        return '"-"' if value is None else f'"{escape(value)}"'
+
+    request_line = f"{fields['method']} {fields['path']} {fields['protocol']}"
+    return (
+        f"{escape(fields['remote'])} - - [{started.strftime('%d/%b/%Y:%H:%M:%S %z')}] "
+        f"{quoted(request_line)} {fields['status']} {fields['bytes_sent']} "
+        f"{quoted(fields['referer'])} {quoted(fields['user_agent'])} "
+        f"{fields['duration_ms']:.1f}ms {escape(fields['served_from'])}"
+    )
+
+
+def client_of(request: web.BaseRequest, trusted: tuple[Network, ...]) -> str:
+    """The client's address, as the log shows it (`proxies.client_address`): the peer's,
+    or the one X-Forwarded-For or Forwarded names behind a trusted proxy."""
+    forwarded = [node["for"] for node in _forwarded(request) if "for" in node]
+    return client_address(
+        request.remote, request.headers.get(hdrs.X_FORWARDED_FOR), trusted, forwarded
+    )
+
+
+def _forwarded(request: web.BaseRequest) -> tuple[Mapping[str, str], ...]:
+    """RFC 7239 Forwarded, parsed by aiohttp (nothing when it has none)."""
+    if hdrs.FORWARDED not in request.headers:
+        return ()
+    return request.forwarded
+
+
+def _own_route(request: web.BaseRequest) -> bool:
+    route = request.match_info.route if isinstance(request, web.Request) else None
+    return route is not None and route.name in OWN_ROUTES
 
 
 def bytes_sent(request: web.BaseRequest, response: web.StreamResponse) -> int:
@@ -106,8 +168,23 @@ def one_line_bad_requests() -> None:
         server.addFilter(OneLineBadRequests())
 
 
-def configure_logging() -> None:
-    """Log lines to stderr at INFO, the access log included, in every process that serves."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+class LineFormatter(logging.Formatter):
+    """Access log lines as they are (they carry their own time: a prefix would make a
+    JSON line no JSON); every other line with time, level and logger."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == log.name:
+            return record.getMessage()
+        return super().format(record)
+
+
+def configure_logging(level: str = "info") -> None:
+    """Log lines to stderr at `level` (`config.LOG_LEVELS`; the access log is INFO: `warning`
+    turns it off), in every process that serves."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(LineFormatter())
+    logging.basicConfig(handlers=[handler])
+    logging.getLogger().setLevel(level.upper())

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from asgiref.sync import sync_to_async
 
 from pulp_content.service import invalidation
@@ -23,10 +23,10 @@ from pulp_content.service.filecache import SmallFiles
 from pulp_content.service.handlers import content
 from pulp_content.service.ingest import OrmPersist
 from pulp_content.service.keys import (
-    COUNTERS,
     DOWNLOADS,
     FILES,
     LOCATOR,
+    METRICS,
     PASSWORDS,
     PERSIST,
     QUERY_LOG,
@@ -36,7 +36,8 @@ from pulp_content.service.keys import (
     STORAGE,
     UPSTREAM,
 )
-from pulp_content.service.metrics import Counters
+from pulp_content.service.measured import MeasuredUpstream
+from pulp_content.service.metrics import CONTENT_TYPE, Metrics
 from pulp_content.service.passwords import FailureLimit, Passwords
 from pulp_content.service.probes import livez, readyz
 from pulp_content.service.resolve import locate
@@ -96,14 +97,16 @@ def create_app(settings: Settings) -> web.Application:
     app[QUERY_LOG] = deque(maxlen=1000)
     app[FILES] = SmallFiles(settings.file_cache_size) if settings.file_cache_size else None
     prefix = settings.content_prefix
-    app[COUNTERS] = Counters("merged", cache=app[LOCATOR].cache.stats)
+    app[METRICS] = Metrics()
+    app[LOCATOR].cache.report_to(app[METRICS].cache_event)
     app.router.add_get(prefix.rstrip("/"), content)
     app.router.add_get(prefix + "{path:.*}", content)
-    # Beside the content prefix, never inside it: no base path can shadow them.
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/livez", livez)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/health", readyz)  # the name it had before /readyz
+    # Beside the content prefix, never inside it: no base path can shadow them. Named, so
+    # the request metrics leave them out (OWN_ROUTES).
+    app.router.add_get("/metrics", metrics, name="metrics")
+    app.router.add_get("/livez", livez, name="livez")
+    app.router.add_get("/readyz", readyz, name="readyz")
+    app.router.add_get("/health", readyz, name="health")  # the name it had before /readyz
     app.cleanup_ctx.append(_readers)  # first in, last out: after every save and claim
     app.cleanup_ctx.append(_upstream)
     app.cleanup_ctx.append(_passwords)
@@ -114,12 +117,9 @@ def create_app(settings: Settings) -> web.Application:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text: requests, database queries, upstream requests, bytes sent."""
-    counters = request.app[COUNTERS]
-    counters.upstream_requests = request.app[UPSTREAM].requests
-    counters.password_hashes = request.app[PASSWORDS].hashes
-    counters.password_hash_iterations = request.app[PASSWORDS].hash_iterations
-    return web.Response(text=counters.render(), content_type="text/plain")
+    """Prometheus text for the whole service, whichever worker answers (service.metrics)."""
+    body = await asyncio.to_thread(request.app[METRICS].render)  # it reads files
+    return web.Response(body=body, headers={hdrs.CONTENT_TYPE: CONTENT_TYPE})
 
 
 async def _readers(app: web.Application) -> AsyncIterator[None]:
@@ -128,7 +128,7 @@ async def _readers(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _upstream(app: web.Application) -> AsyncIterator[None]:
-    app[UPSTREAM] = HttpUpstream()
+    app[UPSTREAM] = MeasuredUpstream(HttpUpstream(), app[METRICS])
     settings = app[SETTINGS]
     app[DOWNLOADS] = Downloads(
         app[STORAGE],
@@ -136,6 +136,7 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
         app[UPSTREAM],
         settings.chunk_size,
         cooldown=settings.failure_cooldown,
+        metrics=app[METRICS],
     )
     refresh = app[PERSIST]
     assert isinstance(refresh, OrmPersist)  # the database side of revalidations too
@@ -160,7 +161,7 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
 async def _passwords(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     limit = FailureLimit(settings.auth_failure_limit, settings.auth_failure_window)
-    app[PASSWORDS] = Passwords(limit)
+    app[PASSWORDS] = Passwords(limit, hashed=app[METRICS].password_hashed)
     yield
     app[PASSWORDS].close()
 

@@ -87,6 +87,8 @@ class ResolutionCache:
     """Answers by percent-encoded path (no query), dropped as changes are reported."""
 
     def __init__(self, size: int, negative_size: int) -> None:
+        # Told the name of each CacheStats count as it grows (the service's metrics).
+        self._report: Callable[[str], None] | None = None
         self._answers = _Lru(size)
         self._missing = _Lru(negative_size)
         # Content artifact id (or ANY_STATE) -> keys of answers that depend on its state.
@@ -102,11 +104,17 @@ class ResolutionCache:
 
     def get(self, key: str) -> Located | None:
         found = (self._answers.get(key) or self._missing.get(key)) if self.live else None
-        if found is None:
-            self.stats.misses += 1
-        else:
-            self.stats.hits += 1
+        self._count("misses" if found is None else "hits")
         return found
+
+    def report_to(self, report: Callable[[str], None]) -> None:
+        """Tell `report` of each hit, miss and invalidation (by its CacheStats name)."""
+        self._report = report
+
+    def _count(self, event: str) -> None:
+        setattr(self.stats, event, getattr(self.stats, event) + 1)
+        if self._report is not None:
+            self._report(event)
 
     def put(self, key: str, located: Located, epoch: int) -> None:
         """Keep an answer computed from the database after `epoch` was current; dropped
@@ -141,7 +149,7 @@ class ResolutionCache:
     def clear(self) -> None:
         """Drop everything."""
         self.epoch += 1
-        self.stats.invalidations += 1
+        self._count("invalidations")
         self._answers.entries.clear()
         self._missing.entries.clear()
         self._by_state.clear()
@@ -149,7 +157,7 @@ class ResolutionCache:
     def drop_states(self, content_artifacts: Iterable[int]) -> None:
         """Drop the answers that depend on these content artifacts' state."""
         self.epoch += 1
-        self.stats.invalidations += 1
+        self._count("invalidations")
         for ca in {*content_artifacts, ANY_STATE}:
             for key in self._by_state.pop(ca, set()):
                 self._answers.entries.pop(key, None)

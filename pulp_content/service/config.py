@@ -68,6 +68,7 @@ class Settings:
     delegate: str | None = None
     delegate_prefix: str = "/pulp/storage/"
     log_format: str = "plain"  # or "json": one object per access log line
+    log_level: str = "info"  # debug, info, warning or error (the access log is info)
     # The Fernet key file that encrypts secrets at rest; None: keys/secret.key in home.
     secret_key_file: Path | None = None
     # Peers whose proxy headers (X-Client-Cert, X-Forwarded-For) are believed.
@@ -124,6 +125,7 @@ CONFIG_KEYS = (
     "delegate",
     "delegate_prefix",
     "log_format",
+    "log_level",
     "secret_key_file",
     "trusted_proxies",
     "auth_failure_limit",
@@ -136,6 +138,7 @@ CONFIG_KEYS = (
     "immutable_max_age",
     "short_max_age",
 )
+LOG_LEVELS = ("debug", "info", "warning", "error")
 # A worker's saves, download claims and invalidation watcher have a connection each;
 # resolving needs one more.
 MIN_DATABASE_CONNECTIONS = 4
@@ -187,6 +190,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     log_format = env.get("PULP_CONTENT_LOG_FORMAT") or "plain"
     if log_format not in ("plain", "json"):
         raise InvalidInput(f"PULP_CONTENT_LOG_FORMAT must be plain or json, not {log_format!r}")
+    log_level = (env.get("PULP_CONTENT_LOG_LEVEL") or "info").lower()
+    if log_level not in LOG_LEVELS:
+        raise InvalidInput(
+            f"PULP_CONTENT_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}"
+        )
     key_file = env.get("PULP_CONTENT_SECRET_KEY_FILE")
     proxies = env.get("PULP_CONTENT_TRUSTED_PROXIES")
     return Settings(
@@ -198,6 +206,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         delegate=delegate,
         delegate_prefix="/" + prefix.strip("/") + "/",
         log_format=log_format,
+        log_level=log_level,
         secret_key_file=Path(key_file).expanduser().resolve() if key_file else None,
         trusted_proxies=DEFAULT_TRUSTED_PROXIES if proxies is None else parse_networks(proxies),
         auth_failure_limit=int(_count(env, "PULP_CONTENT_AUTH_FAILURE_LIMIT", "5", int)),

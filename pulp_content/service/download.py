@@ -20,14 +20,18 @@ import functools
 import logging
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
+from pulp_content.service.errors import DigestMismatch
 from pulp_content.service.follow import TailedDownload, TailedPullThrough
 from pulp_content.service.progress import Persist, Progress, key_of, partial_name
 from pulp_content.service.shared import SharedDownload, storage_error
 from pulp_content.service.storage import Storage, artifact_name
 from pulp_content.service.types import RemoteSource
 from pulp_content.service.upstream import Upstream
+
+if TYPE_CHECKING:
+    from pulp_content.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,9 @@ class Downloads:
         upstream: Upstream,
         chunk_size: int,
         cooldown: float = 0.0,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics  # downloads in flight, followers, verification failures
         self.cooldown = cooldown  # seconds a failed remote artifact is passed over
         self.storage = storage
         self.persist = persist
@@ -55,6 +61,11 @@ class Downloads:
         self._beginning: dict[Hashable, asyncio.Future[Progress]] = {}  # claims being taken
         self._waiters: dict[Hashable, int] = {}  # requests waiting for one of those
         self.started = 0  # upstream downloads this process began (for tests and metrics)
+
+    def follows(self, change: int) -> None:
+        """A request began (1) or stopped (-1) following a download."""
+        if self.metrics is not None:
+            self.metrics.download_followers.inc(change)
 
     async def written(self, src: RemoteSource) -> int:
         """How many bytes of `src` a download running in this process, or another
@@ -96,6 +107,20 @@ class Downloads:
     def _start(self, key: Hashable, download: Progress) -> None:
         if download.start():
             download.task.add_done_callback(self._forget(key, download))  # type: ignore[union-attr]
+            if self.metrics is not None and isinstance(download, SharedDownload):
+                self._measure(download, self.metrics)
+
+    @staticmethod
+    def _measure(download: SharedDownload, metrics: Metrics) -> None:
+        """Count an upstream download of this process while it runs, and its verdict."""
+        metrics.downloads_in_flight.inc()
+
+        def ended(_: object) -> None:
+            metrics.downloads_in_flight.dec()
+            if isinstance(download.error, DigestMismatch):
+                metrics.verification_failures.labels(download.failed_remote or "").inc()
+
+        download.task.add_done_callback(ended)  # type: ignore[union-attr]
 
     async def _wait(self, key: Hashable, beginning: asyncio.Future[Progress]) -> Progress:
         """The download `beginning` makes; shielded, so one waiter leaving does not stop

@@ -9,6 +9,7 @@ import logging
 from aiohttp import hdrs, web
 
 from pulp_content.service import guards, queries
+from pulp_content.service.accesslog import client_of
 from pulp_content.service.caching import CACHING, GUARD, Caching, Lifetimes, caching_of
 from pulp_content.service.errors import (
     DatabaseUnavailable,
@@ -30,7 +31,7 @@ from pulp_content.service.keys import (
     STORAGE,
 )
 from pulp_content.service.listing import render_listing
-from pulp_content.service.proxies import client_address, is_trusted_proxy
+from pulp_content.service.proxies import is_trusted_proxy
 from pulp_content.service.redact import escape
 from pulp_content.service.serve import delegated, serve
 from pulp_content.service.stream import stream
@@ -90,8 +91,7 @@ async def resolve_request(request: web.Request) -> Resolution:
     resolution = await asyncio.to_thread(guards.admit, *args) if slow else guards.admit(*args)
     if not isinstance(resolution, Unverified) or resolution.check is None:
         return resolution
-    forwarded = request.headers.get(hdrs.X_FORWARDED_FOR)
-    client = client_address(request.remote, forwarded, settings.trusted_proxies)
+    client = client_of(request, settings.trusted_proxies)  # the address the log shows
     refusal = await request.app[PASSWORDS].verify(resolution.check, client)
     if refusal is not None:
         return refused(resolution.path, resolution.distribution, refusal)

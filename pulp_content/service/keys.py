@@ -11,7 +11,7 @@ from pulp_content.service.cache import CachedLocator
 from pulp_content.service.config import Settings
 from pulp_content.service.download import Downloads
 from pulp_content.service.filecache import SmallFiles
-from pulp_content.service.metrics import Counters
+from pulp_content.service.metrics import Metrics
 from pulp_content.service.passwords import Passwords
 from pulp_content.service.progress import Persist
 from pulp_content.service.revalidate import Revalidations
@@ -29,7 +29,8 @@ REVALIDATIONS = web.AppKey("revalidations", Revalidations)
 QUERY_LOG = web.AppKey("query_log", deque)
 # resolve.locate through the resolution cache, off the event loop on a miss (app.locator).
 LOCATOR = web.AppKey("locator", CachedLocator)
-COUNTERS = web.AppKey("counters", Counters)
+# What /metrics shows (service.metrics): written as requests end, downloads run, ...
+METRICS = web.AppKey("metrics", Metrics)
 # The threads that read the database, each on a connection of its own: as many as
 # Settings.database_connections leaves beside the writer's, the claims' and the cache's
 # invalidation watcher's (app.reader_threads).
@@ -38,7 +39,8 @@ READERS = web.AppKey("readers", ThreadPoolExecutor)
 FILES: web.AppKey[SmallFiles | None] = web.AppKey("files")
 # Basic-auth password checks: their own thread pool, bounded, limited per client address.
 PASSWORDS = web.AppKey("passwords", Passwords)
-# Where a request's bytes came from (storage | delegated | upstream | shared download).
+# Where a request's bytes came from: storage | memory (the small-file cache) | delegated |
+# upstream | shared download.
 SERVED_FROM = web.RequestKey("served_from", str)
 # Body bytes sent straight to the socket (sendfile), which the response does not count.
 SENT_DIRECTLY = web.RequestKey("sent_directly", int)

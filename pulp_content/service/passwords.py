@@ -110,8 +110,10 @@ class Passwords:
         threads: int | None = None,
         backlog: int = 0,
         matches: Callable[[PasswordCheck], bool] = password_matches,
+        hashed: Callable[[int], None] | None = None,
     ) -> None:
         threads = threads or pool_size()
+        self._hashed = hashed  # told the iterations of each hash (the service's metrics)
         self.limit = limit
         self._matches = matches
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix=THREAD_NAME)
@@ -139,6 +141,8 @@ class Passwords:
         matched = await asyncio.wrap_future(job)
         self.hashes += 1
         self.hash_iterations += attempt.iterations
+        if self._hashed is not None:
+            self._hashed(attempt.iterations)
         if not matched:
             self.limit.failed(client)
             return wrong_password(attempt)

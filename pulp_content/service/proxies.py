@@ -8,7 +8,7 @@ imports aiohttp or Django.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pulp_content.service.errors import InvalidInput
 
@@ -55,14 +55,38 @@ def is_trusted_proxy(peer: str | None, trusted: Iterable[Network]) -> bool:
     return address is not None and any(address in network for network in trusted)
 
 
-def client_address(peer: str | None, forwarded_for: str | None, trusted: Iterable[Network]) -> str:
+def is_socket_peer(peer: str | None) -> bool:
+    """A unix-socket peer: aiohttp reports its path ('' for an unnamed client socket)."""
+    return peer is not None and _address(peer) is None
+
+
+def forwarded_node(node: str) -> str:
+    """The address of an RFC 7239 node (`192.0.2.1:4711`, `[2001:db8::1]:80`; §6)."""
+    if node.startswith("["):
+        return node[1:].partition("]")[0]
+    return node.partition(":")[0] if node.count(":") == 1 else node
+
+
+def client_address(
+    peer: str | None,
+    forwarded_for: str | None,
+    trusted: Iterable[Network],
+    forwarded: Sequence[str] = (),
+) -> str:
     """The client's address: the peer, or, when the peer is a trusted proxy, the nearest
-    address in X-Forwarded-For that is not itself a trusted proxy (the entries further
-    left were written by the client and prove nothing)."""
+    address in X-Forwarded-For (without one: the `for=` nodes of Forwarded, RFC 7239)
+    that is not itself a trusted proxy, as nginx's `real_ip_recursive` finds it (the
+    entries further left were written by the client and prove nothing).
+
+    A unix-socket peer counts as a proxy here: who may connect to the socket is decided
+    by its file mode, and what connects to it is the front web server."""
     networks = tuple(trusted)
-    if not is_trusted_proxy(peer, networks) or not forwarded_for:
+    if not is_trusted_proxy(peer, networks) and not is_socket_peer(peer):
         return peer or "-"
-    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    if forwarded_for:
+        hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    else:
+        hops = [forwarded_node(node) for node in forwarded]
     for hop in reversed(hops):
         address = _address(hop)
         if address is None:

@@ -20,6 +20,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Counter
+
 
 @dataclass
 class QueryCounter:
@@ -33,6 +35,36 @@ _current: ContextVar[QueryCounter | None] = ContextVar("pulp_content_queries", d
 _total_lock = threading.Lock()
 _total = [0]
 _background = [0]
+# The same counts for /metrics, made by the first service in this process (see
+# `metric_counters`); until then there are none.
+_metric_counters: list[Counter] = []
+
+
+def metric_counters() -> tuple[Counter, ...]:
+    """The statement counts as prometheus_client counters (statements; background ones),
+    made on first use, from the counts so far: a process that serves no /metrics (a CLI
+    command) writes nothing into a metrics directory."""
+    with _total_lock:
+        if not _metric_counters:
+            _metric_counters.extend(
+                (
+                    Counter(
+                        "pulp_content_database_statements",
+                        "Statements sent to the database (transaction control included), "
+                        "but the background ones.",
+                        registry=None,
+                    ),
+                    Counter(
+                        "pulp_content_database_background_statements",
+                        "Statements sent to the database for no request (following "
+                        "changes for the resolution cache).",
+                        registry=None,
+                    ),
+                )
+            )
+            _metric_counters[0].inc(_total[0])
+            _metric_counters[1].inc(_background[0])
+        return tuple(_metric_counters)
 
 
 def total() -> int:
@@ -60,16 +92,15 @@ def note(sql: str, background: bool = False) -> None:
     """Count one statement: Django's connections do it for every statement they run;
     the download claims' own connection (`service.locks`) and the invalidation watcher's
     (`service.invalidation`, `background`) call this themselves."""
-    if background:
-        with _total_lock:
-            _background[0] += 1
-        return
-    counter = _current.get()
+    counter = None if background else _current.get()
     if counter is not None:
         counter.count += 1
         counter.statements.append(sql)
+    totals = _background if background else _total
     with _total_lock:
-        _total[0] += 1
+        totals[0] += 1
+        if _metric_counters:
+            _metric_counters[1 if background else 0].inc()
 
 
 def _count(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:

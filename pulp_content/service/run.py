@@ -11,12 +11,17 @@ from aiohttp import web
 from pulp_content.service.accesslog import RUNNER_OPTIONS, configure_logging
 from pulp_content.service.app import create_app
 from pulp_content.service.config import Listen, Settings
+from pulp_content.service.gunicorn_hooks import clear_directory
+from pulp_content.service.metrics import multiprocess_directory
 
 
 def run_merged(settings: Settings, listen: Listen) -> None:
     """Serve until interrupted; prints where it listens. A unix socket's mode is what the
     process's umask leaves (as with `--workers`)."""
-    configure_logging()
+    configure_logging(settings.log_level)
+    directory = multiprocess_directory()
+    if directory is not None:  # the operator's: what an earlier run left would count
+        clear_directory(directory)
     app = create_app(settings)
     where: dict[str, object] = {"host": listen.host, "port": listen.port}
     if listen.fd is not None:

@@ -14,7 +14,7 @@ from aiohttp import hdrs, web
 from pulp_content.service.errors import NotResolved
 from pulp_content.service.filecache import SmallFiles
 from pulp_content.service.headers import not_modified, range_applies, representation_headers
-from pulp_content.service.keys import SENT_DIRECTLY
+from pulp_content.service.keys import SENT_DIRECTLY, SERVED_FROM
 from pulp_content.service.ranges import parse_range
 from pulp_content.service.storage import Storage
 from pulp_content.service.types import LocalArtifact
@@ -104,7 +104,9 @@ async def serve(
     path = storage.path_of(art.storage_path)
     try:
         if files is not None and art.size <= SMALL_FILE:
-            whole = await _small_file(files, path, art.storage_path, art.size)
+            whole, kept = await _small_file(files, path, art.storage_path, art.size)
+            if kept:
+                request[SERVED_FROM] = "memory"  # no disk read at all
             body = whole[decided.start : decided.start + decided.count]
             return web.Response(status=decided.status, headers=decided.headers, body=body)
         if decided.count <= SMALL_FILE:
@@ -125,15 +127,18 @@ async def serve(
         fobj.close()
 
 
-async def _small_file(files: SmallFiles, path: Path, storage_path: str, size: int) -> bytes:
-    """A small file's bytes: from memory, or read on a thread and kept (when whole)."""
+async def _small_file(
+    files: SmallFiles, path: Path, storage_path: str, size: int
+) -> tuple[bytes, bool]:
+    """A small file's bytes, and whether they were in memory already; else they are read
+    on a thread and kept (when whole)."""
     kept = files.get(storage_path)
     if kept is not None:
-        return kept
+        return kept, True
     data = await asyncio.to_thread(_read, path, 0, size)
     if len(data) == size:  # a damaged file is served as it is, and not kept
         files.put(storage_path, data)
-    return data
+    return data, False
 
 
 def _read(path: Path, start: int, count: int) -> bytes:

@@ -64,6 +64,7 @@ class SharedDownload(Progress):
         # outlives the file's removal when a streamed download ends.
         self._out = out
         self.error: ContentError | None = None
+        self.failed_remote: str | None = None  # whose bytes `error` is about, if any
         self._stored: Path | None = None  # saved by another process before we began
         self.ending = False  # letting go of the file: no newcomer may join any more
 
@@ -144,7 +145,7 @@ class SharedDownload(Progress):
                 return
             except UpstreamError as exc:
                 if self.started.done():
-                    self.error = exc
+                    self.error, self.failed_remote = exc, ra.config.name
                     log.warning(
                         "download of %s failed after its start: %s", shown(ra.url), shown(exc)
                     )

@@ -55,6 +55,7 @@ async def stream(
     # The access log's served-from: this request began the download, or joined one.
     began = isinstance(download, SharedDownload) and download.joins == 1
     request[SERVED_FROM] = "upstream" if began else "shared download"
+    downloads.follows(1)
     try:
         fobj = await download.reader(fobj)
         if decided is None and download.size is not None:
@@ -78,6 +79,7 @@ async def stream(
             await download.finished
         return response
     finally:
+        downloads.follows(-1)
         if fobj is not None:
             fobj.close()
         download.leave()

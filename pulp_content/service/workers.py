@@ -28,9 +28,13 @@ async def create_runner() -> web.AppRunner:
     configure_django(settings)  # before anything imports the models
     from pulp_content.service.accesslog import RUNNER_OPTIONS, configure_logging
     from pulp_content.service.app import create_app
+    from pulp_content.service.keys import METRICS
 
-    configure_logging()  # gunicorn configures its own loggers only
-    return web.AppRunner(create_app(settings), **RUNNER_OPTIONS)  # type: ignore[arg-type]
+    configure_logging(settings.log_level)  # gunicorn configures its own loggers only
+    app = create_app(settings)
+    # The scrape's process_* metrics cover the master too (service.metrics).
+    app[METRICS].master = os.getppid()
+    return web.AppRunner(app, **RUNNER_OPTIONS)  # type: ignore[arg-type]
 
 
 def exec_workers(settings: Settings, listen: Listen, workers: int) -> None:
@@ -63,6 +67,11 @@ def exec_workers(settings: Settings, listen: Listen, workers: int) -> None:
         "--graceful-timeout",
         "30",
         "--no-control-socket",  # several servers (and the tests) run side by side
+        "--log-level",
+        settings.log_level,
+        # The metrics directory: made before the workers, marked as they exit.
+        "--config",
+        "python:pulp_content.service.gunicorn_hooks",
         "pulp_content.service.workers:create_runner",
     ]
     os.execv(sys.executable, argv)

@@ -109,10 +109,19 @@ class ServiceProcess:
 
     app = None  # nothing to introspect in another process
 
-    def __init__(self, settings: Settings, workers: int, options: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        workers: int,
+        options: tuple[str, ...] = (),
+        metrics_dir: Path | None = None,
+    ) -> None:
         self.settings = settings
         self.workers = workers
         self.options = options  # more `serve` options
+        # PROMETHEUS_MULTIPROC_DIR for this service alone (its workers' own files can be
+        # read there one worker at a time: tests.helpers.per_process).
+        self.metrics_dir = metrics_dir
         self.port = free_port()
         self._log = Path(tempfile.mkstemp(prefix="pulp-content-serve-", suffix=".log")[1])
         self._process: subprocess.Popen[bytes] | None = None
@@ -123,6 +132,8 @@ class ServiceProcess:
             PULP_CONTENT_HOME=str(self.settings.home),
             PULP_CONTENT_DATABASE_URL=self.settings.database_url,
         )
+        if self.metrics_dir is not None:
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)
         command = [*CLI, "serve"]
         command += ["--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}"]
         command += self.options

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,7 @@ from pulp_content.fixtures.remote import Fault, FileSpec
 from pulp_content.service.config import Settings
 from tests.conftest import Scenario
 from tests.functional.conftest import Client, Reply, ServiceProcess
-from tests.helpers import eventually, run_command
+from tests.helpers import eventually, per_process, run_command
 
 pytestmark = pytest.mark.functional
 
@@ -32,9 +33,12 @@ OTHER = FileSpec("f.bin", 3000, 2)  # the same path, other bytes
 
 
 @pytest.fixture
-def served(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServiceProcess]:
+def served(
+    db: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[ServiceProcess]:
     monkeypatch.setenv("PULP_CONTENT_LOG_FORMAT", "json")  # `served_from` in each line
-    with ServiceProcess(db, 2) as process:
+    # Where each worker keeps its metrics, read one worker at a time (worker_hits).
+    with ServiceProcess(db, 2, metrics_dir=tmp_path) as process:
         yield process
 
 
@@ -50,14 +54,12 @@ def cli(*args: str) -> str:
     return done.stdout
 
 
-def worker_hits(client: Client) -> dict[str, float]:
-    """Cache hits by worker pid, as far as /metrics has shown each worker so far."""
-    seen: dict[str, float] = {}
-    for _ in range(20):
-        for line in client.get("/metrics").body.decode().splitlines():
-            if line.startswith("pulp_content_cache_hits_total{"):
-                seen[line.split('pid="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
-    return seen
+def worker_hits(client: Client) -> dict[int, float]:
+    """Resolution cache hits by worker pid, from each worker's own metrics file."""
+    assert isinstance(client.server, ServiceProcess) and client.server.metrics_dir
+    directory = client.server.metrics_dir
+    hits = ("pulp_content_resolution_cache_hits_total", ())
+    return {pid: counted.get(hits, 0.0) for pid, counted in per_process(directory).items()}
 
 
 def warm(
@@ -226,18 +228,25 @@ def test_artifact_saved(scenario, served, client):
         before = len(served_from(served, path))
         assert body_is(FILE.content())(client.get(path))
         assert eventually(lambda: len(served_from(served, path)) > before)
-        return served_from(served, path)[-1] == "storage"
+        # A small file: read from storage once, then from memory.
+        return served_from(served, path)[-1] in ("storage", "memory")
 
     assert settles(from_storage)
     assert scenario.remote.count("/lazy/f.bin") == 1
 
 
-def test_two_hosts(scenario, db):
+def test_two_hosts(scenario, db, tmp_path):
     """Two `serve` processes on one database (two hosts): a change reaches both."""
     one, two = two_publications(scenario)
     scenario.cli("distribution", "create", "d", "--base-path", "d", "--publication", one)
     path = "/pulp/content/d/f.bin"
-    with ServiceProcess(db, 2) as first, ServiceProcess(db, 2) as second:
+    dirs = tmp_path / "first", tmp_path / "second"
+    for directory in dirs:
+        directory.mkdir()
+    with (
+        ServiceProcess(db, 2, metrics_dir=dirs[0]) as first,
+        ServiceProcess(db, 2, metrics_dir=dirs[1]) as second,
+    ):
         hosts = [Client(first), Client(second)]
         for host in hosts:
             warm(host, body_is(FILE.content()), path)

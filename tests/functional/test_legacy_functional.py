@@ -75,10 +75,10 @@ def test_stored_and_lazy_content(scenario):
         assert scenario.remote.count("/lazy/dir/b.bin") == 1
 
         assert app.get("/pulp/content/lazy/missing").status == 404
-        for client, process in ((app, "legacy-content-app"), (streamer, "legacy-streamer")):
-            page = client.get("/metrics")
-            assert f'process="{process}"' in page.body.decode()
-            assert parse(page.body.decode())["requests"] >= 1
+        # Each process has a /metrics of its own (the bench adds them up).
+        for client in (app, streamer):
+            counted = parse(client.get("/metrics").body.decode())
+            assert counted["requests"] >= 1 and counted["database_statements"] >= 1
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,8 @@ def test_redirect_disabled_answers_404(scenario):
 
 
 def test_merged_metrics_sit_beside_the_content_prefix(scenario, inprocess_client):
-    """One process's counters (each worker of `serve --workers N` answers for itself)."""
+    """The service's counters, beside the content prefix (test_metrics_functional: one
+    scrape of `serve --workers N` counts every worker)."""
     client = inprocess_client
     base = scenario.publish("lazy", FILES, "on_demand")
     client.get(base + "a.bin")
@@ -114,8 +115,7 @@ def test_merged_metrics_sit_beside_the_content_prefix(scenario, inprocess_client
 
     # A response is counted once finished; a lazy one finishes after its save (fsync'ed),
     # which the /metrics requests made meanwhile may overtake.
-    assert eventually(lambda: metrics()["bytes_sent"] >= FILES[0].size)
+    assert eventually(lambda: metrics().get("sent_bytes", 0) >= FILES[0].size)
     values = metrics()
-    assert 'process="merged"' in client.get("/metrics").body.decode()
     assert values["upstream_requests"] == 1
-    assert values["bytes_sent"] >= FILES[0].size
+    assert values["sent_bytes"] >= FILES[0].size

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ from pulp_content.fixtures.background import Background
 from pulp_content.fixtures.bench import CLI, free_port, wait_listening
 from pulp_content.fixtures.remote import FileSpec, bound_port
 from tests.certs import SERVER_AUTH, ca_pem, leaf_pem, pem_of, signed_by, write_key_and_chain
-from tests.functional.conftest import Client
+from tests.functional.conftest import Client, ServiceProcess
 from tests.helpers import curl, eventually
 
 pytestmark = pytest.mark.functional
@@ -71,10 +72,12 @@ class Tls:
         return reply.status, reply.body
 
 
-def nginx_conf(tmp: Path, listen: int, service: int | Path, storage: Path, tls: Tls) -> str:
-    """The shipped site and its locations, pointed at this test's ports (or the service's
-    unix socket), storage and TLS files, in a minimal nginx.conf."""
-    locations = LOCATIONS.read_text()
+def nginx_conf(
+    tmp: Path, listen: int, service: int | Path, storage: Path, tls: Tls, more: str = ""
+) -> str:
+    """The shipped site and its locations (and `more` of them), pointed at this test's
+    ports (or the service's unix socket), storage and TLS files, in a minimal nginx.conf."""
+    locations = LOCATIONS.read_text() + more
     locations = locations.replace("alias /var/lib/pulp-content/storage/;", f"alias {storage}/;")
     (tmp / "locations.conf").write_text(locations)
     upstream = f"unix:{service}" if isinstance(service, Path) else f"127.0.0.1:{service}"
@@ -117,14 +120,16 @@ def nginx_binary() -> str:
 
 
 @contextlib.contextmanager
-def running_nginx(tmp_path: Path, service: int | Path, storage: Path) -> Iterator[tuple[int, Tls]]:
-    """nginx with the shipped site in front of `service` (a port or a unix socket);
-    yields its HTTP port and its TLS side."""
+def running_nginx(
+    tmp_path: Path, service: int | Path, storage: Path, more: str = ""
+) -> Iterator[tuple[int, Tls]]:
+    """nginx with the shipped site (and `more` locations) in front of `service` (a port or
+    a unix socket); yields its HTTP port and its TLS side."""
     binary = nginx_binary()
     port = free_port()
     tls = Tls.make(tmp_path / "tls")
     conf = tmp_path / "nginx.conf"
-    conf.write_text(nginx_conf(tmp_path, port, service, storage, tls))
+    conf.write_text(nginx_conf(tmp_path, port, service, storage, tls, more))
     nginx = subprocess.Popen(
         [binary, "-p", str(tmp_path), "-c", str(conf)],
         stdout=subprocess.DEVNULL,
@@ -368,3 +373,64 @@ def test_the_site_passes_the_host_and_the_forwarded_headers(tmp_path):
         assert moved.status == 302
         assert moved.headers["Location"] == "http://pulp_content/pulp/content/elsewhere/"
         assert json.loads(client.get("/readyz").body)["Host"] == f"127.0.0.1:{port}"
+
+
+def test_the_access_log_names_the_client_behind_nginx(scenario, tmp_path, monkeypatch):
+    """Through the shipped site, the service logs the client nginx saw (here 127.0.0.2,
+    not nginx's own 127.0.0.1), even when the client sent an X-Forwarded-For of its own:
+    nginx appends the address it saw, and only the right-most untrusted one counts."""
+    nginx_binary()
+    scenario.publish("eager", [STORED], "immediate")
+    monkeypatch.setenv("PULP_CONTENT_TRUSTED_PROXIES", "127.0.0.1")  # nginx, not 127.0.0.2
+    path = "/pulp/content/eager/dir/stored.bin"
+    options = ("--delegate", "nginx")
+    with ServiceProcess(scenario.settings, workers=1, options=options) as service:
+        storage = scenario.settings.storage_root
+        with running_nginx(tmp_path, service.port, storage) as (nginx_port, _):
+            for headers in ({}, {"X-Forwarded-For": "203.0.113.9"}):
+                conn = http.client.HTTPConnection(
+                    "127.0.0.1", nginx_port, timeout=30, source_address=("127.0.0.2", 0)
+                )
+                try:
+                    conn.request("GET", path, headers=headers)
+                    response = conn.getresponse()
+                    assert response.status == 200 and response.read() == STORED.content()
+                finally:
+                    conn.close()
+
+            def lines() -> list[str]:
+                return [line for line in service.output().splitlines() if f"GET {path} " in line]
+
+            assert eventually(lambda: len(lines()) == 2), service.output()
+        logged, output = lines(), service.output()
+    assert all(line.startswith("127.0.0.2 - - [") for line in logged), logged
+    assert all(line.endswith(" delegated") for line in logged)
+    assert "203.0.113.9" not in output
+
+
+def test_a_metrics_location_for_prometheus_only(scenario, tmp_path):
+    """README's location for scraping through nginx: Prometheus (here 127.0.0.1) gets the
+    whole service's metrics, anyone else (127.0.0.2) a 403."""
+    nginx_binary()
+    snippet = "location = /metrics {\n    allow 127.0.0.1;\n    deny all;\n"
+    snippet += "    proxy_pass http://pulp_content;\n}\n"
+    with ServiceProcess(scenario.settings, workers=2) as service:
+        storage = scenario.settings.storage_root
+        with running_nginx(tmp_path, service.port, storage, snippet) as (nginx_port, _):
+
+            def scrape_from(source: str) -> tuple[int, bytes]:
+                conn = http.client.HTTPConnection(
+                    "127.0.0.1", nginx_port, timeout=30, source_address=(source, 0)
+                )
+                try:
+                    conn.request("GET", "/metrics")
+                    response = conn.getresponse()
+                    return response.status, response.read()
+                finally:
+                    conn.close()
+
+            # Both workers, once the second one is up (the service answers from the first).
+            assert eventually(
+                lambda: b"pulp_content_worker_processes 2.0" in scrape_from("127.0.0.1")[1]
+            )
+            assert scrape_from("127.0.0.2")[0] == 403

@@ -57,8 +57,11 @@ def run_redirect(
     content = default_content(streamer_port, host)
     content["WEB_SERVER"] = web_server
     content["REDIRECT"]["ENABLED"] = redirect
+    # Each of the two processes has a /metrics of its own (the bench adds them up): no
+    # multiprocess directory, whatever the environment says.
+    inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env = {
-        **os.environ,
+        **inherited,
         ENV: json.dumps(content),
         "PULP_CONTENT_HOME": str(settings.home),
         "PULP_CONTENT_DATABASE_URL": settings.database_url,

@@ -7,6 +7,7 @@ merged service, so the comparison measures the design, not two download loops.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Hashable
 
 from aiohttp import web
@@ -16,8 +17,10 @@ from pulp_content.service.config import Settings
 from pulp_content.service.download import Downloads
 from pulp_content.service.errors import UpstreamError
 from pulp_content.service.ingest import OrmPersist
+from pulp_content.service.keys import SERVED_FROM
 from pulp_content.service.legacy.lookup import Missing, find
-from pulp_content.service.metrics import Counters
+from pulp_content.service.measured import MeasuredUpstream
+from pulp_content.service.metrics import CONTENT_TYPE, Metrics
 from pulp_content.service.progress import Progress
 from pulp_content.service.remoteconfig import RemoteConfig
 from pulp_content.service.storage import FileSystemStorage
@@ -26,8 +29,8 @@ from pulp_content.service.types import DistributionRef, RemoteRef, RemoteSource
 from pulp_content.service.upstream import HttpUpstream
 
 DOWNLOADS = web.AppKey("legacy_downloads", Downloads)
-UPSTREAM = web.AppKey("legacy_upstream", HttpUpstream)
-COUNTERS = web.AppKey("legacy_counters", Counters)
+UPSTREAM = web.AppKey("legacy_upstream", MeasuredUpstream)
+METRICS = web.AppKey("legacy_metrics", Metrics)
 PREFIX = "/streamer/"
 
 
@@ -64,7 +67,7 @@ def remote_source(path: str) -> RemoteSource | None:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    request.app[COUNTERS].requests += 1
+    started = time.monotonic()
     src = await sync_to_async(remote_source)(request.match_info["path"])
     if src is None:
         raise web.HTTPNotFound()
@@ -72,14 +75,14 @@ async def handle(request: web.Request) -> web.StreamResponse:
         response = await stream(request, src, request.app[DOWNLOADS])
     except UpstreamError as exc:
         return web.Response(status=504 if exc.timeout else 502, text=f"{exc}\n")
-    request.app[COUNTERS].bytes_sent += response.body_length
+    served_from = request.get(SERVED_FROM, "-")
+    seconds = time.monotonic() - started
+    request.app[METRICS].request_done(served_from, response.status, seconds, response.body_length)
     return response
 
 
 async def metrics(request: web.Request) -> web.Response:
-    counters = request.app[COUNTERS]
-    counters.upstream_requests = request.app[UPSTREAM].requests
-    return web.Response(text=counters.render(), content_type="text/plain")
+    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 class UnsharedDownloads(Downloads):
@@ -103,12 +106,12 @@ def create_streamer(settings: Settings) -> web.Application:
     storage = FileSystemStorage(settings.storage_root)  # as in 2018: no shared download claims
     persist = OrmPersist(storage)
     app = web.Application()
-    app[COUNTERS] = Counters("legacy-streamer")
+    app[METRICS] = Metrics()
     app.router.add_get(PREFIX + "{path:.*}", handle)
     app.router.add_get("/metrics", metrics)
 
     async def downloads(app: web.Application) -> AsyncIterator[None]:
-        app[UPSTREAM] = HttpUpstream()
+        app[UPSTREAM] = MeasuredUpstream(HttpUpstream(), app[METRICS])
         app[DOWNLOADS] = UnsharedDownloads(storage, persist, app[UPSTREAM], settings.chunk_size)
         yield
         await app[DOWNLOADS].aclose()

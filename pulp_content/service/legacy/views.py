@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import time
 from html import escape
 from typing import Any
 
@@ -20,12 +20,11 @@ from django.http import (
 from pulp_content.service import guards
 from pulp_content.service.headers import content_type
 from pulp_content.service.legacy.lookup import Missing, children, find
-from pulp_content.service.metrics import Counters
+from pulp_content.service.metrics import CONTENT_TYPE, Metrics
 from pulp_content.service.proxies import is_trusted_proxy
 from pulp_content.service.storage import FileSystemStorage
 
-COUNTERS = Counters("legacy-content-app")
-_LOCK = threading.Lock()
+METRICS = Metrics()  # the WSGI process's (it has one service)
 
 
 def content(request: HttpRequest, path: str) -> HttpResponse | StreamingHttpResponse:
@@ -81,7 +80,7 @@ def _listing(path: str) -> HttpResponse:
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(COUNTERS.render(), content_type="text/plain; version=0.0.4")
+    return HttpResponse(METRICS.render(), content_type=CONTENT_TYPE)
 
 
 class CountingMiddleware:
@@ -91,12 +90,15 @@ class CountingMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> Any:
+        started = time.monotonic()
         response = self.get_response(request)
         # Headers and body, as the aiohttp processes count (their body_length).
         sent = len(response.serialize_headers())
-        if not response.has_header("X-SENDFILE") and not response.has_header("X-Accel-Redirect"):
+        delegated = response.has_header("X-SENDFILE") or response.has_header("X-Accel-Redirect")
+        if not delegated:
             sent += int(response.get("Content-Length") or 0)
-        with _LOCK:  # gunicorn runs several threads in this process
-            COUNTERS.requests += 1
-            COUNTERS.bytes_sent += sent
+        stored = isinstance(response, FileResponse)
+        served_from = "delegated" if delegated else "storage" if stored else "-"
+        # prometheus_client's metrics take a lock of their own (gunicorn runs threads here).
+        METRICS.request_done(served_from, response.status_code, time.monotonic() - started, sent)
         return response
