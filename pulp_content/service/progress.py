@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import hashlib
 from collections.abc import Hashable
 from typing import IO, Protocol
@@ -64,9 +65,10 @@ class Progress(abc.ABC):
         self.size: int | None = src.size
         self.content_type: str | None = None
         self.written = 0
-        # The newest chunk and its offset: followers keeping up take it from memory
-        # instead of reading it back from the file.
-        self.tail: tuple[int, bytes] = (0, b"")
+        # The newest chunks and their offsets, oldest first: the ones not yet on disk, and
+        # always the newest one. Followers take them from memory; what lies before the
+        # first is in the file.
+        self.recent: collections.deque[tuple[int, bytes]] = collections.deque()
         self.verified = False
         self.sha256: str | None = src.sha256  # known once verified, for pull-through too
         self.saved = False  # kept in storage for good (on_demand, after the commit)

@@ -12,7 +12,10 @@ import datetime as dt
 import functools
 import logging
 import os
+import queue
+import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -66,6 +69,7 @@ class SharedDownload(Progress):
         self.error: ContentError | None = None
         self.failed_remote: str | None = None  # whose bytes `error` is about, if any
         self._stored: Path | None = None  # saved by another process before we began
+        self._writer: WriteBehind | None = None  # the latest attempt's
         self.ending = False  # letting go of the file: no newcomer may join any more
 
     @classmethod
@@ -181,6 +185,8 @@ class SharedDownload(Progress):
     def _let_go(self) -> None:
         """Close, remove, release: each step whatever the one before did."""
         try:
+            if self._writer is not None:
+                self._writer.join()  # a cancelled run's last writes, before the file closes
             with contextlib.suppress(OSError):  # a failed flush: the bytes are dropped anyway
                 self._out.close()
             with contextlib.suppress(OSError):
@@ -265,30 +271,117 @@ class SharedDownload(Progress):
             self.saved = True
 
     async def _copy(self, answer: ClientResponse, verifier: Verifier) -> None:
-        """Digests and writes run on a thread, one chunk at a time, while the next chunk
-        is read: the upstream is drained as fast as it sends (bytes still unread when its
-        connection drops are lost with it, and asked for again by the resume).
+        """Read the upstream as fast as it sends (bytes still unread when its connection
+        drops are lost with it, and asked for again by the resume), while a thread of
+        this download's writes and digests them, in order (`WriteBehind`).
 
-        Followers hear of each chunk as it arrives, before it is on disk: they take the
-        newest chunk from memory (`tail`) and read back only what lies before it, which
-        was written before this chunk's write began. The verdict waits for every write."""
-        writing: asyncio.Future[None] | None = None
+        Followers hear of each chunk as it arrives, before it is on disk: they take it
+        from memory (`recent`) until it is written. The size checks run here, as each
+        chunk comes; the verdict waits for every write."""
+        writer = self._writer = WriteBehind(self._out, verifier.digest, self._on_disk)
         try:
             async for chunk in chunks(answer, self.chunk_size):
-                if writing is not None:
-                    await writing
-                writing = asyncio.ensure_future(asyncio.to_thread(self._absorb, verifier, chunk))
-                self.tail = (self.written, chunk)
+                verifier.count(chunk)
+                await writer.put(chunk)
+                self.recent.append((self.written, chunk))
                 self.written += len(chunk)
                 self._announce()
         finally:
-            if writing is not None:
-                await writing  # the file holds `written` bytes: for a resume, or the verdict
+            # Every chunk handed over is written (the file holds `written` bytes: for a
+            # resume, or the verdict), or the write that failed is raised.
+            await writer.close()
 
-    def _absorb(self, verifier: Verifier, chunk: bytes) -> None:
-        verifier.update(chunk)
-        self._out.write(chunk)  # an OSError here (a full disk) ends the run: see run()
-        self._out.flush()  # late followers read the file: the bytes must be in it
+    def _on_disk(self, end: int) -> None:
+        """The file holds every byte before `end` (of this run's writes): chunks wholly
+        before it leave memory, but the newest one."""
+        while len(self.recent) > 1:
+            offset, chunk = self.recent[0]
+            if offset + len(chunk) > end:
+                return
+            self.recent.popleft()
+
+
+class WriteBehind:
+    """Writes chunks to a file (and hands them to `digest`) on a thread of its own, in
+    the order given, while the event loop goes on reading: `put` returns at once unless
+    BACKLOG chunks are still unwritten (the disk is slower than the upstream), so memory
+    stays bounded. The loop hears how far the file is written through `on_disk`. A write
+    that fails stops the writing; `put` and `close` raise its error."""
+
+    BACKLOG = 4
+
+    def __init__(
+        self, out: IO[bytes], digest: Callable[[bytes], None], on_disk: Callable[[int], None]
+    ) -> None:
+        self._out = out
+        self._digest = digest
+        self._on_disk = on_disk
+        self._loop = asyncio.get_running_loop()
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._unwritten = 0
+        self._room = asyncio.Event()
+        self._error: BaseException | None = None
+        self._done: asyncio.Future[None] = self._loop.create_future()
+        self._offset = out.tell()
+        self._thread = threading.Thread(target=self._run, name="pulp-content-write", daemon=True)
+        self._thread.start()
+
+    async def put(self, chunk: bytes) -> None:
+        while self._unwritten >= self.BACKLOG and self._error is None:
+            self._room.clear()
+            await self._room.wait()
+        if self._error is not None:
+            raise self._error
+        self._unwritten += 1
+        self._queue.put(chunk)
+
+    async def close(self) -> None:
+        """Wait for every chunk handed over; the thread then ends."""
+        self._queue.put(None)
+        await asyncio.shield(self._done)
+        if self._error is not None:
+            raise self._error
+
+    def join(self) -> None:
+        """Off the loop: wait until the chunks handed over are written (or dropped after a
+        failure) and the thread has ended."""
+        self._queue.put(None)  # a second end mark, after `close`'s, is never read
+        self._thread.join()
+
+    # On the thread:
+    def _run(self) -> None:
+        try:
+            while (chunk := self._queue.get()) is not None:
+                if self._error is None:
+                    self._write(chunk)
+        finally:
+            self._tell(_settle, self._done)
+
+    def _write(self, chunk: bytes) -> None:
+        try:
+            self._digest(chunk)
+            self._out.write(chunk)  # an OSError here (a full disk) ends the run: see run()
+            self._out.flush()  # late followers read the file: the bytes must be in it
+            self._offset += len(chunk)
+        except BaseException as exc:
+            self._error = exc
+        self._tell(self._written, self._offset)
+
+    def _tell(self, callback: Callable[..., None], *args: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    # Back on the loop:
+    def _written(self, offset: int) -> None:
+        self._unwritten -= 1
+        self._room.set()
+        if self._error is None:
+            self._on_disk(offset)
+
+
+def _settle(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
 
 
 MAX_RESUMES = 3

@@ -214,15 +214,15 @@ def _ready(download: Progress) -> int:
 
 
 async def _next_piece(download: Progress, fobj: IO[bytes], position: int, upto: int) -> bytes:
-    """Bytes from `position` (before `upto`): from the newest chunk in memory when this
+    """Bytes from `position` (before `upto`): from the chunks in memory when this
     follower keeps up, else read back from the file on a thread (with pread: the handle
-    may share its offset with the writer's), never past the start of that newest chunk,
-    which may still be on its way to the disk."""
-    offset, chunk = download.tail
-    if offset <= position < offset + len(chunk):
-        return chunk[position - offset : min(upto, offset + len(chunk)) - offset]
-    if position < offset:
-        upto = min(upto, offset)
+    may share its offset with the writer's), never past the first chunk in memory, which
+    may still be on its way to the disk."""
+    for offset, chunk in download.recent:
+        if offset <= position < offset + len(chunk):
+            return chunk[position - offset : min(upto, offset + len(chunk)) - offset]
+    if download.recent:
+        upto = min(upto, download.recent[0][0])
     count = min(download.chunk_size, upto - position)
     return await asyncio.to_thread(os.pread, fobj.fileno(), count, position)
 

@@ -47,11 +47,19 @@ class Verifier:
         self.received = 0
 
     def update(self, chunk: bytes) -> None:
+        self.count(chunk)
+        self.digest(chunk)
+
+    def count(self, chunk: bytes) -> None:
+        """The size checks alone (cheap: for the event loop, as each chunk arrives)."""
         self.received += len(chunk)
         if self.limit is not None and self.received > self.limit:
             raise TooLarge(self.url, self.limit)
         if self.size is not None and self.received > self.size:
             raise DigestMismatch(self.url, f"sent more than the expected {self.size} bytes")
+
+    def digest(self, chunk: bytes) -> None:
+        """The digests (a thread's work: hashing a megabyte takes milliseconds)."""
         for hasher in self.hashers.values():
             hasher.update(chunk)
 
