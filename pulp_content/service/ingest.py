@@ -87,7 +87,7 @@ def discard_unrecorded(storage: Storage, downloads: list[Download]) -> None:
     for download in downloads:
         name = artifact_name(download.digests["sha256"])
         if name not in recorded and name not in busy:
-            storage.path_of(name).unlink(missing_ok=True)
+            storage.remove(name)
         storage.settle(_partial(download), download.digests["sha256"])
 
 
