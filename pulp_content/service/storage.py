@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import logging
 import os
 import threading
 import uuid
@@ -337,6 +338,16 @@ READ_TIMEOUT = 60
 RETRIES = 3
 
 
+# Where botocore found credentials and the endpoint, at INFO on each client's creation:
+# one line per worker and per CLI command that says nothing an operator acts on.
+SDK_CHATTER = ("botocore.credentials", "aiobotocore.credentials", "botocore.configprovider")
+
+
+def quiet_sdk_logs() -> None:
+    for name in SDK_CHATTER:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def client_config(**extra: Any) -> Any:
     """botocore's Config for every S3 client of the service (sync and async)."""
     from botocore.config import Config
@@ -366,6 +377,7 @@ class S3Storage(FileSystemStorage):
         self.prefix = prefix
         self._client: Any = None
         self._making = threading.Lock()
+        quiet_sdk_logs()
 
     def __repr__(self) -> str:
         return f"S3Storage(s3://{self.bucket}/{self.prefix})"

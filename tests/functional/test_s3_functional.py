@@ -15,11 +15,12 @@ import urllib.request
 
 import pytest
 
+from pulp_content.fixtures.background import Background
 from pulp_content.fixtures.bench import CLI
 from pulp_content.fixtures.remote import FileSpec
 from pulp_content.service.storage import artifact_name, open_storage
 from tests.conftest import Scenario
-from tests.functional.conftest import running_service
+from tests.functional.conftest import Client, ServiceServer, running_service
 from tests.helpers import eventually, run_command
 
 pytestmark = pytest.mark.functional
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.functional
 BIG = FileSpec("big.bin", 300_000, 91)  # streamed from the bucket (over SMALL_FILE)
 SMALL = FileSpec("notes.txt", 5_000, 92)  # read whole once, then kept in memory
 ISO = FileSpec("dir/disk.iso", 200_000, 93)
+LARGE = FileSpec("large.img", 20 * 1024 * 1024 + 5, 94)  # over the multipart threshold
 
 
 @pytest.fixture
@@ -93,9 +95,10 @@ def test_ranges_and_conditional_requests_on_a_stored_object(s3_scenario):
     assert s3_scenario.remote.count(f"/ranged/{BIG.relative_path}") == 1  # the sync's
 
 
-def test_presigned_mode_redirects_to_the_bucket_with_type_and_name(s3_scenario):
+def test_presigned_mode_redirects_to_the_bucket_with_type_and_name(s3_scenario, monkeypatch):
     base = s3_scenario.publish("signed", [ISO], "immediate")
     settings = dataclasses.replace(s3_scenario.settings, storage_redirect="presigned")
+    monkeypatch.setenv("PULP_CONTENT_STORAGE_REDIRECT", "presigned")  # for `serve --workers`
     path = base + ISO.relative_path
     with running_service(settings) as client:
         moved = client.get(path)
@@ -198,3 +201,31 @@ def _kill_a_sync_after_its_uploads(s3_scenario: Scenario, storage, url: str) -> 
         assert not any(storage.exists(name) for name in uploaded)
     again = run_command("storage", "check", env=dict(os.environ))
     assert again.returncode == 0 and again.stdout == "", again.stdout
+
+
+def test_a_large_lazy_fetch_is_uploaded_in_parts_and_read_back_whole(s3_scenario, s3_server):
+    base = s3_scenario.publish("large", [LARGE])
+    expected = hashlib.sha256(LARGE.content()).hexdigest()
+    with running_service(s3_scenario.settings) as client:
+        first = client.get(base + LARGE.relative_path)
+        assert first.status == 200 and hashlib.sha256(first.body).hexdigest() == expected
+        assert eventually(lambda: linked(LARGE.relative_path), timeout=60)
+        head = s3_server.client().head_object(
+            Bucket=s3_server.bucket, Key=key_of(s3_scenario, LARGE)
+        )
+        assert head["ContentLength"] == LARGE.size
+        assert head["ETag"].strip('"').endswith("-2")  # two parts of 16 MiB at most
+        again = client.get(base + LARGE.relative_path, {"Range": "bytes=16777000-16777999"})
+        assert again.status == 206 and again.body == LARGE.content()[16777000:16778000]
+    assert s3_scenario.remote.count(f"/large/{LARGE.relative_path}") == 1
+
+
+def test_readiness_says_storage_is_down_without_its_bucket(s3_db):
+    url = "s3://no-such-bucket-here"
+    # In this process whatever the workers: `serve` is waited for until it is ready.
+    server = ServiceServer(dataclasses.replace(s3_db, storage_url=url))
+    with Background(server):
+        ready = Client(server).get("/readyz")
+        assert ready.status == 503 and b'"storage": "down"' in ready.body
+    with running_service(s3_db) as client:
+        assert client.get("/readyz").status == 200
