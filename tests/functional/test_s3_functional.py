@@ -12,12 +12,13 @@ import os
 import signal
 import subprocess
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from pulp_content.fixtures.background import Background
 from pulp_content.fixtures.bench import CLI
-from pulp_content.fixtures.remote import FileSpec
+from pulp_content.fixtures.remote import Fault, FileSpec
 from pulp_content.service.storage import artifact_name, open_storage
 from tests.conftest import Scenario
 from tests.functional.conftest import Client, ServiceServer, running_service
@@ -229,3 +230,39 @@ def test_readiness_says_storage_is_down_without_its_bucket(s3_db):
         assert ready.status == 503 and b'"storage": "down"' in ready.body
     with running_service(s3_db) as client:
         assert client.get("/readyz").status == 200
+
+
+SHARED = FileSpec("shared.img", 2 * 1024 * 1024, 11)
+SLOW = Fault("bandwidth", bytes_per_second=4 * 1024 * 1024)  # about half a second
+
+
+def test_workers_share_one_download_and_its_upload(s3_scenario, s3_server):
+    """Two workers on one host (one local partial file, claimed by one of them): 20
+    clients split across both, one upstream GET, one object; the follower in the other
+    worker learns of the save from the bucket once the partial file is gone."""
+    base = s3_scenario.publish("herd", [SHARED])
+    s3_scenario.remote.set_fault("herd", SLOW)
+    path = base + SHARED.relative_path
+    second = ServiceServer(s3_scenario.settings)
+    with running_service(s3_scenario.settings) as first, Background(second):
+        clients = [first, Client(second)]
+        with ThreadPoolExecutor(20) as pool:
+            replies = list(pool.map(lambda i: clients[i % 2].get(path), range(20)))
+    assert all(r.status == 200 and r.complete for r in replies)
+    assert all(r.body == SHARED.content() for r in replies)
+    assert s3_scenario.remote.count(f"/herd/{SHARED.relative_path}") == 1
+    assert eventually(lambda: linked(SHARED.relative_path))
+    assert key_of(s3_scenario, SHARED) in s3_server.object_keys()
+    assert open_storage(s3_scenario.settings).partials() == []
+    assert no_local_artifacts(s3_scenario)
+
+
+def test_a_corrupt_upstream_leaves_nothing_in_the_bucket(s3_scenario, s3_server):
+    base = s3_scenario.publish("corrupt", [SHARED])
+    s3_scenario.remote.set_fault("corrupt", Fault("wrong_bytes"))
+    with running_service(s3_scenario.settings) as client:
+        reply = client.get(base + SHARED.relative_path)
+        assert not reply.complete
+    assert not linked(SHARED.relative_path)
+    assert key_of(s3_scenario, SHARED) not in s3_server.object_keys()
+    assert open_storage(s3_scenario.settings).partials() == []
