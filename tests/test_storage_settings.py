@@ -90,3 +90,12 @@ def test_serve_refuses_delegation_to_s3_storage_in_one_line(tmp_path):
     assert done.returncode != 0
     assert done.stderr.startswith("Error: PULP_CONTENT_DELEGATE cannot be used with S3 storage")
     assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_content_disposition_names_any_file():
+    from pulp_content.service.bucket import content_disposition
+
+    assert content_disposition("disk.iso") == "attachment; filename*=UTF-8''disk.iso"
+    assert content_disposition('ä "b";c.rpm') == (
+        "attachment; filename*=UTF-8''%C3%A4%20%22b%22%3Bc.rpm"
+    )

@@ -266,3 +266,15 @@ def test_a_corrupt_upstream_leaves_nothing_in_the_bucket(s3_scenario, s3_server)
     assert not linked(SHARED.relative_path)
     assert key_of(s3_scenario, SHARED) not in s3_server.object_keys()
     assert open_storage(s3_scenario.settings).partials() == []
+
+
+def test_streamed_content_touches_neither_the_bucket_nor_the_disk(s3_scenario, s3_server):
+    base = s3_scenario.publish("passing", [BIG], "streamed")
+    with running_service(s3_scenario.settings) as client:
+        for _ in range(2):
+            reply = client.get(base + BIG.relative_path)
+            assert reply.status == 200 and reply.body == BIG.content()
+    assert s3_scenario.remote.count(f"/passing/{BIG.relative_path}") == 2
+    assert key_of(s3_scenario, BIG) not in s3_server.object_keys()
+    assert open_storage(s3_scenario.settings).partials() == []
+    assert no_local_artifacts(s3_scenario)
