@@ -50,9 +50,21 @@ def placed(storage: Storage, downloads: Sequence[Download]) -> Iterator[None]:
         for download in downloads:
             storage.place(_partial(download), download.digests["sha256"])
             done.append(download)
-        yield
     except BaseException:
         discard_unrecorded(storage, done)
+        raise
+    with recorded(storage, done):
+        yield
+
+
+@contextlib.contextmanager
+def recorded(storage: Storage, done: Sequence[Download]) -> Iterator[None]:
+    """Settle placed files once the block has committed their rows; if it fails, the
+    files no committed row names are removed again."""
+    try:
+        yield
+    except BaseException:
+        discard_unrecorded(storage, list(done))
         raise
     for download in done:
         storage.settle(_partial(download), download.digests["sha256"])
@@ -99,6 +111,17 @@ def _partial(download: Download) -> Path:
 def commit(storage: Storage, src: RemoteSource, ra: RemoteRef, download: Download) -> None:
     """Save a verified lazy download and link it so the next request is served from storage."""
     with placed(storage, [download]):
+        link(src, ra, download)
+
+
+def place(storage: Storage, download: Download) -> None:
+    """Place a verified lazy download (an upload, for a bucket); `commit_placed` next."""
+    storage.place(_partial(download), download.digests["sha256"])
+
+
+def commit_placed(storage: Storage, src: RemoteSource, ra: RemoteRef, download: Download) -> None:
+    """Link a download `place` has placed, or remove it again if that fails."""
+    with recorded(storage, [download]):
         link(src, ra, download)
 
 
@@ -168,6 +191,9 @@ class OrmPersist:
         self.storage = storage
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="pulp-content-writer")
         self._commit = sync_to_async(commit, thread_sensitive=False, executor=self._writer)
+        self._commit_placed = sync_to_async(
+            commit_placed, thread_sensitive=False, executor=self._writer
+        )
         self._mark_failed = sync_to_async(
             mark_failed, thread_sensitive=False, executor=self._writer
         )
@@ -180,7 +206,13 @@ class OrmPersist:
         self._writer.shutdown(wait=True)
 
     async def commit(self, src: RemoteSource, ra: RemoteRef, download: Download) -> None:
-        await self._commit(self.storage, src, ra, download)
+        if self.storage.local:  # a rename: done on the writer's thread, with the rows
+            await self._commit(self.storage, src, ra, download)
+            return
+        # An upload takes as long as the file is large: on a thread of its own, so the
+        # writer goes on committing other saves meanwhile.
+        await asyncio.to_thread(place, self.storage, download)
+        await self._commit_placed(self.storage, src, ra, download)
 
     async def mark_failed(self, ra: RemoteRef) -> None:
         """Best effort: a failure that cannot be recorded is logged (by unit_of_work)."""

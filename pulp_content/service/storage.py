@@ -5,6 +5,7 @@ class with these methods."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import itertools
 import logging
@@ -414,7 +415,11 @@ class S3Storage(FileSystemStorage):
             max_concurrency=UPLOAD_THREADS,
         )
         # Identical bytes under the same key, so a concurrent winner is harmless.
-        self.client.upload_file(str(partial), self.bucket, self.key_of(name), Config=transfer)
+        try:
+            self.client.upload_file(str(partial), self.bucket, self.key_of(name), Config=transfer)
+        except Exception as exc:  # boto3's S3UploadFailedError, botocore's own
+            # An OSError: saving reports it as storage failing (507), not as a crash.
+            raise OSError(errno.EIO, f"upload failed: {_reason(exc)}") from exc
         partial.unlink()
         return name
 
@@ -470,6 +475,17 @@ class S3Storage(FileSystemStorage):
 def _status(exc: Any) -> int | None:
     status: int | None = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return status
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, without URLs or keys: an S3 error code, or the exception's class."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return _code(exc)
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and isinstance(getattr(cause, "response", None), dict):
+        return _code(cause)
+    return exc.__class__.__name__
 
 
 def _code(exc: Any) -> str:

@@ -12,13 +12,15 @@ import os
 import signal
 import subprocess
 import urllib.request
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from pulp_content.fixtures.background import Background
-from pulp_content.fixtures.bench import CLI
+from pulp_content.fixtures.bench import CLI, free_port
 from pulp_content.fixtures.remote import Fault, FileSpec
+from pulp_content.service.keys import DOWNLOADS
 from pulp_content.service.storage import artifact_name, open_storage
 from tests.conftest import Scenario
 from tests.functional.conftest import Client, ServiceServer, running_service
@@ -222,7 +224,7 @@ def test_a_large_lazy_fetch_is_uploaded_in_parts_and_read_back_whole(s3_scenario
 
 
 def test_readiness_says_storage_is_down_without_its_bucket(s3_db):
-    url = "s3://no-such-bucket-here"
+    url = f"s3://absent-{uuid.uuid4().hex[:12]}"  # SeaweedFS makes a bucket on upload
     # In this process whatever the workers: `serve` is waited for until it is ready.
     server = ServiceServer(dataclasses.replace(s3_db, storage_url=url))
     with Background(server):
@@ -278,3 +280,21 @@ def test_streamed_content_touches_neither_the_bucket_nor_the_disk(s3_scenario, s
     assert key_of(s3_scenario, BIG) not in s3_server.object_keys()
     assert open_storage(s3_scenario.settings).partials() == []
     assert no_local_artifacts(s3_scenario)
+
+
+def test_a_failed_upload_commits_no_row(s3_scenario, monkeypatch):
+    """The bucket cannot be reached when the upload begins: the client got the verified
+    bytes, no row names an object, nothing is left on the disk; the next request
+    downloads again."""
+    base = s3_scenario.publish("refused", [BIG])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nobody there
+    server = ServiceServer(s3_scenario.settings)
+    with Background(server):
+        client = Client(server)
+        for attempt in (1, 2):
+            reply = client.get(base + BIG.relative_path)
+            assert reply.status == 200 and reply.body == BIG.content()
+            assert eventually(lambda a=attempt: s3_scenario.remote.count("/refused/big.bin") == a)
+            assert eventually(lambda: not server.app[DOWNLOADS].active, timeout=30)
+            assert not linked(BIG.relative_path)
+    assert open_storage(s3_scenario.settings).partials() == []
