@@ -11,6 +11,7 @@ network. Nothing here touches the ORM.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +24,7 @@ from pulp_content.service.serve import SMALL_FILE, Plan, not_modified_response, 
 from pulp_content.service.storage import S3Storage, client_config
 from pulp_content.service.types import LocalArtifact
 
+log = logging.getLogger(__name__)
 # Seconds a presigned URL stays valid: long enough for a client to follow the redirect
 # (and resume a dropped download once), short enough that a leaked URL soon expires.
 PRESIGNED_LIFETIME = 300
@@ -56,9 +58,7 @@ class Bucket:
         async with self._object(hit, decided) as chunks:
             response = decided.response()
             await response.prepare(request)
-            async for chunk in chunks:
-                await response.write(chunk)
-            await response.write_eof()
+            await _relay(request, response, chunks, hit.artifact.storage_path)
             return response
 
     async def _redirect(self, hit: LocalArtifact, decided: Plan) -> web.StreamResponse:
@@ -117,6 +117,24 @@ class Bucket:
             ) from exc
         async with answer["Body"] as body:
             yield body.iter_chunks(STREAM_CHUNK)
+
+
+async def _relay(
+    request: web.BaseRequest, response: web.StreamResponse, chunks: Any, name: str
+) -> None:
+    """Send the bucket's chunks; if the bucket's connection breaks half-way, the client's
+    is aborted (it must see an incomplete transfer, not a short 200)."""
+    try:
+        async for chunk in chunks:
+            await response.write(chunk)
+    except ConnectionError:
+        return  # the client left
+    except Exception as exc:  # botocore's or aiohttp's own errors, whichever broke
+        log.warning("reading %s from the bucket failed: %r", name, exc)
+        if request.transport is not None:
+            request.transport.abort()
+        return
+    await response.write_eof()
 
 
 def content_disposition(filename: str) -> str:

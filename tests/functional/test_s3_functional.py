@@ -298,3 +298,17 @@ def test_a_failed_upload_commits_no_row(s3_scenario, monkeypatch):
             assert eventually(lambda: not server.app[DOWNLOADS].active, timeout=30)
             assert not linked(BIG.relative_path)
     assert open_storage(s3_scenario.settings).partials() == []
+
+
+def test_a_row_whose_object_is_gone_is_a_404_as_on_a_disk(s3_scenario, s3_server):
+    base = s3_scenario.publish("vanished", [BIG, SMALL], "immediate")
+    for spec in (BIG, SMALL):
+        s3_server.client().delete_object(Bucket=s3_server.bucket, Key=key_of(s3_scenario, spec))
+    with running_service(s3_scenario.settings) as client:
+        for spec in (BIG, SMALL):
+            reply = client.get(base + spec.relative_path)
+            assert reply.status == 404 and b"missing from storage" in reply.body
+    report = run_command("storage", "check", env=dict(os.environ))
+    assert sorted(report.stdout.splitlines()) == sorted(
+        f"row without file: {artifact_name(sha256(spec))}" for spec in (BIG, SMALL)
+    )
