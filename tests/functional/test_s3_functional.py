@@ -312,3 +312,23 @@ def test_a_row_whose_object_is_gone_is_a_404_as_on_a_disk(s3_scenario, s3_server
     assert sorted(report.stdout.splitlines()) == sorted(
         f"row without file: {artifact_name(sha256(spec))}" for spec in (BIG, SMALL)
     )
+
+
+def test_pull_through_is_uploaded_then_served_from_the_bucket(s3_scenario, s3_server):
+    s3_scenario.remote.add_repository("pt", [BIG, SMALL])
+    url = s3_scenario.remote.base_url + "/pt/"
+    s3_scenario.cli("remote", "create", "pt", "--url", url, "--policy", "on_demand")
+    s3_scenario.cli("distribution", "create", "pt", "--base-path", "pt", "--remote", "pt")
+    base = s3_scenario.settings.content_prefix + "pt/"
+    with running_service(s3_scenario.settings) as client:
+        for spec in (BIG, SMALL):
+            first = client.get(base + spec.relative_path)
+            assert first.status == 200 and first.body == spec.content()
+            assert eventually(lambda spec=spec: linked(spec.relative_path))
+        for spec in (BIG, SMALL):
+            again = client.get(base + spec.relative_path)
+            assert again.status == 200 and again.body == spec.content()
+            assert s3_scenario.remote.count(f"/pt/{spec.relative_path}") == 1
+            assert key_of(s3_scenario, spec) in s3_server.object_keys()
+    assert no_local_artifacts(s3_scenario)
+    assert open_storage(s3_scenario.settings).partials() == []
