@@ -99,3 +99,12 @@ def test_content_disposition_names_any_file():
     assert content_disposition('ä "b";c.rpm') == (
         "attachment; filename*=UTF-8''%C3%A4%20%22b%22%3Bc.rpm"
     )
+
+
+def test_the_redirect_design_refuses_s3_storage_in_one_line(tmp_path):
+    env = dict(os.environ, PULP_CONTENT_HOME=str(tmp_path), PULP_CONTENT_STORAGE_URL="s3://bucket")
+    env.pop("PULP_CONTENT_DATABASE_URL", None)
+    command = [*CLI, "serve", "--design", "redirect"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr == "Error: the redirect design serves a filesystem storage only\n"
