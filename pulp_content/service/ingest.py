@@ -30,6 +30,7 @@ from pulp_content.service.verify import Download
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+UPLOADS = 4  # lazy saves uploading to a bucket at once, per worker; more wait their turn
 
 
 def save(storage: Storage, downloads: Sequence[Download], record: Callable[[], T]) -> T:
@@ -190,6 +191,10 @@ class OrmPersist:
     def __init__(self, storage: Storage, readers: ThreadPoolExecutor | None = None) -> None:
         self.storage = storage
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="pulp-content-writer")
+        # Uploads to a bucket (S3 storage) wait on the network for as long as the file
+        # takes: threads of their own, so they never hold up the writer's commits nor the
+        # default executor's file opens that requests wait for.
+        self._uploader = ThreadPoolExecutor(UPLOADS, thread_name_prefix="pulp-content-upload")
         self._commit = sync_to_async(commit, thread_sensitive=False, executor=self._writer)
         self._commit_placed = sync_to_async(
             commit_placed, thread_sensitive=False, executor=self._writer
@@ -203,15 +208,15 @@ class OrmPersist:
 
     def close(self) -> None:
         """Finish the writes in progress and stop the writer thread."""
+        self._uploader.shutdown(wait=True)
         self._writer.shutdown(wait=True)
 
     async def commit(self, src: RemoteSource, ra: RemoteRef, download: Download) -> None:
         if self.storage.local:  # a rename: done on the writer's thread, with the rows
             await self._commit(self.storage, src, ra, download)
             return
-        # An upload takes as long as the file is large: on a thread of its own, so the
-        # writer goes on committing other saves meanwhile.
-        await asyncio.to_thread(place, self.storage, download)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._uploader, place, self.storage, download)
         await self._commit_placed(self.storage, src, ra, download)
 
     async def mark_failed(self, ra: RemoteRef) -> None:
