@@ -18,7 +18,7 @@ from pulp_content.service.cache import CachedLocator, ResolutionCache
 from pulp_content.service.config import Settings
 from pulp_content.service.database import unit_of_work
 from pulp_content.service.download import Downloads
-from pulp_content.service.errors import DatabaseUnavailable
+from pulp_content.service.errors import DatabaseUnavailable, StorageUnavailable
 from pulp_content.service.filecache import SmallFiles
 from pulp_content.service.handlers import content
 from pulp_content.service.ingest import OrmPersist
@@ -185,6 +185,9 @@ async def _sweep(app: web.Application) -> None:
         sweeping = sync_to_async(unit_of_work(sweep), thread_sensitive=False, executor=app[READERS])
         partials, placed = await sweeping(storage)
     except DatabaseUnavailable:  # logged with its cause; the next start sweeps
+        return
+    except StorageUnavailable as exc:  # the bucket: /readyz says so; the next start sweeps
+        log.warning("the start-up sweep was left for the next start: %s", exc)
         return
     if partials:
         log.info("removed %d partial downloads left by an earlier run", partials)

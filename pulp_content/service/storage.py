@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import IO, Any, BinaryIO, Protocol
 
 from pulp_content.service.config import Settings
+from pulp_content.service.errors import StorageUnavailable
 from pulp_content.service.locks import PARTIAL_SUFFIX, Claim, FileLocks, Locks, locks_for
 
 __all__ = [
@@ -424,33 +425,38 @@ class S3Storage(FileSystemStorage):
         return name
 
     def exists(self, name: str) -> bool:
+        """Whether the object of `name` is there."""
         from botocore.exceptions import ClientError
 
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self.key_of(name))
-        except ClientError as exc:
-            if _status(exc) == 404:
-                return False
-            raise OSError(f"cannot ask the bucket about {name}: {_code(exc)}") from exc
+        with _asking("HEAD"):
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=self.key_of(name))
+            except ClientError as exc:
+                if _status(exc) == 404:
+                    return False
+                raise
         return True
 
     def remove(self, name: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self.key_of(name))
+        with _asking("DELETE"):
+            self.client.delete_object(Bucket=self.bucket, Key=self.key_of(name))
 
     def names(self) -> Iterator[str]:
         """The storage names of every object under the prefix's artifact/."""
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self.prefix + "artifact/"
-        )
-        for page in pages:
-            for item in page.get("Contents", []):
-                yield item["Key"].removeprefix(self.prefix)
+        with _asking("LIST"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix + "artifact/"
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield item["Key"].removeprefix(self.prefix)
 
     def digest(self, name: str) -> str:
         """The sha256 of an object's bytes, streamed (never held whole in memory)."""
-        answer = self.client.get_object(Bucket=self.bucket, Key=self.key_of(name))
-        with answer["Body"] as body:
-            return sha256_of_stream(body)
+        with _asking("GET"):
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.key_of(name))
+            with answer["Body"] as body:
+                return sha256_of_stream(body)
 
     def close(self) -> None:
         super().close()
@@ -475,6 +481,18 @@ class S3Storage(FileSystemStorage):
 def _status(exc: Any) -> int | None:
     status: int | None = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return status
+
+
+@contextlib.contextmanager
+def _asking(what: str) -> Iterator[None]:
+    """The bucket's errors as StorageUnavailable (one line for the CLI, a 503 or a clean
+    failure for requests); no URL, key or credential in the text."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError) as exc:
+        raise StorageUnavailable(f"the bucket did not answer a {what}: {_reason(exc)}") from exc
 
 
 def _reason(exc: Exception) -> str:

@@ -332,3 +332,12 @@ def test_pull_through_is_uploaded_then_served_from_the_bucket(s3_scenario, s3_se
             assert key_of(s3_scenario, spec) in s3_server.object_keys()
     assert no_local_artifacts(s3_scenario)
     assert open_storage(s3_scenario.settings).partials() == []
+
+
+def test_storage_check_without_the_bucket_is_one_line(s3_scenario):
+    s3_scenario.publish("away", [SMALL], "immediate")
+    env = dict(os.environ, AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}")  # nobody there
+    report = run_command("storage", "check", env=env)
+    assert report.returncode == 1 and report.stdout == ""
+    assert report.stderr.startswith("Error: the bucket did not answer a LIST: "), report.stderr
+    assert len(report.stderr.splitlines()) == 1
