@@ -341,3 +341,31 @@ def test_storage_check_without_the_bucket_is_one_line(s3_scenario):
     assert report.returncode == 1 and report.stdout == ""
     assert report.stderr.startswith("Error: the bucket did not answer a LIST: "), report.stderr
     assert len(report.stderr.splitlines()) == 1
+
+
+@pytest.mark.postgres_only
+def test_two_hosts_share_the_bucket_and_the_database(s3_scenario, s3_server, tmp_path):
+    """Two services with homes of their own (nothing on disk shared), one PostgreSQL and
+    one bucket: a request on the second host while the first downloads is answered in
+    full (by a download of its own: hosts do not read each other's downloads yet), one
+    object and one row result, and both hosts then serve it from the bucket."""
+    base = s3_scenario.publish("hosts", [SHARED])
+    s3_scenario.remote.set_fault("hosts", SLOW)
+    path = base + SHARED.relative_path
+    other = ServiceServer(dataclasses.replace(s3_scenario.settings, home=tmp_path / "host-b"))
+    with running_service(s3_scenario.settings) as first, Background(other):
+        second = Client(other)
+        with ThreadPoolExecutor(2) as pool:
+            started = pool.submit(first.get, path)
+            assert eventually(lambda: s3_scenario.remote.count("/hosts/shared.img") == 1)
+            late = second.get(path)
+            early = started.result()
+        assert early.status == 200 and early.body == SHARED.content()
+        assert late.status == 200 and late.complete and late.body == SHARED.content()
+        assert eventually(lambda: linked(SHARED.relative_path))
+        s3_scenario.remote.set_fault("hosts", None)
+        for client in (first, second):
+            assert client.get(path).body == SHARED.content()
+    assert s3_scenario.remote.count("/hosts/shared.img") == 2
+    assert key_of(s3_scenario, SHARED) in s3_server.object_keys()
+    assert not (tmp_path / "host-b" / "storage" / "artifact").exists()
