@@ -242,3 +242,37 @@ def throwaway_postgres(prefix: str) -> Iterator[str]:
         yield url
     finally:
         drop_postgres(url)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """SeaweedFS with its S3 gateway on loopback, started once per run (seconds to
+    start). Skipped when it cannot start; with CI set, that fails the run instead."""
+    from tests.s3server import S3Server
+
+    server = S3Server(Path(tempfile.mkdtemp(prefix="pulp-content-s3-")))
+    try:
+        server.start()
+    except Exception as exc:
+        shutil.rmtree(server.workdir, ignore_errors=True)
+        if os.environ.get("CI"):
+            pytest.fail(f"SeaweedFS did not start: {exc}")
+        pytest.skip(f"SeaweedFS did not start: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def s3_db(db: Settings, s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """`db` with storage in the test bucket, under a prefix of this test's own; the AWS
+    variables and PULP_CONTENT_STORAGE_URL are set for CLI commands too."""
+    import dataclasses
+
+    url = f"s3://{s3_server.bucket}/test-{uuid.uuid4().hex[:12]}"
+    for name, value in s3_server.environ().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PULP_CONTENT_STORAGE_URL", url)
+    return dataclasses.replace(db, storage_url=url)

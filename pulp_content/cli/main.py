@@ -169,6 +169,9 @@ def serve(
     # Django is configured before the service's modules load; a brand-new home gets its
     # database, so `pulp-content serve` works on a fresh machine.
     current = settings(may_create=True)
+    if design == "redirect" and current.s3_location is not None:
+        # The baseline is Pulp's content app of 2018, which read files from a disk.
+        raise click.ClickException("the redirect design serves a filesystem storage only")
     from pulp_content.service.secretdata import verify_key
 
     verify_key()  # a missing or wrong key file is one line now, not a failed download later

@@ -13,16 +13,18 @@ from asgiref.sync import sync_to_async
 
 from pulp_content.service import invalidation
 from pulp_content.service.accesslog import one_line_bad_requests
+from pulp_content.service.bucket import open_bucket
 from pulp_content.service.cache import CachedLocator, ResolutionCache
 from pulp_content.service.caching import add_caching_headers
 from pulp_content.service.config import Settings
 from pulp_content.service.database import unit_of_work
 from pulp_content.service.download import Downloads
-from pulp_content.service.errors import DatabaseUnavailable
+from pulp_content.service.errors import DatabaseUnavailable, StorageUnavailable
 from pulp_content.service.filecache import SmallFiles
 from pulp_content.service.handlers import content
 from pulp_content.service.ingest import OrmPersist
 from pulp_content.service.keys import (
+    BUCKET,
     DOWNLOADS,
     FILES,
     LOCATOR,
@@ -42,7 +44,7 @@ from pulp_content.service.passwords import FailureLimit, Passwords
 from pulp_content.service.probes import livez, readyz
 from pulp_content.service.resolve import locate
 from pulp_content.service.revalidate import Revalidations
-from pulp_content.service.storage import FileSystemStorage, open_storage
+from pulp_content.service.storage import FileSystemStorage, S3Storage, open_storage
 from pulp_content.service.types import Located
 from pulp_content.service.upstream import HttpUpstream
 
@@ -108,6 +110,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz, name="readyz")
     app.router.add_get("/health", readyz, name="health")  # the name it had before /readyz
     app.cleanup_ctx.append(_readers)  # first in, last out: after every save and claim
+    app.cleanup_ctx.append(_bucket)
     app.cleanup_ctx.append(_upstream)
     app.cleanup_ctx.append(_passwords)
     app.cleanup_ctx.append(_invalidation)
@@ -155,7 +158,19 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
     await app[DOWNLOADS].aclose()
     await app[UPSTREAM].aclose()
     app[PERSIST].close()
-    app[STORAGE].locks.close()  # every download has ended: no claim is left
+    app[STORAGE].close()  # every download has ended: no claim is left
+
+
+async def _bucket(app: web.Application) -> AsyncIterator[None]:
+    """The S3 client that answers stored artifacts, when they live in a bucket."""
+    storage = app[STORAGE]
+    if not isinstance(storage, S3Storage):
+        app[BUCKET] = None
+        yield
+        return
+    async with open_bucket(storage, app[SETTINGS].storage_redirect) as bucket:
+        app[BUCKET] = bucket
+        yield
 
 
 async def _passwords(app: web.Application) -> AsyncIterator[None]:
@@ -191,6 +206,9 @@ async def _sweep(app: web.Application) -> None:
         sweeping = sync_to_async(unit_of_work(sweep), thread_sensitive=False, executor=app[READERS])
         partials, placed = await sweeping(storage)
     except DatabaseUnavailable:  # logged with its cause; the next start sweeps
+        return
+    except StorageUnavailable as exc:  # the bucket: /readyz says so; the next start sweeps
+        log.warning("the start-up sweep was left for the next start: %s", exc)
         return
     if partials:
         log.info("removed %d partial downloads left by an earlier run", partials)

@@ -11,7 +11,6 @@ entry. Another save of the same bytes that is under way keeps the file.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
@@ -26,6 +25,7 @@ from pulp_content.service.storage import (
     Placement,
     open_storage,
     sha256_of,
+    sha256_of_stream,
 )
 
 log = logging.getLogger(__name__)
@@ -84,12 +84,11 @@ def sweep_placements(storage: FileSystemStorage) -> list[tuple[Placement, bool]]
 
 
 def _discard_if_unrecorded(storage: FileSystemStorage, placement: Placement) -> bool:
-    path = storage.path_of(placement.name)
     if Artifact.objects.filter(file=placement.name).exists() or _saving(storage, placement):
         return False
-    if not path.exists():
+    if not storage.exists(placement.name):
         return False
-    path.unlink(missing_ok=True)
+    storage.remove(placement.name)
     return True
 
 
@@ -110,7 +109,7 @@ def check_storage(settings: Settings, repair: bool = False) -> list[Problem]:
     try:
         return check(storage, repair)
     finally:
-        storage.locks.close()
+        storage.close()
 
 
 def check(storage: FileSystemStorage, repair: bool = False) -> list[Problem]:
@@ -132,7 +131,7 @@ def check(storage: FileSystemStorage, repair: bool = False) -> list[Problem]:
     for name in sorted(candidates - recorded):
         problems.append(_fix_orphan(storage, name, repair))
     for name in sorted(files & rows.keys()):
-        actual = file_sha256(storage.path_of(name))
+        actual = storage.digest(name)
         if actual != sha256_of(name):
             problems.append(_fix_wrong_bytes(storage, name, rows[name], actual, repair))
     return problems
@@ -155,21 +154,13 @@ def _leftovers(storage: FileSystemStorage, repair: bool) -> list[Problem]:
 
 
 def stored_names(storage: FileSystemStorage) -> Iterator[str]:
-    """The storage names of every file under artifact/."""
-    root = storage.root / "artifact"
-    if not root.is_dir():
-        return
-    for path in root.rglob("*"):
-        if path.is_file():
-            yield path.relative_to(storage.root).as_posix()
+    """The storage names of every file under artifact/ (every object, on S3)."""
+    return storage.names()
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while block := handle.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
+        return sha256_of_stream(handle)
 
 
 def _fix_orphan(storage: FileSystemStorage, name: str, repair: bool) -> Problem:
@@ -182,7 +173,7 @@ def _fix_orphan(storage: FileSystemStorage, name: str, repair: bool) -> Problem:
         saving = name in {p.name for p in storage.placements()}
         if saving or Artifact.objects.filter(file=name).exists():
             return replace(problem, repaired="a save has just recorded it")
-        storage.path_of(name).unlink(missing_ok=True)
+        storage.remove(name)
     return replace(problem, repaired="removed")
 
 
@@ -244,6 +235,6 @@ def _fix_wrong_bytes(
         return fixed  # still needed by content nothing can download again: left alone
     # Nothing points at the file any more: the next download puts the right bytes here.
     with _claimed(storage, name) as claimed:
-        if claimed and file_sha256(storage.path_of(name)) == actual:
-            storage.path_of(name).unlink(missing_ok=True)
+        if claimed and storage.digest(name) == actual:
+            storage.remove(name)
     return replace(fixed, repaired=f"{fixed.repaired}; file removed")

@@ -6,6 +6,7 @@ import contextlib
 import copy
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
@@ -97,6 +98,12 @@ class Settings:
     # what may (listings, a repository's latest version, metadata).
     immutable_max_age: int = 86_400
     short_max_age: int = 60
+    # PULP_CONTENT_STORAGE_URL: where artifacts live, file:///path or s3://bucket[/prefix];
+    # None: file://$PULP_CONTENT_HOME/storage. Downloads in progress stay local either way.
+    storage_url: str | None = None
+    # How an artifact stored on S3 is answered: "stream" (from the bucket, through this
+    # service) or "presigned" (a 302 to a short-lived URL of the bucket).
+    storage_redirect: str = "stream"
 
     @property
     def secret_key_path(self) -> Path:
@@ -109,7 +116,25 @@ class Settings:
 
     @property
     def storage_root(self) -> Path:
+        """Where artifacts live on a filesystem storage; on S3, where downloads in
+        progress (partial files, their locks and the journal of saves) are kept."""
+        if self.storage_url is not None and self.storage_url.startswith("file:"):
+            return Path(unquote_to_bytes(urlsplit(self.storage_url).path).decode())
         return self.home / "storage"
+
+    @property
+    def storage_shown(self) -> str:
+        """Where artifacts live, as the lines `serve` prints say it."""
+        return self.storage_url if self.storage_url and self.s3_location else str(self.storage_root)
+
+    @property
+    def s3_location(self) -> tuple[str, str] | None:
+        """(bucket, key prefix) of an s3:// storage URL; None: storage is a filesystem."""
+        if self.storage_url is None or not self.storage_url.startswith("s3://"):
+            return None
+        parts = urlsplit(self.storage_url)
+        prefix = parts.path.strip("/")
+        return parts.netloc, prefix + "/" if prefix else ""
 
     @property
     def is_sqlite(self) -> bool:
@@ -137,11 +162,15 @@ CONFIG_KEYS = (
     "offline",
     "immutable_max_age",
     "short_max_age",
+    "storage_url",
+    "storage_redirect",
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # A worker's saves, download claims and invalidation watcher have a connection each;
 # resolving needs one more.
 MIN_DATABASE_CONNECTIONS = 4
+STORAGE_REDIRECTS = ("stream", "presigned")
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 def apply_config_file(path: str, environ: MutableMapping[str, str]) -> None:
@@ -218,6 +247,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         offline=_flag(env, "PULP_CONTENT_OFFLINE"),
         immutable_max_age=int(_count(env, "PULP_CONTENT_IMMUTABLE_MAX_AGE", "86400", int)),
         short_max_age=int(_count(env, "PULP_CONTENT_SHORT_MAX_AGE", "60", int)),
+        storage_url=_storage_url(env),
+        storage_redirect=_storage_redirect(env, delegate),
     )
 
 
@@ -229,6 +260,43 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise InvalidInput(f"{name} must be true or false, not {text!r}")
+
+
+def _storage_url(env: Mapping[str, str]) -> str | None:
+    """PULP_CONTENT_STORAGE_URL, checked: file:///absolute/path or s3://bucket[/prefix]."""
+    name = "PULP_CONTENT_STORAGE_URL"
+    text = env.get(name)
+    if not text:
+        return None
+    check_text(text, name)
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:
+        raise InvalidInput(f"{name} is not a URL: {exc}") from None
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise InvalidInput(f"{name} must be file:///absolute/path, not {text!r}")
+        return text
+    if parts.scheme == "s3":
+        # S3's rule for bucket names: 3 to 63 lower-case letters, digits, dots, hyphens.
+        if not BUCKET_NAME.fullmatch(parts.netloc) or parts.query or parts.fragment:
+            raise InvalidInput(f"{name} must be s3://BUCKET[/PREFIX], not {text!r}")
+        return text
+    raise InvalidInput(f"{name} must be file:///path or s3://BUCKET[/PREFIX], not {text!r}")
+
+
+def _storage_redirect(env: Mapping[str, str], delegate: str | None) -> str:
+    name = "PULP_CONTENT_STORAGE_REDIRECT"
+    mode = env.get(name) or "stream"
+    if mode not in STORAGE_REDIRECTS:
+        raise InvalidInput(f"{name} must be stream or presigned, not {mode!r}")
+    if delegate is not None and (env.get("PULP_CONTENT_STORAGE_URL") or "").startswith("s3:"):
+        # The front web server reads files from a disk; S3 storage has none to give it.
+        raise InvalidInput(
+            "PULP_CONTENT_DELEGATE cannot be used with S3 storage (PULP_CONTENT_STORAGE_URL "
+            "s3://...): the web server has no file to send; use PULP_CONTENT_STORAGE_REDIRECT"
+        )
+    return mode
 
 
 def _connections(env: Mapping[str, str]) -> int:

@@ -176,6 +176,10 @@ class Downloads:
             except OSError as exc:
                 raise storage_error(exc) from exc
             if claimed is None:  # another process downloads it
+                if not self.storage.local and not await asyncio.to_thread(partial.exists):
+                    # Another host's (its file is on its own disk): downloaded here too,
+                    # until hosts can read each other's downloads.
+                    return await self._elsewhere(src)
                 return self._follower(src, partial)
             claim, out = claimed
             if out is None:  # another process saved it since we resolved
@@ -191,6 +195,14 @@ class Downloads:
                 (partial, claim),
                 out,
             )
+        self.started += 1
+        return download
+
+    async def _elsewhere(self, src: RemoteSource) -> SharedDownload:
+        """A download of our own, under a fresh name, of what another host downloads."""
+        download = await SharedDownload.create(
+            src, self.storage, self.persist, self.upstream, self.chunk_size, self.cooldown
+        )
         self.started += 1
         return download
 

@@ -30,6 +30,10 @@ class StorageError(ContentError):
     """Storage could not take a download (a full disk, an I/O error) -> 507."""
 
 
+class StorageUnavailable(ContentError):
+    """The bucket that holds stored artifacts does not answer -> 503."""
+
+
 class RangeError(ContentError):
     """The Range header cannot be satisfied for a representation of this size."""
 

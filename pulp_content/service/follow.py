@@ -42,7 +42,8 @@ class TailedDownload(Progress):
         self.storage = storage
         self._asked = 0.0
         self.partial = storage.partial_of(src.sha256)
-        self.final = storage.path_of(artifact_name(src.sha256))
+        self.name = artifact_name(src.sha256)
+        self.final = storage.path_of(self.name)  # on this disk; in a bucket, never there
 
     def _open_either(self) -> IO[bytes] | None:
         for path in (self.partial, self.final):  # placed between the two looks: see above
@@ -65,17 +66,16 @@ class TailedDownload(Progress):
         self._asked = now
         if await self.storage.locks.aheld(self.partial):
             return False
-        return not await asyncio.to_thread(self.final.exists)
+        return not await asyncio.to_thread(self.storage.exists, self.name)
 
     def _look(self) -> tuple[bool, int | None]:
         """Whether the file is placed, and else how much of the partial is written (None:
-        there is no partial file)."""
-        if self.final.exists():
-            return True, None
+        there is no partial file). The partial file is looked at first: in a bucket, the
+        stored file is asked for only once the partial is gone (after the commit)."""
         try:
             return False, self.partial.stat().st_size
-        except FileNotFoundError:  # placed, or removed, between the looks: see above
-            return self.final.exists(), None
+        except FileNotFoundError:  # placed, or removed: see above
+            return self.storage.exists(self.name), None
 
     async def run(self) -> None:
         """Poll the other process's progress until the file is placed or abandoned (each
@@ -201,6 +201,8 @@ class TailedPullThrough(Progress):
         art = await self.persist.stored(self.src.remote_artifacts[0])
         if art is None:
             raise UpstreamError(self.src.path, "the download in another worker failed")
+        if not self.storage.local:  # saved in a bucket: asked for again (and downloaded)
+            raise EndedElsewhere(self.src.path, "saved by another worker meanwhile")
         self._stored = self.storage.path_of(art.storage_path)
         self.size = self.written = art.size
         self.sha256 = art.sha256

@@ -16,10 +16,12 @@ from pulp_content.service.errors import (
     NotResolved,
     RangeError,
     StorageError,
+    StorageUnavailable,
     TooLarge,
     UpstreamError,
 )
 from pulp_content.service.keys import (
+    BUCKET,
     DOWNLOADS,
     FILES,
     LOCATOR,
@@ -108,6 +110,9 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
                 request[CACHING] = _caching(request, hit)
                 settings = request.app[SETTINGS]
                 request[SERVED_FROM] = "delegated" if settings.delegate else "storage"
+                bucket = request.app[BUCKET]
+                if bucket is not None:  # S3 storage (never delegated: see config)
+                    return await bucket.serve(request, hit, request.app[FILES])
                 if settings.delegate is not None:
                     return delegated(
                         request,
@@ -145,6 +150,9 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
         return unavailable()
     except StorageError as exc:
         return insufficient_storage(request, exc)
+    except StorageUnavailable as exc:
+        log.warning("%s %s: %s", escape(request.method), escape(request.path), exc)
+        return _text(503, "storage unavailable", {hdrs.RETRY_AFTER: RETRY_AFTER})
     except UpstreamError as exc:
         if exc.status == 404 and resolution.source == "pull_through":
             return _text(404, "not found upstream")

@@ -41,6 +41,7 @@ from pulp_content.service.verify import Download
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+UPLOADS = 4  # lazy saves uploading to a bucket at once, per worker; more wait their turn
 
 
 def save(storage: Storage, downloads: Sequence[Download], record: Callable[[], T]) -> T:
@@ -61,9 +62,21 @@ def placed(storage: Storage, downloads: Sequence[Download]) -> Iterator[None]:
         for download in downloads:
             storage.place(_partial(download), download.digests["sha256"])
             done.append(download)
-        yield
     except BaseException:
         discard_unrecorded(storage, done)
+        raise
+    with recorded(storage, done):
+        yield
+
+
+@contextlib.contextmanager
+def recorded(storage: Storage, done: Sequence[Download]) -> Iterator[None]:
+    """Settle placed files once the block has committed their rows; if it fails, the
+    files no committed row names are removed again."""
+    try:
+        yield
+    except BaseException:
+        discard_unrecorded(storage, list(done))
         raise
     for download in done:
         storage.settle(_partial(download), download.digests["sha256"])
@@ -98,7 +111,7 @@ def discard_unrecorded(storage: Storage, downloads: list[Download]) -> None:
     for download in downloads:
         name = artifact_name(download.digests["sha256"])
         if name not in recorded and name not in busy:
-            storage.path_of(name).unlink(missing_ok=True)
+            storage.remove(name)
         storage.settle(_partial(download), download.digests["sha256"])
 
 
@@ -110,6 +123,17 @@ def _partial(download: Download) -> Path:
 def commit(storage: Storage, src: RemoteSource, ra: RemoteRef, download: Download) -> None:
     """Save a verified lazy download and link it so the next request is served from storage."""
     with placed(storage, [download]):
+        link(src, ra, download)
+
+
+def place(storage: Storage, download: Download) -> None:
+    """Place a verified lazy download (an upload, for a bucket); `commit_placed` next."""
+    storage.place(_partial(download), download.digests["sha256"])
+
+
+def commit_placed(storage: Storage, src: RemoteSource, ra: RemoteRef, download: Download) -> None:
+    """Link a download `place` has placed, or remove it again if that fails."""
+    with recorded(storage, [download]):
         link(src, ra, download)
 
 
@@ -272,7 +296,14 @@ class OrmPersist:
         # that tells every other worker.
         self.changed = changed
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="pulp-content-writer")
+        # Uploads to a bucket (S3 storage) wait on the network for as long as the file
+        # takes: threads of their own, so they never hold up the writer's commits nor the
+        # default executor's file opens that requests wait for.
+        self._uploader = ThreadPoolExecutor(UPLOADS, thread_name_prefix="pulp-content-upload")
         self._commit = sync_to_async(commit, thread_sensitive=False, executor=self._writer)
+        self._commit_placed = sync_to_async(
+            commit_placed, thread_sensitive=False, executor=self._writer
+        )
         self._mark_failed = sync_to_async(
             mark_failed, thread_sensitive=False, executor=self._writer
         )
@@ -287,10 +318,16 @@ class OrmPersist:
 
     def close(self) -> None:
         """Finish the writes in progress and stop the writer thread."""
+        self._uploader.shutdown(wait=True)
         self._writer.shutdown(wait=True)
 
     async def commit(self, src: RemoteSource, ra: RemoteRef, download: Download) -> None:
-        await self._commit(self.storage, src, ra, download)
+        if self.storage.local:  # a rename: done on the writer's thread, with the rows
+            await self._commit(self.storage, src, ra, download)
+        else:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._uploader, place, self.storage, download)
+            await self._commit_placed(self.storage, src, ra, download)
         self.changed([] if src.content_artifact_id is None else [src.content_artifact_id])
 
     async def mark_failed(self, src: RemoteSource, ra: RemoteRef) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 from aiohttp import web
 
@@ -16,7 +17,17 @@ from pulp_content.service.passwords import Passwords
 from pulp_content.service.progress import Persist
 from pulp_content.service.revalidate import Revalidations
 from pulp_content.service.storage import Storage
+from pulp_content.service.types import LocalArtifact
 from pulp_content.service.upstream import Upstream
+
+
+class StoredAnswers(Protocol):
+    """How stored artifacts are answered when they live in a bucket (service.bucket)."""
+
+    async def serve(
+        self, request: web.BaseRequest, hit: LocalArtifact, files: SmallFiles | None = None
+    ) -> web.StreamResponse: ...
+
 
 SETTINGS = web.AppKey("settings", Settings)
 STORAGE: web.AppKey[Storage] = web.AppKey("storage")
@@ -37,6 +48,8 @@ METRICS = web.AppKey("metrics", Metrics)
 READERS = web.AppKey("readers", ThreadPoolExecutor)
 # Small stored files in memory (serve), bounded by Settings.file_cache_size; None: off.
 FILES: web.AppKey[SmallFiles | None] = web.AppKey("files")
+# The S3 client that answers stored artifacts in a bucket; None: storage is a filesystem.
+BUCKET: web.AppKey[StoredAnswers | None] = web.AppKey("bucket")
 # Basic-auth password checks: their own thread pool, bounded, limited per client address.
 PASSWORDS = web.AppKey("passwords", Passwords)
 # Where a request's bytes came from: storage | memory (the small-file cache) | delegated |

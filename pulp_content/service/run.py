@@ -34,7 +34,7 @@ def run_merged(settings: Settings, listen: Listen) -> None:
         **RUNNER_OPTIONS,  # type: ignore[arg-type]
         print=lambda _: started(
             f"pulp-content serving {listen.describe(settings.content_prefix)} "
-            f"(storage {settings.storage_root})"
+            f"(storage {settings.storage_shown})"
         ),
     )
     if listen.path is not None and listen.fd is None:  # as gunicorn: no stale socket left

@@ -98,7 +98,8 @@ class SharedDownload(Progress):
     def reusable(self) -> bool:
         if self.unwanted:
             return False
-        return (self.task is None or not self.ending) or self.saved
+        # Once saved, a newcomer reads the stored file: only when it is on this disk.
+        return (self.task is None or not self.ending) or (self.saved and self.storage.local)
 
     def _saved(self) -> Path:
         if self._stored is not None:
@@ -199,8 +200,8 @@ class SharedDownload(Progress):
     async def _saved_elsewhere(self) -> bool:
         """A pull-through file another process saved after this request resolved (its
         claim was dropped before ours was taken): serve the saved file, fetch nothing."""
-        if self.src.content_artifact_id is not None or not self.keep:
-            return False
+        if self.src.content_artifact_id is not None or not self.keep or not self.storage.local:
+            return False  # (in a bucket, a file saved meanwhile is downloaded once more)
         art = await self.persist.stored(self.src.remote_artifacts[0])
         if art is None:
             return False

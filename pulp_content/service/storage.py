@@ -1,24 +1,40 @@
-"""Content-addressed file storage; another backend is another class with these methods."""
+"""Content-addressed storage: a filesystem, or an S3 bucket (`S3Storage`, whose downloads
+in progress are still assembled on the local filesystem); another backend is another
+class with these methods."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import itertools
+import logging
 import os
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Protocol
+from typing import IO, Any, BinaryIO, Protocol
 
 from pulp_content.service.config import Settings
+from pulp_content.service.errors import StorageUnavailable
 from pulp_content.service.locks import PARTIAL_SUFFIX, Claim, FileLocks, Locks, locks_for
 
-__all__ = ["PARTIAL_SUFFIX", "FileSystemStorage", "PartialBatch", "Placement", "artifact_name"]
+__all__ = [
+    "PARTIAL_SUFFIX",
+    "FileSystemStorage",
+    "PartialBatch",
+    "Placement",
+    "S3Storage",
+    "artifact_name",
+]
 # Downloads in progress and their locks are the service's alone; stored artifacts keep
 # the default mode, for a front web server that is given access (--delegate).
 TMP_MODE = 0o700
 PLACING_SUFFIX = ".placing"
+DIGEST_BLOCK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,8 +54,15 @@ class Storage(Protocol):
     """Where artifacts live and where downloads are assembled."""
 
     locks: Locks  # who writes which partial file (service.locks)
+    # Stored files are on this host's disk (path_of names them); False: in a bucket, and
+    # path_of names a local path that never exists.
+    local: bool
 
     def path_of(self, name: str) -> Path: ...
+    def exists(self, name: str) -> bool: ...
+    def remove(self, name: str) -> None: ...
+    def names(self) -> Iterator[str]: ...
+    def digest(self, name: str) -> str: ...
     def new_partial(self, name: str | None = None) -> Path: ...
     def partial_of(self, name: str) -> Path: ...
     def open_partial(self, partial: Path) -> IO[bytes]: ...
@@ -51,6 +74,7 @@ class Storage(Protocol):
     def sweep_partials(self) -> int: ...
     def partials(self) -> list[Path]: ...
     def check_writable(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class PartialBatch:
@@ -108,6 +132,8 @@ class FileSystemStorage:
     """Artifacts under `root/artifact/`, partial downloads under `root/tmp/` (same filesystem,
     so a verified download moves into place with one atomic rename)."""
 
+    local = True
+
     def __init__(self, root: Path, locks: Locks | None = None) -> None:
         self.root = root.resolve()
         self.tmp = self.root / "tmp"
@@ -123,6 +149,28 @@ class FileSystemStorage:
         if name.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\x00" in name:
             raise ValueError(f"storage name outside the storage root: {name!r}")
         return self.root.joinpath(*parts)
+
+    def exists(self, name: str) -> bool:
+        """Whether the stored file `name` is there."""
+        return self.path_of(name).exists()
+
+    def remove(self, name: str) -> None:
+        """Remove a stored file (gone already is fine)."""
+        self.path_of(name).unlink(missing_ok=True)
+
+    def names(self) -> Iterator[str]:
+        """The storage names of every file under artifact/."""
+        top = self.root / "artifact"
+        if not top.is_dir():
+            return
+        for path in top.rglob("*"):
+            if path.is_file():
+                yield path.relative_to(self.root).as_posix()
+
+    def digest(self, name: str) -> str:
+        """The sha256 of a stored file's bytes, read a block at a time."""
+        with open(self.path_of(name), "rb") as handle:
+            return sha256_of_stream(handle)
 
     def new_partial(self, name: str | None = None) -> Path:
         """A temp file path for a download in progress: `name` (an artifact's sha256, so
@@ -209,6 +257,10 @@ class FileSystemStorage:
         """Partial files present now (tests assert none are left behind)."""
         return sorted(self.tmp.glob(f"*{PARTIAL_SUFFIX}")) if self.tmp.is_dir() else []
 
+    def close(self) -> None:
+        """Drop the download claims' connection (and a bucket's client): the end of use."""
+        self.locks.close()
+
     def check_writable(self) -> None:
         """Raise OSError unless a download could be assembled here now (readiness). The
         partial files' directory is made as a download makes it; no file is written."""
@@ -221,8 +273,21 @@ class FileSystemStorage:
 
 def open_storage(settings: Settings) -> FileSystemStorage:
     """The storage of these settings, with the download claims that fit its database
-    (flocks on SQLite, advisory locks on PostgreSQL)."""
-    return FileSystemStorage(settings.storage_root, locks_for(settings.database_url))
+    (flocks on SQLite, advisory locks on PostgreSQL): a filesystem, or a bucket (whose
+    downloads in progress are assembled on the local filesystem all the same)."""
+    locks = locks_for(settings.database_url)
+    if settings.s3_location is not None:
+        bucket, prefix = settings.s3_location
+        return S3Storage(settings.storage_root, bucket, prefix, locks)
+    return FileSystemStorage(settings.storage_root, locks)
+
+
+def sha256_of_stream(handle: IO[bytes] | BinaryIO) -> str:
+    """The sha256 of what a file-like object holds from here on, read a block at a time."""
+    digest = hashlib.sha256()
+    while block := handle.read(DIGEST_BLOCK):
+        digest.update(block)
+    return digest.hexdigest()
 
 
 def fsync(path: Path) -> None:
@@ -244,3 +309,202 @@ def _make_dirs(directory: Path) -> None:
         with contextlib.suppress(FileExistsError):
             new.mkdir()
         fsync(new.parent)
+
+
+# -- S3 ------------------------------------------------------------------------------------------
+# Artifacts as objects in an S3 bucket (anything that speaks its API: AWS, SeaweedFS,
+# MinIO, Ceph).
+#
+# Only placing differs from the filesystem storage: downloads in progress, their claims
+# and the journal of saves stay on this host's disk (`FileSystemStorage` under the local
+# root), and a verified partial file is uploaded (multipart when large) before its row is
+# committed. The journal entry is written before the upload starts, so a process killed
+# at any point leaves either no object, or an object that the start-up sweep removes
+# (no row names it) or that `storage check` reports as a file without a row: never a
+# row without an object. An upload killed half-way leaves an incomplete multipart upload,
+# which is no object (a bucket lifecycle rule can abort such uploads).
+#
+# The endpoint, the credentials and the region come from the standard AWS variables and
+# files, read by botocore itself (AWS_ENDPOINT_URL[_S3], AWS_ACCESS_KEY_ID, ~/.aws/...).
+# The calls here are synchronous (boto3, on the writer's or a worker thread); serving
+# reads the bucket with aiobotocore on the event loop (`service.bucket`).
+MiB = 1024 * 1024
+# Uploads above this size go in parts, several at a time; each part is read from the
+# partial file as it is sent, so memory holds a few parts, never a whole artifact.
+MULTIPART_THRESHOLD = 16 * MiB
+MULTIPART_CHUNK = 16 * MiB
+UPLOAD_THREADS = 4
+# Seconds: a bucket that does not answer is an outage (507/503), not a hung request.
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 60
+RETRIES = 3
+
+
+# Where botocore found credentials and the endpoint, at INFO on each client's creation:
+# one line per worker and per CLI command that says nothing an operator acts on.
+SDK_CHATTER = ("botocore.credentials", "aiobotocore.credentials", "botocore.configprovider")
+
+
+def quiet_sdk_logs() -> None:
+    for name in SDK_CHATTER:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def client_config(**extra: Any) -> Any:
+    """botocore's Config for every S3 client of the service (sync and async)."""
+    from botocore.config import Config
+
+    return Config(
+        # botocore presigns with SigV2 unless told: deprecated, refused by newer AWS
+        # regions, and checked wrongly by SeaweedFS once a response-* value holds a '/'.
+        signature_version="s3v4",
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        retries={"max_attempts": RETRIES, "mode": "standard"},
+        **extra,
+    )
+
+
+class S3Storage(FileSystemStorage):
+    """Stored artifacts are the objects `prefix + artifact/ab/cdef...` of `bucket`;
+    partial files, claims and the journal live under `local_root` as on a filesystem."""
+
+    local = False
+
+    def __init__(
+        self, local_root: Path, bucket: str, prefix: str = "", locks: Locks | None = None
+    ) -> None:
+        super().__init__(local_root, locks)
+        self.bucket = bucket
+        self.prefix = prefix
+        self._client: Any = None
+        self._making = threading.Lock()
+        quiet_sdk_logs()
+
+    def __repr__(self) -> str:
+        return f"S3Storage(s3://{self.bucket}/{self.prefix})"
+
+    @property
+    def client(self) -> Any:
+        """A boto3 S3 client, made on first use (clients are thread-safe; sessions not)."""
+        with self._making:
+            if self._client is None:
+                import boto3
+
+                self._client = boto3.session.Session().client("s3", config=client_config())
+            return self._client
+
+    def key_of(self, name: str) -> str:
+        """The object key of storage name `name` (checked as a filesystem path would be)."""
+        self.path_of(name)  # raises ValueError for a name that could leave the root
+        return self.prefix + name
+
+    # -- what differs from a filesystem --------------------------------------------------------
+    def place(self, partial: Path, sha256: str) -> str:
+        """Upload a verified partial file as artifact `sha256`; return its name. The
+        journal entry is on disk before the upload begins; `settle` once the rows naming
+        it have committed. The partial file goes once uploaded, as a rename would take
+        it away on a filesystem (followers that hold it open read on)."""
+        from boto3.s3.transfer import TransferConfig
+
+        name = artifact_name(sha256)
+        self.marker_of(partial, sha256).touch()
+        fsync(self.tmp)  # the journal entry is on disk before the object can exist
+        transfer = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD,
+            multipart_chunksize=MULTIPART_CHUNK,
+            max_concurrency=UPLOAD_THREADS,
+        )
+        # Identical bytes under the same key, so a concurrent winner is harmless.
+        try:
+            self.client.upload_file(str(partial), self.bucket, self.key_of(name), Config=transfer)
+        except Exception as exc:  # boto3's S3UploadFailedError, botocore's own
+            # An OSError: saving reports it as storage failing (507), not as a crash.
+            raise OSError(errno.EIO, f"upload failed: {_reason(exc)}") from exc
+        partial.unlink()
+        return name
+
+    def exists(self, name: str) -> bool:
+        """Whether the object of `name` is there."""
+        from botocore.exceptions import ClientError
+
+        with _asking("HEAD"):
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=self.key_of(name))
+            except ClientError as exc:
+                if _status(exc) == 404:
+                    return False
+                raise
+        return True
+
+    def remove(self, name: str) -> None:
+        with _asking("DELETE"):
+            self.client.delete_object(Bucket=self.bucket, Key=self.key_of(name))
+
+    def names(self) -> Iterator[str]:
+        """The storage names of every object under the prefix's artifact/."""
+        with _asking("LIST"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix + "artifact/"
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield item["Key"].removeprefix(self.prefix)
+
+    def digest(self, name: str) -> str:
+        """The sha256 of an object's bytes, streamed (never held whole in memory)."""
+        with _asking("GET"):
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.key_of(name))
+            with answer["Body"] as body:
+                return sha256_of_stream(body)
+
+    def close(self) -> None:
+        super().close()
+        with self._making:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def check_writable(self) -> None:
+        """Raise OSError unless downloads can be assembled here and the bucket answers."""
+        super().check_writable()
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as exc:
+            raise OSError(
+                f"bucket {self.bucket} does not answer: {exc.__class__.__name__}"
+            ) from exc
+
+
+def _status(exc: Any) -> int | None:
+    status: int | None = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status
+
+
+@contextlib.contextmanager
+def _asking(what: str) -> Iterator[None]:
+    """The bucket's errors as StorageUnavailable (one line for the CLI, a 503 or a clean
+    failure for requests); no URL, key or credential in the text."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError) as exc:
+        raise StorageUnavailable(f"the bucket did not answer a {what}: {_reason(exc)}") from exc
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, without URLs or keys: an S3 error code, or the exception's class."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return _code(exc)
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and isinstance(getattr(cause, "response", None), dict):
+        return _code(cause)
+    return exc.__class__.__name__
+
+
+def _code(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "unknown"))

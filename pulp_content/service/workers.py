@@ -43,7 +43,7 @@ def exec_workers(settings: Settings, listen: Listen, workers: int) -> None:
     os.environ["PULP_CONTENT_DATABASE_URL"] = settings.database_url
     print(
         f"pulp-content serving {listen.describe(settings.content_prefix)} with {workers} "
-        f"workers (storage {settings.storage_root})",
+        f"workers (storage {settings.storage_shown})",
         flush=True,
     )
     umask = os.umask(0o077)
