@@ -86,6 +86,10 @@ class S3Server:
             f"-s3.port={self.port}",
             f"-s3.port.grpc={grpc['s3']}",
             f"-s3.config={config}",
+            # Its Iceberg and Lance listeners have fixed ports (8181, 9101): off, so that
+            # two test processes (pytest-xdist) can each run a server.
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             "-master.volumeSizeLimitMB=64",
             "-volume.max=20",
             f"-metricsPort={free_port()}",
