@@ -35,6 +35,7 @@ from pulp_content.service.keys import (
     SETTINGS,
     STORAGE,
     UPSTREAM,
+    USAGE,
 )
 from pulp_content.service.metrics import Counters
 from pulp_content.service.passwords import FailureLimit, Passwords
@@ -44,6 +45,7 @@ from pulp_content.service.revalidate import Revalidations
 from pulp_content.service.storage import FileSystemStorage, open_storage
 from pulp_content.service.types import Located
 from pulp_content.service.upstream import HttpUpstream
+from pulp_content.service.usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,9 @@ def create_app(settings: Settings) -> web.Application:
     app[STORAGE] = open_storage(settings)  # download claims: flocks, or advisory locks on PG
     app[READERS] = reader_threads(settings)
     app[LOCATOR] = locator(settings, None if settings.is_sqlite else app[READERS])
-    app[PERSIST] = OrmPersist(app[STORAGE], app[READERS], app[LOCATOR].cache.drop_states)
+    persist = OrmPersist(app[STORAGE], app[READERS], app[LOCATOR].cache.drop_states)
+    app[PERSIST] = persist
+    app[USAGE] = Usage(persist.write_use, settings.last_used_interval)
     app[QUERY_LOG] = deque(maxlen=1000)
     app[FILES] = SmallFiles(settings.file_cache_size) if settings.file_cache_size else None
     prefix = settings.content_prefix
@@ -106,6 +110,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/health", readyz)  # the name it had before /readyz
     app.cleanup_ctx.append(_readers)  # first in, last out: after every save and claim
     app.cleanup_ctx.append(_upstream)
+    app.cleanup_ctx.append(_usage)  # written before the writer thread stops
     app.cleanup_ctx.append(_passwords)
     app.cleanup_ctx.append(_invalidation)
     app.on_startup.append(_sweep)
@@ -155,6 +160,13 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
     await app[UPSTREAM].aclose()
     app[PERSIST].close()
     app[STORAGE].locks.close()  # every download has ended: no claim is left
+
+
+async def _usage(app: web.Application) -> AsyncIterator[None]:
+    """Write when artifacts were served every interval, and what is left at shutdown."""
+    app[USAGE].start()
+    yield
+    await app[USAGE].aclose()
 
 
 async def _passwords(app: web.Application) -> AsyncIterator[None]:

@@ -253,6 +253,19 @@ def expire_siblings(ra: RemoteRef, ra_id: int) -> None:
     RemoteArtifact.objects.filter(pk__in=due).update(upstream_max_age=0)
 
 
+USE_BATCH = 500  # artifacts per UPDATE of their last use
+
+
+@unit_of_work  # repeatable: an UPDATE to a time
+def write_use(served: frozenset[str], when: dt.datetime) -> None:
+    """These artifacts were served at `when` (`service.usage`): one UPDATE per batch.
+    No change trigger fires: the time changes no answer (migration 0009)."""
+    ordered = sorted(served)
+    for start in range(0, len(ordered), USE_BATCH):
+        batch = ordered[start : start + USE_BATCH]
+        Artifact.objects.filter(sha256__in=batch).update(last_used=when)
+
+
 class OrmPersist:
     """`progress.Persist` on the Django ORM, run off the event loop.
 
@@ -284,6 +297,7 @@ class OrmPersist:
         )
         self._confirm = sync_to_async(confirm, thread_sensitive=False, executor=self._writer)
         self._replace = sync_to_async(replace, thread_sensitive=False, executor=self._writer)
+        self._write_use = sync_to_async(write_use, thread_sensitive=False, executor=self._writer)
 
     def close(self) -> None:
         """Finish the writes in progress and stop the writer thread."""
@@ -292,6 +306,10 @@ class OrmPersist:
     async def commit(self, src: RemoteSource, ra: RemoteRef, download: Download) -> None:
         await self._commit(self.storage, src, ra, download)
         self.changed([] if src.content_artifact_id is None else [src.content_artifact_id])
+
+    async def write_use(self, served: frozenset[str], when: dt.datetime) -> None:
+        """`usage.Write`: when these artifacts were last served."""
+        await self._write_use(served, when)
 
     async def mark_failed(self, src: RemoteSource, ra: RemoteRef) -> None:
         """Best effort: a failure that cannot be recorded is logged (by unit_of_work)."""

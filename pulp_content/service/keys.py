@@ -17,6 +17,7 @@ from pulp_content.service.progress import Persist
 from pulp_content.service.revalidate import Revalidations
 from pulp_content.service.storage import Storage
 from pulp_content.service.upstream import Upstream
+from pulp_content.service.usage import Usage
 
 SETTINGS = web.AppKey("settings", Settings)
 STORAGE: web.AppKey[Storage] = web.AppKey("storage")
@@ -30,6 +31,8 @@ QUERY_LOG = web.AppKey("query_log", deque)
 # resolve.locate through the resolution cache, off the event loop on a miss (app.locator).
 LOCATOR = web.AppKey("locator", CachedLocator)
 COUNTERS = web.AppKey("counters", Counters)
+# The artifacts this worker served since it last wrote their last use (service.usage).
+USAGE = web.AppKey("usage", Usage)
 # The threads that read the database, each on a connection of its own: as many as
 # Settings.database_connections leaves beside the writer's, the claims' and the cache's
 # invalidation watcher's (app.reader_threads).

@@ -42,6 +42,9 @@ class Artifact(models.Model):
     # Relative to the storage root, e.g. artifact/ab/cdef...
     file = models.CharField(max_length=255)
     created = models.DateTimeField(auto_now_add=True)
+    # When it was last served (None: not since it was stored), written in batches by each
+    # worker (service.usage); reclaim and the remotes' quotas go least recently used first.
+    last_used = models.DateTimeField(null=True)
 
 
 class Content(models.Model):

@@ -40,6 +40,7 @@ class Storage(Protocol):
     locks: Locks  # who writes which partial file (service.locks)
 
     def path_of(self, name: str) -> Path: ...
+    def remove(self, name: str) -> bool: ...
     def new_partial(self, name: str | None = None) -> Path: ...
     def partial_of(self, name: str) -> Path: ...
     def open_partial(self, partial: Path) -> IO[bytes]: ...
@@ -123,6 +124,15 @@ class FileSystemStorage:
         if name.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\x00" in name:
             raise ValueError(f"storage name outside the storage root: {name!r}")
         return self.root.joinpath(*parts)
+
+    def remove(self, name: str) -> bool:
+        """Remove a stored file (whether it was there). A reader that has it open keeps
+        reading it whole: on a local filesystem an open file outlives its name."""
+        try:
+            self.path_of(name).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def new_partial(self, name: str | None = None) -> Path:
         """A temp file path for a download in progress: `name` (an artifact's sha256, so
