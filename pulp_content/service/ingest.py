@@ -26,6 +26,7 @@ from pulp_content.service.database import unit_of_work
 from pulp_content.service.errors import DatabaseUnavailable
 from pulp_content.service.freshness import UpstreamState, is_mutable, sibling_scope
 from pulp_content.service.models import Artifact, Content, ContentArtifact, RemoteArtifact
+from pulp_content.service.reclaim import within_quota
 from pulp_content.service.remoteurl import remote_base
 from pulp_content.service.resolve import repulled
 from pulp_content.service.storage import Storage, artifact_name
@@ -266,6 +267,12 @@ def write_use(served: frozenset[str], when: dt.datetime) -> None:
         Artifact.objects.filter(sha256__in=batch).update(last_used=when)
 
 
+def _report_eviction(done: asyncio.Future[Any]) -> None:
+    """Log a quota's eviction that failed (the next save tries again)."""
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("quota eviction failed: %s", done.exception())
+
+
 class OrmPersist:
     """`progress.Persist` on the Django ORM, run off the event loop.
 
@@ -306,6 +313,16 @@ class OrmPersist:
     async def commit(self, src: RemoteSource, ra: RemoteRef, download: Download) -> None:
         await self._commit(self.storage, src, ra, download)
         self.changed([] if src.content_artifact_id is None else [src.content_artifact_id])
+        if ra.config.quota is not None:
+            self._within_quota(ra.config.id, ra.config.quota)
+
+    def _within_quota(self, remote_id: int, quota: int) -> None:
+        """After a save of a remote with a quota: its least recently used artifacts go
+        until it fits, on the writer thread, after the save (nobody waits for it)."""
+        loop = asyncio.get_running_loop()
+        work = unit_of_work(within_quota)
+        evicting = loop.run_in_executor(self._writer, work, self.storage, remote_id, quota)
+        evicting.add_done_callback(_report_eviction)
 
     async def write_use(self, served: frozenset[str], when: dt.datetime) -> None:
         """`usage.Write`: when these artifacts were last served."""

@@ -109,6 +109,9 @@ class Remote(models.Model):
     metadata_max_age = models.IntegerField(null=True)
     # Seconds past that a mutable copy is still served while the upstream fails (None: 1 day).
     max_stale = models.IntegerField(null=True)
+    # Bytes its on_demand and pull-through artifacts may take in storage (None: no bound);
+    # past it the least recently used are reclaimed (service.reclaim).
+    quota = models.BigIntegerField(null=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -253,6 +253,23 @@ def _remove_files(storage: Storage, gone: list[Candidate]) -> None:
             storage.remove(candidate.file)
 
 
+def within_quota(storage: Storage, remote_id: int, quota: int) -> Outcome:
+    """Reclaim a remote's least recently used artifacts until what is left of its
+    reclaimable ones fits in `quota` bytes (run after a save of its content commits)."""
+    stored = sum(c.size for c in candidates(remote_id))
+    if stored <= quota:
+        return Outcome(dry_run=False)
+    outcome = reclaim(storage, remote_id, enough=stored - quota)
+    log.info(
+        "remote %d over its quota of %d bytes: reclaimed %d artifacts, %d bytes",
+        remote_id,
+        quota,
+        len(outcome.reclaimed),
+        outcome.size,
+    )
+    return outcome
+
+
 def reclaim_space(
     settings: Settings,
     remote: str | None = None,

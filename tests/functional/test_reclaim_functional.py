@@ -12,6 +12,7 @@ import pytest
 
 from pulp_content.fixtures.remote import FileSpec
 from pulp_content.service.storage import artifact_name, open_storage
+from tests.functional.conftest import Client, ServiceProcess
 from tests.helpers import eventually, run_command
 
 pytestmark = pytest.mark.functional
@@ -197,3 +198,32 @@ def test_bad_input_is_one_error_line(db, options, message):
     assert done.returncode != 0 and done.stdout == ""
     errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and errors[0].startswith(message), done.stderr
+
+
+SMALL = FileSpec("small.txt", 2000, 80)  # kept in each worker's memory once served
+
+
+def test_every_serve_worker_hears_of_a_reclaim_within_a_second(scenario):
+    """A small file is answered from each worker's memory (resolution and file caches)
+    until the reclaim's change reaches it: within a second it is fetched again."""
+    base = scenario.publish("warm", [SMALL], "on_demand")
+    workers = 1 if scenario.settings.is_sqlite else 2
+    with ServiceProcess(scenario.settings, workers) as process:
+        client = Client(process)
+        for _ in range(8):  # warm every worker
+            reply = client.get(base + SMALL.relative_path)
+            assert reply.status == 200 and reply.body == SMALL.content()
+        assert eventually(lambda: artifact_row(SMALL) is not None)
+        assert scenario.remote.count(f"/warm/{SMALL.relative_path}") == 1
+        assert reclaim().returncode == 0
+        assert not stored(scenario.settings, SMALL)
+
+        def fetched_again() -> bool:
+            reply = client.get(base + SMALL.relative_path)
+            assert reply.status == 200 and reply.body == SMALL.content()
+            return scenario.remote.count(f"/warm/{SMALL.relative_path}") == 2
+
+        assert eventually(fetched_again, timeout=1.0)
+        for _ in range(8):
+            assert client.get(base + SMALL.relative_path).status == 200
+        assert scenario.remote.count(f"/warm/{SMALL.relative_path}") == 2

@@ -1,9 +1,10 @@
-"""When an artifact was last served: `pulp-content reclaim --older-than` and the remotes'
-quotas reclaim the least recently used first (`service.reclaim`).
+"""When an artifact was last served, and a remote's quota: `pulp-content reclaim
+--older-than` and the remotes' quotas reclaim the least recently used first
+(`service.reclaim`).
 
-NULL-able with no default: SQLite adds it in place (ALTER TABLE ... ADD COLUMN) instead
+Both NULL-able with no default: SQLite adds it in place (ALTER TABLE ... ADD COLUMN) instead
 of rebuilding the table, which would drop the change triggers of migration 0006. NULL
-means never served since it was stored: its `created` stands in.
+means never served since it was stored (its `created` stands in), and no quota.
 
 Workers write it in batches (`service.usage`); it never changes an answer, so on
 PostgreSQL the artifact UPDATE trigger of migration 0006 (which fired on any column,
@@ -53,5 +54,6 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField("artifact", "last_used", models.DateTimeField(null=True)),
+        migrations.AddField("remote", "quota", models.BigIntegerField(null=True)),
         migrations.RunPython(narrow, widen),
     ]
