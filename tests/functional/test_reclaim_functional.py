@@ -227,3 +227,28 @@ def test_every_serve_worker_hears_of_a_reclaim_within_a_second(scenario):
         for _ in range(8):
             assert client.get(base + SMALL.relative_path).status == 200
         assert scenario.remote.count(f"/warm/{SMALL.relative_path}") == 2
+
+
+LARGE = FileSpec("large.bin", 24 * 1024 * 1024, 81)
+
+
+def test_a_client_reading_a_file_that_is_reclaimed_gets_it_whole(scenario, client):
+    """The reclaim removes the file while the service is still sending it (more than the
+    socket buffers hold is left): the open file outlives its name."""
+    import http.client
+
+    base = scenario.publish("large", [LARGE], "on_demand")
+    fetch_all(client, base, [LARGE])
+    conn = http.client.HTTPConnection("127.0.0.1", client.server.port, timeout=30)
+    try:
+        conn.request("GET", base + LARGE.relative_path)
+        response = conn.getresponse()
+        assert response.status == 200
+        digest = hashlib.sha256(response.read(64 * 1024))
+        assert reclaim().returncode == 0
+        assert not stored(scenario.settings, LARGE) and artifact_row(LARGE) is None
+        while chunk := response.read(1024 * 1024):
+            digest.update(chunk)
+    finally:
+        conn.close()
+    assert digest.hexdigest() == hashlib.sha256(LARGE.content()).hexdigest()
