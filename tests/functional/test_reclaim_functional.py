@@ -252,3 +252,17 @@ def test_a_client_reading_a_file_that_is_reclaimed_gets_it_whole(scenario, clien
     finally:
         conn.close()
     assert digest.hexdigest() == hashlib.sha256(LARGE.content()).hexdigest()
+
+
+def test_bytes_an_immediate_repository_also_holds_stay(scenario, client):
+    """One artifact for the same bytes in an on_demand and an immediate repository: the
+    immediate one needs it, so it stays (and the on_demand content stays served)."""
+    both = FileSpec("both.bin", 30_000, 82)
+    lazy = scenario.publish("lazy-both", [both], "on_demand")
+    scenario.publish("kept-both", [both], "immediate")
+    done = reclaim("--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["count"] == 0
+    assert stored(scenario.settings, both)
+    assert client.get(lazy + both.relative_path).status == 200
+    assert scenario.remote.count(f"/lazy-both/{both.relative_path}") == 0
