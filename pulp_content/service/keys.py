@@ -24,6 +24,8 @@ STORAGE: web.AppKey[Storage] = web.AppKey("storage")
 UPSTREAM: web.AppKey[Upstream] = web.AppKey("upstream")
 PERSIST: web.AppKey[Persist] = web.AppKey("persist")
 DOWNLOADS = web.AppKey("downloads", Downloads)
+# The artifacts this worker served since it last wrote their last use (service.usage).
+USAGE = web.AppKey("usage", Usage)
 # Revalidations of stale mutable pull-through copies, one per file at a time.
 REVALIDATIONS = web.AppKey("revalidations", Revalidations)
 # (method, path, queries) of recent requests: what tests and /metrics read.
@@ -31,8 +33,6 @@ QUERY_LOG = web.AppKey("query_log", deque)
 # resolve.locate through the resolution cache, off the event loop on a miss (app.locator).
 LOCATOR = web.AppKey("locator", CachedLocator)
 COUNTERS = web.AppKey("counters", Counters)
-# The artifacts this worker served since it last wrote their last use (service.usage).
-USAGE = web.AppKey("usage", Usage)
 # The threads that read the database, each on a connection of its own: as many as
 # Settings.database_connections leaves beside the writer's, the claims' and the cache's
 # invalidation watcher's (app.reader_threads).
