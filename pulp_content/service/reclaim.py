@@ -246,7 +246,12 @@ def _unlink_rows(free: list[Candidate]) -> list[Candidate]:
 
 def _remove_files(storage: Storage, gone: list[Candidate]) -> None:
     """After the commit: the files of the rows that went, but for a save of the same
-    bytes that began placing meanwhile (a sync: its row will name the file again)."""
+    bytes that began placing meanwhile (a sync: its row will name the file again).
+
+    Not closed: a save that holds no claim on the sha256 (a sync's batch, a pull-through
+    first fetch) and places the same bytes between this check and the unlink loses its
+    file; `storage check --repair` then makes its content lazy again. Closing it needs a
+    remove that can be undone (rename aside, check, put back), on every storage."""
     placing = {p.sha256 for p in storage.placements()}
     for candidate in gone:
         if candidate.sha256 not in placing:
