@@ -122,6 +122,7 @@ CHAINS: list[list[Step]] = [
         Step(("distribution", "delete", "files"), "deleted distribution files"),
         Step(("guard", "delete", "signed"), "deleted guard signed"),
         Step(("secrets", "rotate"), "re-encrypted 1 rows under a new key"),
+        Step(("reclaim", "--json"), '"dry_run": false'),
         Step(("storage", "check", "--json"), "[]"),
         Step(("repository", "delete", "files"), "deleted repository files"),
         Step(("remote", "delete", "up"), "deleted remote up"),

@@ -24,6 +24,7 @@ from pulp_content.cli.distribution import distribution
 from pulp_content.cli.fixture import fixture
 from pulp_content.cli.guard import guard, sign
 from pulp_content.cli.publication import publication
+from pulp_content.cli.reclaim import reclaim
 from pulp_content.cli.remote import remote
 from pulp_content.cli.repository import repository
 from pulp_content.cli.secrets import secrets
@@ -254,6 +255,7 @@ for command in (
     sign,
     secrets,
     storage,
+    reclaim,
     fixture,
     bench,
 ):

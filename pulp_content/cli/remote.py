@@ -88,6 +88,13 @@ def remote_options(creating: bool) -> Any:
             "streamed), e.g. 500M; larger ones are refused with a 502. 0: no bound.",
         ),
         click.option(
+            "--quota",
+            type=ByteSize(),
+            help="Storage the remote's on_demand and pull-through files may take, e.g. 10G; "
+            "past it the least recently used are reclaimed (fetched again on request), and "
+            "a larger file is served but not kept. 0: no bound.",
+        ),
+        click.option(
             "--retries",
             type=click.IntRange(0, MAX_RETRIES),
             help="Times a request answered 429 or 5xx, or not answered, is sent again before "
@@ -139,8 +146,9 @@ def remote_fields(options: dict[str, Any]) -> dict[str, Any]:
     for key in ("ca_cert", "client_cert", "client_key"):
         if key in fields:
             fields[key] = read_file_option(fields[key], "--" + key.replace("_", "-"))
-    if fields.get("max_size") == 0:
-        fields["max_size"] = None  # no bound
+    for bound in ("max_size", "quota"):
+        if fields.get(bound) == 0:
+            fields[bound] = None  # no bound
     return fields
 
 

@@ -37,6 +37,7 @@ from pulp_content.service.keys import (
     SETTINGS,
     STORAGE,
     UPSTREAM,
+    USAGE,
 )
 from pulp_content.service.measured import MeasuredUpstream
 from pulp_content.service.metrics import CONTENT_TYPE, Metrics
@@ -47,6 +48,7 @@ from pulp_content.service.revalidate import Revalidations
 from pulp_content.service.storage import FileSystemStorage, S3Storage, open_storage
 from pulp_content.service.types import Located
 from pulp_content.service.upstream import HttpUpstream
+from pulp_content.service.usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,9 @@ def create_app(settings: Settings) -> web.Application:
     app[STORAGE] = open_storage(settings)  # download claims: flocks, or advisory locks on PG
     app[READERS] = reader_threads(settings)
     app[LOCATOR] = locator(settings, None if settings.is_sqlite else app[READERS])
-    app[PERSIST] = OrmPersist(app[STORAGE], app[READERS], app[LOCATOR].cache.drop_states)
+    persist = OrmPersist(app[STORAGE], app[READERS], app[LOCATOR].cache.drop_states)
+    app[PERSIST] = persist
+    app[USAGE] = Usage(persist.write_use, settings.last_used_interval)
     app[QUERY_LOG] = deque(maxlen=1000)
     app[FILES] = SmallFiles(settings.file_cache_size) if settings.file_cache_size else None
     prefix = settings.content_prefix
@@ -112,6 +116,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_readers)  # first in, last out: after every save and claim
     app.cleanup_ctx.append(_bucket)
     app.cleanup_ctx.append(_upstream)
+    app.cleanup_ctx.append(_usage)  # written before the writer thread stops
     app.cleanup_ctx.append(_passwords)
     app.cleanup_ctx.append(_invalidation)
     app.on_startup.append(_sweep)
@@ -171,6 +176,13 @@ async def _bucket(app: web.Application) -> AsyncIterator[None]:
     async with open_bucket(storage, app[SETTINGS].storage_redirect) as bucket:
         app[BUCKET] = bucket
         yield
+
+
+async def _usage(app: web.Application) -> AsyncIterator[None]:
+    """Write when artifacts were served every interval, and what is left at shutdown."""
+    app[USAGE].start()
+    yield
+    await app[USAGE].aclose()
 
 
 async def _passwords(app: web.Application) -> AsyncIterator[None]:

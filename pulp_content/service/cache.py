@@ -187,6 +187,11 @@ class CachedLocator:
         found = self.cache.get(raw_path)
         if found is not None:
             return found
+        return await self.afresh(raw_path, query_string)
+
+    async def afresh(self, raw_path: str, query_string: str = "") -> Located:
+        """What `raw_path` leads to, asked of the database whatever the cache holds (a
+        cached answer named a file that is gone: the change may not have been told yet)."""
         epoch = self.cache.epoch
         located = await self._locate(raw_path, query_string)
         if located.cacheable:

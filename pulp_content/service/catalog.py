@@ -152,6 +152,8 @@ def _check_remote_fields(fields: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput("download_concurrency must be at least 1")
     if fields.get("max_size") is not None and fields["max_size"] < 1:
         raise InvalidInput("max_size must be at least 1 byte")
+    if fields.get("quota") is not None and fields["quota"] < 1:
+        raise InvalidInput("quota must be at least 1 byte")
     if fields.get("retries") is not None and not 0 <= fields["retries"] <= MAX_RETRIES:
         raise InvalidInput(f"retries must be between 0 and {MAX_RETRIES}")
     _check_freshness(fields)

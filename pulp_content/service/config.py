@@ -65,6 +65,9 @@ class Settings:
     chunk_size: int = 256 * 1024
     # Seconds a remote artifact that failed is passed over while another one is there.
     failure_cooldown: float = 300.0
+    # Seconds between a worker's writes of when artifacts were last served (one UPDATE
+    # each time, never one per request; service.usage).
+    last_used_interval: float = 60.0
     # Hand stored files to the front web server: None, "nginx" or "apache".
     delegate: str | None = None
     delegate_prefix: str = "/pulp/storage/"
@@ -147,6 +150,7 @@ CONFIG_KEYS = (
     "content_origin",
     "content_path_prefix",
     "failure_cooldown",
+    "last_used_interval",
     "delegate",
     "delegate_prefix",
     "log_format",
@@ -232,6 +236,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         content_prefix=content_prefix(env),
         content_origin=_content_origin(env),
         failure_cooldown=_count(env, "PULP_CONTENT_FAILURE_COOLDOWN", "300", float),
+        last_used_interval=_count(env, "PULP_CONTENT_LAST_USED_INTERVAL", "60", float),
         delegate=delegate,
         delegate_prefix="/" + prefix.strip("/") + "/",
         log_format=log_format,

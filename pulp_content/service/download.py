@@ -86,6 +86,27 @@ class Downloads:
         only once its first follower holds one. Requests that ask at once while its
         claim is being taken wait for that one download instead of beginning others."""
         key = self._key(src)
+        while True:
+            download = await self._joinable(key, src)
+            download.followers += 1
+            download.joins += 1
+            try:
+                early = await download.open()
+            except BaseException as exc:
+                if isinstance(exc, FileNotFoundError) and download.saved:
+                    # Saved here a moment ago, and reclaimed since: download it again.
+                    download.followers -= 1
+                    download.joins -= 1
+                    self._drop(key, download)
+                    continue
+                self._start(key, download)  # so that it ends, and lets go of its file and claim
+                download.leave()
+                raise
+            self._start(key, download)
+            return download, early
+
+    async def _joinable(self, key: Hashable, src: RemoteSource) -> Progress:
+        """The download of `key` to follow: this process's, or a new one."""
         download = self._running(key)
         while download is None or not download.reusable:
             beginning = self._beginning.get(key)
@@ -93,16 +114,11 @@ class Downloads:
                 beginning = asyncio.ensure_future(self._begin(key, src))
                 self._beginning[key] = beginning
             download = await self._wait(key, beginning)
-        download.followers += 1
-        download.joins += 1
-        try:
-            early = await download.open()
-        except BaseException:
-            self._start(key, download)  # so that it ends, and lets go of its file and claim
-            download.leave()
-            raise
-        self._start(key, download)
-        return download, early
+        return download
+
+    def _drop(self, key: Hashable, download: Progress) -> None:
+        if self.active.get(key) is download:
+            del self.active[key]
 
     def _start(self, key: Hashable, download: Progress) -> None:
         if download.start():

@@ -22,6 +22,13 @@ class NotResolved(ContentError):
         self.reason = reason
 
 
+class FileMissing(NotResolved):
+    """The answer named a stored file that is gone (reclaimed since, or lost)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, "artifact file is missing from storage")
+
+
 class DatabaseUnavailable(ContentError):
     """The database does not answer (down, restarting, refusing connections) -> 503."""
 

@@ -13,6 +13,7 @@ from pulp_content.service.accesslog import client_of
 from pulp_content.service.caching import CACHING, GUARD, Caching, Lifetimes, caching_of
 from pulp_content.service.errors import (
     DatabaseUnavailable,
+    FileMissing,
     NotResolved,
     RangeError,
     StorageError,
@@ -31,6 +32,7 @@ from pulp_content.service.keys import (
     SERVED_FROM,
     SETTINGS,
     STORAGE,
+    USAGE,
 )
 from pulp_content.service.listing import render_listing
 from pulp_content.service.proxies import is_trusted_proxy
@@ -78,14 +80,16 @@ async def content(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def resolve_request(request: web.Request) -> Resolution:
-    """What the path leads to (from the cache when known: no statement, no thread hop),
-    then its distribution's guard, which every request passes; a basic-auth password is
-    hashed in between, on the password pool, and the guard asked again once it checks out."""
+async def resolve_request(request: web.Request, afresh: bool = False) -> Resolution:
+    """What the path leads to (from the cache when known: no statement, no thread hop;
+    `afresh`: from the database), then its distribution's guard, which every request
+    passes; a basic-auth password is hashed in between, on the password pool, and the
+    guard asked again once it checks out."""
     settings = request.app[SETTINGS]
     from_proxy = is_trusted_proxy(request.remote, settings.trusted_proxies)
     path, _, query = request.raw_path.partition("?")
-    located = await request.app[LOCATOR](path, query)
+    locator = request.app[LOCATOR]
+    located = await (locator.afresh(path, query) if afresh else locator(path, query))
     request[GUARD] = located.guard
     # request.headers is read-only; only a guard looks at it.
     args = (located, query, request.headers, from_proxy)
@@ -100,28 +104,21 @@ async def resolve_request(request: web.Request) -> Resolution:
     return guards.admit(*args, resolution.check.cache_key)
 
 
-async def answer(request: web.Request, resolution: Resolution) -> web.StreamResponse:
-    """Act on a resolution; every domain error is turned into HTTP here."""
+async def answer(
+    request: web.Request, resolution: Resolution, first: bool = True
+) -> web.StreamResponse:
+    """Act on a resolution; every domain error is turned into HTTP here. A stored file
+    that is gone (reclaimed since the answer was cached) is asked of the database once
+    more (`first`): content reclaimed is lazy again, and fetched."""
     try:
         match resolution:
             case LocalArtifact() as hit:
-                if hit.pulled is not None:
-                    hit = await request.app[REVALIDATIONS].current(hit)
-                request[CACHING] = _caching(request, hit)
-                settings = request.app[SETTINGS]
-                request[SERVED_FROM] = "delegated" if settings.delegate else "storage"
-                bucket = request.app[BUCKET]
-                if bucket is not None:  # S3 storage (never delegated: see config)
-                    return await bucket.serve(request, hit, request.app[FILES])
-                if settings.delegate is not None:
-                    return delegated(
-                        request,
-                        hit,
-                        request.app[STORAGE],
-                        settings.delegate,
-                        settings.delegate_prefix,
-                    )
-                return await serve(request, hit, request.app[STORAGE], request.app[FILES])
+                try:
+                    return await _stored(request, hit)
+                except FileMissing:
+                    if not first:
+                        raise
+                    return await answer(request, await resolve_request(request, True), False)
             case RemoteSource() as src:
                 if request.app[SETTINGS].offline:
                     # RFC 9111 §5.2.1.7 (only-if-cached) answers a miss with a 504 too.
@@ -158,6 +155,28 @@ async def answer(request: web.Request, resolution: Resolution) -> web.StreamResp
             return _text(404, "not found upstream")
         return _text(504 if exc.timeout else 502, f"upstream failed: {exc}")
     raise AssertionError(f"unhandled resolution {resolution!r}")
+
+
+async def _stored(request: web.Request, hit: LocalArtifact) -> web.StreamResponse:
+    """A stored file, after a pull-through copy's revalidation if it is due."""
+    if hit.pulled is not None:
+        hit = await request.app[REVALIDATIONS].current(hit)
+    request[CACHING] = _caching(request, hit)
+    settings = request.app[SETTINGS]
+    request[SERVED_FROM] = "delegated" if settings.delegate else "storage"
+    request.app[USAGE].note(hit.artifact.sha256)
+    bucket = request.app[BUCKET]
+    if bucket is not None:  # S3 storage (never delegated: see config)
+        return await bucket.serve(request, hit, request.app[FILES])
+    if settings.delegate is not None:
+        return delegated(
+            request,
+            hit,
+            request.app[STORAGE],
+            settings.delegate,
+            settings.delegate_prefix,
+        )
+    return await serve(request, hit, request.app[STORAGE], request.app[FILES])
 
 
 def _caching(request: web.Request, resolution: Resolution) -> Caching:

@@ -26,6 +26,7 @@ from pulp_content.service.database import unit_of_work
 from pulp_content.service.errors import DatabaseUnavailable
 from pulp_content.service.freshness import UpstreamState, is_mutable, sibling_scope
 from pulp_content.service.models import Artifact, Content, ContentArtifact, RemoteArtifact
+from pulp_content.service.reclaim import within_quota
 from pulp_content.service.remoteurl import remote_base
 from pulp_content.service.resolve import repulled
 from pulp_content.service.storage import Storage, artifact_name
@@ -277,6 +278,25 @@ def expire_siblings(ra: RemoteRef, ra_id: int) -> None:
     RemoteArtifact.objects.filter(pk__in=due).update(upstream_max_age=0)
 
 
+USE_BATCH = 500  # artifacts per UPDATE of their last use
+
+
+@unit_of_work  # repeatable: an UPDATE to a time
+def write_use(served: frozenset[str], when: dt.datetime) -> None:
+    """These artifacts were served at `when` (`service.usage`): one UPDATE per batch.
+    No change trigger fires: the time changes no answer (migration 0009)."""
+    ordered = sorted(served)
+    for start in range(0, len(ordered), USE_BATCH):
+        batch = ordered[start : start + USE_BATCH]
+        Artifact.objects.filter(sha256__in=batch).update(last_used=when)
+
+
+def _report_eviction(done: asyncio.Future[Any]) -> None:
+    """Log a quota's eviction that failed (the next save tries again)."""
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("quota eviction failed: %s", done.exception())
+
+
 class OrmPersist:
     """`progress.Persist` on the Django ORM, run off the event loop.
 
@@ -315,6 +335,7 @@ class OrmPersist:
         )
         self._confirm = sync_to_async(confirm, thread_sensitive=False, executor=self._writer)
         self._replace = sync_to_async(replace, thread_sensitive=False, executor=self._writer)
+        self._write_use = sync_to_async(write_use, thread_sensitive=False, executor=self._writer)
 
     def close(self) -> None:
         """Finish the writes in progress and stop the writer thread."""
@@ -329,6 +350,20 @@ class OrmPersist:
             await loop.run_in_executor(self._uploader, place, self.storage, download)
             await self._commit_placed(self.storage, src, ra, download)
         self.changed([] if src.content_artifact_id is None else [src.content_artifact_id])
+        if ra.config.quota is not None:
+            self._within_quota(ra.config.id, ra.config.quota)
+
+    def _within_quota(self, remote_id: int, quota: int) -> None:
+        """After a save of a remote with a quota: its least recently used artifacts go
+        until it fits, on the writer thread, after the save (nobody waits for it)."""
+        loop = asyncio.get_running_loop()
+        work = unit_of_work(within_quota)
+        evicting = loop.run_in_executor(self._writer, work, self.storage, remote_id, quota)
+        evicting.add_done_callback(_report_eviction)
+
+    async def write_use(self, served: frozenset[str], when: dt.datetime) -> None:
+        """`usage.Write`: when these artifacts were last served."""
+        await self._write_use(served, when)
 
     async def mark_failed(self, src: RemoteSource, ra: RemoteRef) -> None:
         """Best effort: a failure that cannot be recorded is logged (by unit_of_work)."""

@@ -19,6 +19,7 @@ from pulp_content.service.revalidate import Revalidations
 from pulp_content.service.storage import Storage
 from pulp_content.service.types import LocalArtifact
 from pulp_content.service.upstream import Upstream
+from pulp_content.service.usage import Usage
 
 
 class StoredAnswers(Protocol):
@@ -34,6 +35,8 @@ STORAGE: web.AppKey[Storage] = web.AppKey("storage")
 UPSTREAM: web.AppKey[Upstream] = web.AppKey("upstream")
 PERSIST: web.AppKey[Persist] = web.AppKey("persist")
 DOWNLOADS = web.AppKey("downloads", Downloads)
+# The artifacts this worker served since it last wrote their last use (service.usage).
+USAGE = web.AppKey("usage", Usage)
 # Revalidations of stale mutable pull-through copies, one per file at a time.
 REVALIDATIONS = web.AppKey("revalidations", Revalidations)
 # (method, path, queries) of recent requests: what tests and /metrics read.

@@ -42,6 +42,9 @@ class Artifact(models.Model):
     # Relative to the storage root, e.g. artifact/ab/cdef...
     file = models.CharField(max_length=255)
     created = models.DateTimeField(auto_now_add=True)
+    # When it was last served (None: not since it was stored), written in batches by each
+    # worker (service.usage); reclaim and the remotes' quotas go least recently used first.
+    last_used = models.DateTimeField(null=True)
 
 
 class Content(models.Model):
@@ -106,6 +109,9 @@ class Remote(models.Model):
     metadata_max_age = models.IntegerField(null=True)
     # Seconds past that a mutable copy is still served while the upstream fails (None: 1 day).
     max_stale = models.IntegerField(null=True)
+    # Bytes its on_demand and pull-through artifacts may take in storage (None: no bound);
+    # past it the least recently used are reclaimed (service.reclaim).
+    quota = models.BigIntegerField(null=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

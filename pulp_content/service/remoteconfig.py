@@ -37,6 +37,7 @@ class RemoteConfig:
     mutable: tuple[str, ...] = ()  # the remote's own globs, beside freshness.DEFAULT_MUTABLE
     metadata_max_age: int | None = None  # None: freshness.DEFAULT_METADATA_MAX_AGE
     max_stale: int | None = None  # None: freshness.DEFAULT_MAX_STALE
+    quota: int | None = None  # bytes of reclaimable artifacts kept (None: no bound)
 
     @classmethod
     def from_model(cls, remote: Any) -> RemoteConfig:
@@ -67,4 +68,5 @@ class RemoteConfig:
             mutable=parse_patterns(remote.mutable),
             metadata_max_age=remote.metadata_max_age,
             max_stale=remote.max_stale,
+            quota=remote.quota,
         )

@@ -11,7 +11,7 @@ from typing import IO
 
 from aiohttp import hdrs, web
 
-from pulp_content.service.errors import NotResolved
+from pulp_content.service.errors import FileMissing
 from pulp_content.service.filecache import SmallFiles
 from pulp_content.service.headers import not_modified, range_applies, representation_headers
 from pulp_content.service.keys import SENT_DIRECTLY, SERVED_FROM
@@ -116,7 +116,7 @@ async def serve(
             return web.Response(status=decided.status, headers=decided.headers, body=body)
         fobj = await asyncio.to_thread(open, path, "rb")
     except FileNotFoundError as exc:
-        raise NotResolved(hit.path, "artifact file is missing from storage") from exc
+        raise FileMissing(hit.path) from exc
     try:
         response = decided.response()
         await response.prepare(request)

@@ -35,7 +35,13 @@ from pulp_content.service.redact import shown
 from pulp_content.service.storage import Storage, artifact_name
 from pulp_content.service.types import RemoteRef, RemoteSource
 from pulp_content.service.upstream import Upstream, chunks
-from pulp_content.service.verify import Download, Verifier, check_size, expected_digests
+from pulp_content.service.verify import (
+    Download,
+    Verifier,
+    check_size,
+    expected_digests,
+    over_quota,
+)
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +265,8 @@ class SharedDownload(Progress):
         if self.size is None:
             self.size = verifier.received
         self.sha256 = digests["sha256"]
+        if self.keep and over_quota(ra.config.quota, verifier.received):
+            self.keep = False  # larger than all its remote may keep: served, as streamed
         if not self.keep:
             # Kept nowhere: gone before the verdict lets followers send the last byte
             # (their handles, and the writer's, still read it).

@@ -155,7 +155,8 @@ class FileSystemStorage:
         return self.path_of(name).exists()
 
     def remove(self, name: str) -> None:
-        """Remove a stored file (gone already is fine)."""
+        """Remove a stored file (gone already is fine). A reader that has it open keeps
+        reading it whole: on a local filesystem an open file outlives its name."""
         self.path_of(name).unlink(missing_ok=True)
 
     def names(self) -> Iterator[str]:

@@ -33,6 +33,11 @@ def check_size(remote: RemoteConfig, url: str, size: int | None) -> None:
         raise TooLarge(url, remote.max_size)
 
 
+def over_quota(quota: int | None, size: int) -> bool:
+    """Whether a file is larger than all its remote may keep (it is served, not kept)."""
+    return quota is not None and size > quota
+
+
 class Verifier:
     """Running size and digests of a download against what is expected of it."""
 
