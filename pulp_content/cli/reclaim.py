@@ -25,9 +25,12 @@ def reclaim(
     content needs; they become lazy again, and a later request fetches them anew. A file
     being downloaded or saved is left alone."""
     current = settings()  # set up by `Command` before this runs: the models may import
+    from pulp_content.service.catalog import get_named
+    from pulp_content.service.models import Remote
     from pulp_content.service.reclaim import reclaim_space
 
-    outcome = reclaim_space(current, remote_name, older_than, dry_run)
+    remote_id = get_named(Remote, remote_name).pk if remote_name is not None else None
+    outcome = reclaim_space(current, remote_id, older_than, dry_run)
     if as_json:
         echo_json(outcome.as_dict())
         return

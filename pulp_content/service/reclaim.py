@@ -277,17 +277,14 @@ def within_quota(storage: Storage, remote_id: int, quota: int) -> Outcome:
 
 def reclaim_space(
     settings: Settings,
-    remote: str | None = None,
+    remote_id: int | None = None,
     older_than_days: float | None = None,
     dry_run: bool = False,
 ) -> Outcome:
-    """`pulp-content reclaim`: of remote `remote`'s content (all, when None), what was
-    last used more than `older_than_days` days ago (anything, when None)."""
-    from pulp_content.service.catalog import get_named
-    from pulp_content.service.models import Remote
+    """`pulp-content reclaim`: of the remote `remote_id`'s content (all, when None), what
+    was last used more than `older_than_days` days ago (anything, when None)."""
     from pulp_content.service.storage import open_storage
 
-    remote_id = get_named(Remote, remote).pk if remote is not None else None
     used_before = None
     if older_than_days is not None:
         used_before = dt.datetime.now(dt.UTC) - dt.timedelta(days=older_than_days)
