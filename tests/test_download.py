@@ -21,7 +21,7 @@ import pytest
 from multidict import CIMultiDict
 
 from pulp_content.service.download import Downloads
-from pulp_content.service.errors import DigestMismatch, UpstreamError
+from pulp_content.service.errors import DigestMismatch, EndedElsewhere, UpstreamError
 from pulp_content.service.locks import FileLocks
 from pulp_content.service.remoteconfig import RemoteConfig
 from pulp_content.service.storage import FileSystemStorage, artifact_name
@@ -279,6 +279,44 @@ async def test_a_download_another_process_ended_before_it_was_followed_is_asked_
     assert download.task is not None
     await download.task
     assert handle is not None
+    handle.close()
+    download.leave()
+    assert download.verified
+
+
+async def test_a_stored_file_removed_while_a_claim_is_held_is_downloaded_again(
+    storage: FileSystemStorage,
+) -> None:
+    """Found in CI (reclaim under serve --workers 2): a reclaim holds the claim while it
+    removes the stored file. Another worker saw the file placed, then found it gone when
+    it opened it, and answered 502 ("the download left nothing to read"). It now asks
+    again and, once the claim is dropped, downloads it."""
+    from pulp_content.service.follow import TailedDownload
+    from pulp_content.service.shared import SharedDownload
+    from pulp_content.service.stream import _started
+
+    name = artifact_name(SHA256)
+    other = FileLocks()  # another process holding the claim
+    held = other.claim(storage.new_partial(SHA256))
+    assert held is not None
+    upstream = FakeUpstream({"http://a/f": [Answer()]})
+    registry = downloads(storage, upstream)
+    download, handle = await registry.join(source("http://a/f"))
+    assert isinstance(download, TailedDownload) and handle is None  # nothing there yet
+    storage.path_of(name).parent.mkdir(parents=True, exist_ok=True)
+    storage.path_of(name).write_bytes(BODY)  # placed, and about to be reclaimed
+    await download.started  # it saw the stored file
+    storage.remove(name)
+    with pytest.raises(EndedElsewhere):
+        await download.reader(handle)
+    download.leave()
+    assert not download.reusable  # never followed again
+    held.release()
+    other.flush()
+    download, handle = await _started(registry, source("http://a/f"))
+    assert isinstance(download, SharedDownload) and len(upstream.requests) == 1
+    assert download.task is not None
+    await download.task
     handle.close()
     download.leave()
     assert download.verified

@@ -56,7 +56,14 @@ class TailedDownload(Progress):
         return await asyncio.to_thread(self._open_either)
 
     async def reader(self, early: IO[bytes] | None) -> IO[bytes]:
-        return await super().reader(early if early is not None else await self.open())
+        handle = early if early is not None else await self.open()
+        if handle is None:
+            # Seen placed, and gone before it could be opened: removed again (a reclaim,
+            # which holds the claim while it removes). Never followed again; the request
+            # asks anew (`stream._started`), and may download it itself.
+            self.saved = False
+            raise EndedElsewhere(self.src.path, "the stored file went before it was read")
+        return handle
 
     async def _gone(self) -> bool:
         """The other process stopped without placing the file."""

@@ -57,7 +57,6 @@ async def stream(
     request[SERVED_FROM] = "upstream" if began else "shared download"
     downloads.follows(1)
     try:
-        fobj = await download.reader(fobj)
         if decided is None and download.size is not None:
             decided = plan(request, relative, download.size, src.sha256, src.last_modified)
             if decided is None:
@@ -85,15 +84,21 @@ async def stream(
         download.leave()
 
 
-async def _started(downloads: Downloads, src: RemoteSource) -> tuple[Progress, IO[bytes] | None]:
-    """Join the download of `src` and wait for its start; the caller follows it, closes
-    the handle and leaves. A download another worker ended before this one could follow
-    it is asked for again, once (this worker may then download it itself)."""
-    for attempt in (1, 2):
+ATTEMPTS = 3  # the first ask, and two more after a download that ended elsewhere
+
+
+async def _started(downloads: Downloads, src: RemoteSource) -> tuple[Progress, IO[bytes]]:
+    """Join the download of `src`, wait for its start and open what to follow; the caller
+    follows it, closes the handle and leaves. A download another worker ended before this
+    one could follow it is asked for again (this worker may then download it itself):
+    twice, as a claim can be held a moment longer by a process that does not download
+    (a reclaim removing the file, a sync's batch)."""
+    for attempt in range(1, ATTEMPTS + 1):
         # With a handle taken now: a streamed file goes the moment its download ends.
         download, fobj = await downloads.join(src)
         try:
             await download.started
+            fobj = await download.reader(fobj)
             return download, fobj
         except BaseException as exc:
             if fobj is not None:
@@ -101,7 +106,7 @@ async def _started(downloads: Downloads, src: RemoteSource) -> tuple[Progress, I
             download.leave()
             if not isinstance(exc, ContentError):
                 raise
-            if isinstance(exc, EndedElsewhere) and attempt == 1:
+            if isinstance(exc, EndedElsewhere) and attempt < ATTEMPTS:
                 continue
             # Answered once the download let go of its file and claim: after a 502 the
             # storage holds nothing of it.
