@@ -13,6 +13,7 @@ Everything else is immutable and never revalidated.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -59,6 +60,13 @@ def _matches(path: str, pattern: str) -> bool:
 
 def is_mutable(relative_path: str, own: Iterable[str] = ()) -> bool:
     """Whether the file at `relative_path` (below the remote's URL) may change upstream."""
+    return _is_mutable(relative_path, tuple(own))
+
+
+@functools.lru_cache(maxsize=16384)
+def _is_mutable(relative_path: str, own: tuple[str, ...]) -> bool:
+    """Kept per path: every answer with a body asks (its Cache-Control), and matching a
+    path's every tail against each pattern showed in a warm request's profile (py-spy)."""
     return any(_matches(relative_path, p) for p in (*DEFAULT_MUTABLE, *own))
 
 
