@@ -20,7 +20,7 @@ from aiohttp import hdrs, web
 
 from pulp_content.service.errors import NotResolved, StorageUnavailable
 from pulp_content.service.filecache import SmallFiles
-from pulp_content.service.serve import SMALL_FILE, Plan, not_modified_response, plan
+from pulp_content.service.serve import SMALL_FILE, Plan, stored_plan
 from pulp_content.service.storage import S3Storage, client_config
 from pulp_content.service.types import LocalArtifact
 
@@ -43,12 +43,10 @@ class Bucket:
         self, request: web.BaseRequest, hit: LocalArtifact, files: SmallFiles | None = None
     ) -> web.StreamResponse:
         """Answer with the stored object of `hit`: streamed, or redirected to the bucket."""
-        art, relative = hit.artifact, hit.relative_path or ""
-        decided = plan(request, relative, art.size, art.sha256, hit.last_modified)
-        if decided is None:
-            return not_modified_response(relative, art.sha256, hit.last_modified)
-        if request.method == hdrs.METH_HEAD or decided.count == 0:
-            return decided.response()  # the row knows everything a HEAD answers
+        decided = stored_plan(request, hit)
+        if not isinstance(decided, Plan):
+            return decided
+        art = hit.artifact
         if self.redirect == "presigned":
             return await self._redirect(hit, decided)
         if files is not None and art.size <= SMALL_FILE:

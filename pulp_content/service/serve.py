@@ -88,6 +88,18 @@ def delegated(
     return web.Response(status=200, headers=headers)
 
 
+def stored_plan(request: web.BaseRequest, hit: LocalArtifact) -> Plan | web.StreamResponse:
+    """What to send of the stored file of `hit`, wherever it is stored; or the whole
+    answer when it has no body (a 304, a HEAD, an empty range: the row knows it all)."""
+    art, relative = hit.artifact, hit.relative_path or ""
+    decided = plan(request, relative, art.size, art.sha256, hit.last_modified)
+    if decided is None:
+        return not_modified_response(relative, art.sha256, hit.last_modified)
+    if request.method == hdrs.METH_HEAD or decided.count == 0:
+        return decided.response()
+    return decided
+
+
 async def serve(
     request: web.BaseRequest,
     hit: LocalArtifact,
@@ -95,12 +107,10 @@ async def serve(
     files: SmallFiles | None = None,
 ) -> web.StreamResponse:
     """Answer with the stored file of `hit` (a small one from `files` when kept there)."""
-    art, relative = hit.artifact, hit.relative_path or ""
-    decided = plan(request, relative, art.size, art.sha256, hit.last_modified)
-    if decided is None:
-        return not_modified_response(relative, art.sha256, hit.last_modified)
-    if request.method == hdrs.METH_HEAD or decided.count == 0:
-        return decided.response()
+    decided = stored_plan(request, hit)
+    if not isinstance(decided, Plan):
+        return decided
+    art = hit.artifact
     path = storage.path_of(art.storage_path)
     try:
         if files is not None and art.size <= SMALL_FILE:
