@@ -29,6 +29,7 @@ from pulp_content.service.keys import (
     FILES,
     LOCATOR,
     METRICS,
+    MISSING,
     PASSWORDS,
     PERSIST,
     QUERY_LOG,
@@ -41,6 +42,7 @@ from pulp_content.service.keys import (
 )
 from pulp_content.service.measured import MeasuredUpstream
 from pulp_content.service.metrics import CONTENT_TYPE, Metrics
+from pulp_content.service.missing import MissingUpstream
 from pulp_content.service.passwords import FailureLimit, Passwords
 from pulp_content.service.probes import livez, readyz
 from pulp_content.service.resolve import locate
@@ -156,6 +158,7 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
         offline=settings.offline,
         failure_cooldown=min(settings.failure_cooldown, MAX_REVALIDATION_COOLDOWN),
     )
+    app[MISSING] = MissingUpstream()
     if settings.offline:
         log.warning("offline: no upstream is contacted; stored copies are served as they are")
     yield

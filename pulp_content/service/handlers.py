@@ -26,6 +26,7 @@ from pulp_content.service.keys import (
     DOWNLOADS,
     FILES,
     LOCATOR,
+    MISSING,
     PASSWORDS,
     QUERY_LOG,
     REVALIDATIONS,
@@ -123,6 +124,8 @@ async def answer(
                 if request.app[SETTINGS].offline:
                     # RFC 9111 §5.2.1.7 (only-if-cached) answers a miss with a 504 too.
                     return _text(504, "offline: not stored here")
+                if request.app[MISSING].known(src):
+                    return _text(404, "not found upstream")
                 request[CACHING] = _caching(request, src)
                 return await stream(request, src, request.app[DOWNLOADS])
             case Listing() as listing:
@@ -152,6 +155,8 @@ async def answer(
         return _text(503, "storage unavailable", {hdrs.RETRY_AFTER: RETRY_AFTER})
     except UpstreamError as exc:
         if exc.status == 404 and resolution.source == "pull_through":
+            if isinstance(resolution, RemoteSource):  # (a stored copy's revalidation: kept)
+                request.app[MISSING].note(resolution)
             return _text(404, "not found upstream")
         return _text(504 if exc.timeout else 502, f"upstream failed: {exc}")
     raise AssertionError(f"unhandled resolution {resolution!r}")

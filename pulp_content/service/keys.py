@@ -13,6 +13,7 @@ from pulp_content.service.config import Settings
 from pulp_content.service.download import Downloads
 from pulp_content.service.filecache import SmallFiles
 from pulp_content.service.metrics import Metrics
+from pulp_content.service.missing import MissingUpstream
 from pulp_content.service.passwords import Passwords
 from pulp_content.service.progress import Persist
 from pulp_content.service.revalidate import Revalidations
@@ -39,6 +40,8 @@ DOWNLOADS = web.AppKey("downloads", Downloads)
 USAGE = web.AppKey("usage", Usage)
 # Revalidations of stale mutable pull-through copies, one per file at a time.
 REVALIDATIONS = web.AppKey("revalidations", Revalidations)
+# Pull-through files the upstream said it lacks, for their max age (service.missing).
+MISSING = web.AppKey("missing", MissingUpstream)
 # (method, path, queries) of recent requests: what tests and /metrics read.
 QUERY_LOG = web.AppKey("query_log", deque)
 # resolve.locate through the resolution cache, off the event loop on a miss (app.locator).

@@ -243,3 +243,23 @@ def test_a_failed_download_in_another_worker_aborts_its_followers(pulled, client
     assert len(other.body) < BIG.size
     assert pulled.remote.count("/pt/sub/f.bin") == 1
     assert storage_files(pulled.settings) == [] and remote_artifacts() == 0
+
+
+def test_a_file_the_upstream_lacks_is_asked_for_once_per_max_age(pulled, client):
+    """Found with 100 `apt-get update` at once (tests/perf/apt_herd.py): the `InRelease`
+    an unsigned repository lacks went upstream once per group of clients arriving
+    together (26 times). A worker now keeps the upstream's 404 for the remote's metadata
+    max age; after it, the upstream is asked again."""
+    pulled.cli("remote", "update", "pt", "--metadata-max-age", "2")
+    path, upstream_path = BASE + "dists/InRelease", "/pt/sub/dists/InRelease"
+    for _ in range(10):
+        reply = client.get(path)
+        assert reply.status == 404 and reply.body == b"not found upstream\n"
+    asked = pulled.remote.count(upstream_path)
+    assert 1 <= asked <= 2  # once per worker (serve --workers 2 on PostgreSQL)
+
+    def asked_again() -> bool:
+        assert client.get(path).status == 404
+        return pulled.remote.count(upstream_path) > asked
+
+    assert eventually(asked_again, timeout=10)
