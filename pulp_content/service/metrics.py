@@ -187,7 +187,7 @@ class Metrics:
         if directory is None:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, directory)
+        WorkerFiles(registry, directory)
         ServiceProcesses(lambda: self._processes(directory), registry)
         return generate_latest(registry)
 
@@ -206,6 +206,25 @@ def multiprocess_directory() -> str | None:
     if not values.ValueClass._multiprocess:
         return None
     return os.environ.get(MULTIPROCESS_DIR)
+
+
+class WorkerFiles(MultiProcessCollector):
+    """prometheus_client's merge of every process's files, without the files still empty.
+    A process makes its file, then sizes it: read between the two, an empty file would
+    fail the whole scrape (prometheus_client reads its first 4 bytes). It holds no values
+    yet, and once sized it reads as none until the first is written."""
+
+    def collect(self) -> Iterable[Metric]:
+        paths = glob.glob(os.path.join(self._path, "*.db"))
+        return self.merge([path for path in paths if not empty(path)], accumulate=True)
+
+
+def empty(path: str) -> bool:
+    """True if the file holds no byte yet (gone counts: a dead worker's live gauges)."""
+    try:
+        return os.stat(path).st_size == 0
+    except FileNotFoundError:
+        return True
 
 
 LIVE_FILE = re.compile(r"gauge_live\w+_(\d+)\.db$")

@@ -40,6 +40,10 @@ def answered(scraped: Samples, status: str = "2xx") -> float:
     )
 
 
+def workers(scraped: Samples) -> float:
+    return scraped[("pulp_content_worker_processes", ())]
+
+
 def get(port: int, path: str) -> int:
     """One request on a connection of its own (so gunicorn may hand it to either worker)."""
     try:
@@ -114,6 +118,21 @@ def test_downloads_in_flight_and_followers_across_workers(scenario):
             assert [fetch.result() for fetch in fetches] == [200] * 3
         assert eventually(lambda: now("download_followers") == now("downloads_in_flight") == 0)
     assert scenario.remote.count("/fl/big.img") == 1
+
+
+def test_a_scrape_while_a_worker_makes_its_file(scenario, tmp_path):
+    """A worker makes its values' file, then sizes it: a scrape between the two saw an
+    empty file and failed whole with a 500 (seen in CI, scraping during a download).
+    Such a file holds no values yet: the scrape goes on without it."""
+    with ServiceProcess(scenario.settings, workers=2, metrics_dir=tmp_path) as served:
+        assert get(served.port, "/pulp/content/nowhere") == 404
+        assert eventually(lambda: answered(scrape(served.port), "4xx") == 1)
+        assert eventually(lambda: workers(scrape(served.port)) == 2)  # both booted
+        (tmp_path / "counter_424242.db").touch()  # made, not yet sized
+        (tmp_path / "histogram_424242.db").write_bytes(bytes(1 << 16))  # sized, not yet used
+        for _ in range(4):  # either worker answers each
+            scraped = scrape(served.port)
+            assert answered(scraped, "4xx") == 1 and workers(scraped) == 2
 
 
 def test_the_workers_own_directory_goes_with_them(scenario, monkeypatch):
