@@ -62,6 +62,14 @@ class UpstreamError(ContentError):
         self.timeout = timeout
 
 
+class LackedUpstream(UpstreamError):
+    """The upstream lacks a pull-through file: a 404 this process or another one met, that
+    still stands (`service.missing`); nobody asked the upstream again."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, "not found (a 404 that still stands)", status=404)
+
+
 class EndedElsewhere(UpstreamError):
     """Another process's download ended, without a stored file, before this one could
     follow it: not the upstream's verdict, so the request asks again (and may download

@@ -15,11 +15,12 @@ from typing import IO
 from pulp_content.service.errors import (
     ContentError,
     EndedElsewhere,
+    LackedUpstream,
     UpstreamError,
 )
 from pulp_content.service.progress import Persist, Progress
 from pulp_content.service.storage import Storage, artifact_name
-from pulp_content.service.types import RemoteSource
+from pulp_content.service.types import Absent, ArtifactRef, RemoteSource
 
 log = logging.getLogger(__name__)
 
@@ -183,19 +184,26 @@ class TailedPullThrough(Progress):
         return await self.storage.locks.aheld(self.partial)
 
     async def run(self) -> None:
-        """Open the other process's file, or find its save; then follow it to its end."""
+        """Open the other process's file, or find its save; then follow it to its end.
+        Started once its first byte is there (the file is made before the upstream
+        answers, which may be a 404) or once it ended verified (an empty file)."""
         try:
             if self.unwanted:
                 raise UpstreamError(self.src.path, "nobody follows it any more")
             await self._attach()
-            self.started.set_result(None)
             if self._stored is None:
                 await self._follow()
+            else:
+                self._start()
         except UpstreamError as exc:
             self.started.set_exception(exc)
         finally:
             self._close()
             self._drop()
+
+    def _start(self) -> None:
+        if not self.started.done():
+            self.started.set_result(None)
 
     async def _attach(self) -> None:
         while True:
@@ -206,8 +214,8 @@ class TailedPullThrough(Progress):
                 break
             await asyncio.sleep(self.POLL)
         art = await self.persist.stored(self.src.remote_artifacts[0])
-        if art is None:
-            raise UpstreamError(self.src.path, "the download in another worker failed")
+        if not isinstance(art, ArtifactRef):
+            raise self._failure(art)
         if not self.storage.local:  # saved in a bucket: asked for again (and downloaded)
             raise EndedElsewhere(self.src.path, "saved by another worker meanwhile")
         self._stored = self.storage.path_of(art.storage_path)
@@ -221,13 +229,27 @@ class TailedPullThrough(Progress):
             grown = (await asyncio.to_thread(os.fstat, self._fd)).st_size
             if grown > self.written:
                 self.written = grown
+                self._start()
                 self._announce()
             elif not await self._claimed():
                 self.verified = self.saved = await asyncio.to_thread(self._placed)
                 if self.verified:
                     self.size = self.written = os.fstat(self._fd).st_size
+                    self._start()
+                elif not self.started.done():  # it failed before its first byte
+                    raise self._failure(await self.persist.stored(self.src.remote_artifacts[0]))
                 return  # not verified: followers abort their clients
             await asyncio.sleep(self.POLL)
+
+    def _failure(self, found: ArtifactRef | Absent | None) -> UpstreamError:
+        """The other process's download ended before its first byte, saving nothing: the
+        upstream lacks the file (a 404 it recorded), someone else saved it meanwhile (the
+        request asks again), or it failed."""
+        if isinstance(found, Absent):
+            return LackedUpstream(self.src.path)
+        if found is not None:
+            return EndedElsewhere(self.src.path, "saved by another worker meanwhile")
+        return UpstreamError(self.src.path, "the download in another worker failed")
 
     def _placed(self) -> bool:
         """Whether our file was renamed into storage (still linked, and no longer at the

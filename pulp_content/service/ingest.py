@@ -20,18 +20,25 @@ from urllib.parse import unquote
 
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, transaction
-from django.db.models import Subquery
+from django.db.models import BigIntegerField, CharField, DateTimeField, Subquery, Value
 
 from pulp_content.service.database import unit_of_work
 from pulp_content.service.errors import DatabaseUnavailable
 from pulp_content.service.freshness import UpstreamState, is_mutable, sibling_scope
-from pulp_content.service.models import Artifact, Content, ContentArtifact, RemoteArtifact
+from pulp_content.service.models import (
+    Artifact,
+    Content,
+    ContentArtifact,
+    RemoteArtifact,
+    UpstreamMissing,
+)
 from pulp_content.service.reclaim import within_quota
 from pulp_content.service.remoteurl import remote_base
 from pulp_content.service.resolve import repulled
 from pulp_content.service.storage import Storage, artifact_name
 from pulp_content.service.types import (
     DIGESTS,
+    Absent,
     ArtifactRef,
     LocalArtifact,
     Pulled,
@@ -191,20 +198,44 @@ def mark_failed(ra: RemoteRef) -> None:
     RemoteArtifact.objects.filter(pk=ra.id).update(failed_at=dt.datetime.now(dt.UTC))
 
 
-def stored_artifact(ra: RemoteRef) -> ArtifactRef | None:
-    """The artifact a pull-through fetch of `ra` (its remote and URL) was saved as."""
-    row = (
-        RemoteArtifact.objects.filter(
-            remote_id=ra.config.id, url=ra.url, content_artifact__artifact__isnull=False
-        )
-        .values_list(
-            "content_artifact__artifact__sha256",
-            "content_artifact__artifact__size",
-            "content_artifact__artifact__file",
-        )
-        .first()
+def stored_artifact(ra: RemoteRef) -> ArtifactRef | Absent | None:
+    """The artifact a pull-through fetch of `ra` (its remote and URL) was saved as, or
+    the upstream's 404 for it while it stands (`note_missing`): one statement."""
+    stored = RemoteArtifact.objects.filter(
+        remote_id=ra.config.id, url=ra.url, content_artifact__artifact__isnull=False
+    ).values_list(
+        "content_artifact__artifact__sha256",
+        "content_artifact__artifact__size",
+        "content_artifact__artifact__file",
+        Value(None, DateTimeField()),
     )
-    return ArtifactRef(*row) if row is not None else None
+    missing = UpstreamMissing.objects.filter(
+        remote_id=ra.config.id, url=ra.url, until__gt=dt.datetime.now(dt.UTC)
+    )
+    if ra.config.updated is not None:  # noted before the remote changed: void
+        missing = missing.filter(noted__gte=ra.config.updated)
+    rows = list(
+        stored.union(
+            missing.values_list(
+                Value("", CharField()), Value(0, BigIntegerField()), Value("", CharField()), "until"
+            ),
+            all=True,
+        )
+    )
+    for sha256, size, name, until in sorted(rows, key=lambda row: row[3] is not None):
+        return ArtifactRef(sha256, size, name) if until is None else Absent(until)
+    return None
+
+
+@unit_of_work
+def note_missing(ra: RemoteRef, seconds: float) -> None:
+    """The upstream answered 404 for `ra`: so it stands for `seconds`, for every process.
+    Rows of the remote that have run out go with it."""
+    now = dt.datetime.now(dt.UTC)
+    UpstreamMissing.objects.filter(remote_id=ra.config.id, until__lte=now).delete()
+    UpstreamMissing.objects.filter(remote_id=ra.config.id, url=ra.url).delete()
+    until = now + dt.timedelta(seconds=seconds)
+    UpstreamMissing.objects.create(remote_id=ra.config.id, url=ra.url, noted=now, until=until)
 
 
 @unit_of_work  # repeatable: one UPDATE
@@ -330,6 +361,9 @@ class OrmPersist:
         # A read, as resolving is: on the readers' threads (the service's bounded ones),
         # never the writer's, so it never waits for saves.
         self._stored = sync_to_async(stored_artifact, thread_sensitive=False, executor=readers)
+        self._note_missing = sync_to_async(
+            note_missing, thread_sensitive=False, executor=self._writer
+        )
         self._repulled = sync_to_async(
             unit_of_work(repulled), thread_sensitive=False, executor=readers
         )
@@ -371,8 +405,14 @@ class OrmPersist:
             await asyncio.shield(self._mark_failed(ra))
             self.changed([] if src.content_artifact_id is None else [src.content_artifact_id])
 
-    async def stored(self, ra: RemoteRef) -> ArtifactRef | None:
+    async def stored(self, ra: RemoteRef) -> ArtifactRef | Absent | None:
         return await self._stored(ra)
+
+    async def note_missing(self, ra: RemoteRef, seconds: float) -> None:
+        """Best effort: a 404 that cannot be recorded is logged (by unit_of_work); this
+        worker keeps it anyway (`missing.MissingUpstream`)."""
+        with contextlib.suppress(DatabaseUnavailable):
+            await asyncio.shield(self._note_missing(ra, seconds))
 
     # -- revalidate.Refresh ----------------------------------------------------------------
     async def repulled(self, hit: LocalArtifact) -> LocalArtifact | None:

@@ -145,6 +145,21 @@ class RemoteArtifact(models.Model):
         indexes = [models.Index(fields=["remote", "url"], name="ra_remote_url")]
 
 
+class UpstreamMissing(models.Model):
+    """A pull-through URL its upstream answered 404 for, kept until `until` (the remote's
+    metadata max age later): every worker and host answers 404 without asking again. It
+    stands for the remote as it was when noted (`noted`): a change of the remote since
+    voids it."""
+
+    remote = models.ForeignKey(Remote, on_delete=models.CASCADE)
+    url = models.TextField()
+    noted = models.DateTimeField()
+    until = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["remote", "url"], name="missing_remote_url")]
+
+
 class Repository(models.Model):
     """A versioned set of content."""
 

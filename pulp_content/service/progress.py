@@ -14,7 +14,7 @@ from typing import IO, Protocol
 from pulp_content.service.errors import (
     UpstreamError,
 )
-from pulp_content.service.types import ArtifactRef, RemoteRef, RemoteSource
+from pulp_content.service.types import Absent, ArtifactRef, RemoteRef, RemoteSource
 from pulp_content.service.verify import Download
 
 
@@ -29,8 +29,13 @@ class Persist(Protocol):
 
     def close(self) -> None: ...
 
-    async def stored(self, ra: RemoteRef) -> ArtifactRef | None:
-        """The artifact a pull-through fetch of `ra` was saved as, if one was."""
+    async def stored(self, ra: RemoteRef) -> ArtifactRef | Absent | None:
+        """The artifact a pull-through fetch of `ra` was saved as, if one was; or the
+        upstream's 404 for it, while it stands."""
+
+    async def note_missing(self, ra: RemoteRef, seconds: float) -> None:
+        """The upstream answered 404 for the pull-through URL `ra`: so it stands, for
+        every process, for `seconds`."""
 
 
 def key_of(src: RemoteSource) -> Hashable:

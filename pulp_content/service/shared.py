@@ -24,16 +24,18 @@ from aiohttp import ClientResponse, hdrs
 from pulp_content.service.errors import (
     ContentError,
     DigestMismatch,
+    LackedUpstream,
     StorageError,
     TooLarge,
     UpstreamError,
 )
 from pulp_content.service.freshness import UpstreamState, upstream_state
 from pulp_content.service.locks import Claim
+from pulp_content.service.missing import lifetime
 from pulp_content.service.progress import Persist, Progress
 from pulp_content.service.redact import shown
 from pulp_content.service.storage import Storage, artifact_name
-from pulp_content.service.types import RemoteRef, RemoteSource
+from pulp_content.service.types import Absent, RemoteRef, RemoteSource
 from pulp_content.service.upstream import Upstream, chunks
 from pulp_content.service.verify import (
     Download,
@@ -167,6 +169,9 @@ class SharedDownload(Progress):
                 failure = exc
                 if _blame(ra, exc):
                     await self.persist.mark_failed(self.src, ra)
+                elif exc.status == 404 and self.src.source == "pull_through":
+                    # Recorded before the claim goes: whoever takes it next finds it.
+                    await self.persist.note_missing(ra, lifetime(ra))
         assert failure is not None
         self.started.set_exception(failure)
 
@@ -205,12 +210,17 @@ class SharedDownload(Progress):
 
     async def _saved_elsewhere(self) -> bool:
         """A pull-through file another process saved after this request resolved (its
-        claim was dropped before ours was taken): serve the saved file, fetch nothing."""
-        if self.src.content_artifact_id is not None or not self.keep or not self.storage.local:
-            return False  # (in a bucket, a file saved meanwhile is downloaded once more)
-        art = await self.persist.stored(self.src.remote_artifacts[0])
-        if art is None:
+        claim was dropped before ours was taken): serve the saved file, fetch nothing.
+        Or one the upstream said it lacks, still within that answer's life: a 404,
+        without asking again."""
+        if self.src.content_artifact_id is not None or not self.keep:
             return False
+        art = await self.persist.stored(self.src.remote_artifacts[0])
+        if isinstance(art, Absent):
+            self.started.set_exception(LackedUpstream(self.src.path))
+            return True
+        if art is None or not self.storage.local:
+            return False  # (in a bucket, a file saved meanwhile is downloaded once more)
         self._stored = self.storage.path_of(art.storage_path)
         self.size = self.written = art.size
         self.sha256 = art.sha256

@@ -57,6 +57,14 @@ class ArtifactRef:
 
 
 @dataclass(frozen=True)
+class Absent:
+    """The upstream answered 404 for a pull-through URL; every process takes that answer,
+    without asking again, until `until`."""
+
+    until: dt.datetime
+
+
+@dataclass(frozen=True)
 class RemoteRef:
     """One place a lazy artifact can be downloaded from (id None: pull-through, not saved yet)."""
 

@@ -10,8 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from pulp_content.fixtures.background import Background
 from pulp_content.fixtures.remote import Fault, FileSpec
 from tests.conftest import storage_files
+from tests.functional.conftest import Client, ServiceServer
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.functional
@@ -256,10 +258,44 @@ def test_a_file_the_upstream_lacks_is_asked_for_once_per_max_age(pulled, client)
         reply = client.get(path)
         assert reply.status == 404 and reply.body == b"not found upstream\n"
     asked = pulled.remote.count(upstream_path)
-    assert 1 <= asked <= 2  # once per worker (serve --workers 2 on PostgreSQL)
+    assert asked == 1  # whichever worker answered (serve --workers 2 on PostgreSQL)
 
     def asked_again() -> bool:
         assert client.get(path).status == 404
         return pulled.remote.count(upstream_path) > asked
 
     assert eventually(asked_again, timeout=10)
+
+
+def test_a_file_the_upstream_lacks_is_asked_for_once_by_all_workers_and_hosts(
+    pulled, client, second_worker
+):
+    """Found with 100 `apt-get update` at once against `serve --workers 2`: the upstream's
+    404 for `InRelease` was kept by each worker apart, so it went upstream once per worker;
+    and a worker following another's download of it saw the file made, then gone, and cut
+    its clients off. The downloading worker now records the 404 before it lets go of the
+    claim: its followers answer 404, and every worker and host takes it, without asking
+    again, for the remote's metadata max age, unless the remote changes."""
+    path = BASE + "dists/InRelease"
+
+    def asked() -> int:
+        return pulled.remote.count("/pt/sub/dists/InRelease")
+
+    pulled.remote.set_fault("pt", Fault("latency", delay=1.5))  # the 404 comes late
+    starter, first = begin(client, path)
+    assert eventually(lambda: partials(pulled.settings) != [])  # its download holds the claim
+    other = second_worker.get(path)  # another worker: follows that download
+    starter.join()
+    for reply in (first[0], other):
+        assert reply.status == 404 and reply.body == b"not found upstream\n"
+    assert asked() == 1
+    server = ServiceServer(pulled.settings)  # another host, started now
+    with Background(server):
+        third = Client(server)
+        assert [third.get(path).status for _ in range(3)] == [404] * 3
+        assert second_worker.get(path).status == 404
+        assert asked() == 1
+        pulled.cli("remote", "update", "pt", "--metadata-max-age", "600")
+        # A change of the remote voids what its upstream said before.
+        assert eventually(lambda: third.get(path).status == 404 and asked() == 2)
+    assert partials(pulled.settings) == [] and remote_artifacts() == 0
