@@ -40,8 +40,8 @@ def herd(clients: int, line: str, work: Path, round_name: str) -> int:
         done = subprocess.run(
             ["apt-get", "update"], env=env, capture_output=True, text=True, timeout=300
         )
-        failed = done.returncode != 0 or "Err:" in done.stdout
-        return int(failed and "InRelease" not in done.stdout.split("Err:")[-1])
+        # An `InRelease` the upstream lacks is an `Ign:` line; any `Err:` is a failure.
+        return int(done.returncode != 0 or "Err:" in done.stdout)
 
     with ThreadPoolExecutor(clients) as pool:
         return sum(pool.map(update, envs))
