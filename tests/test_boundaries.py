@@ -30,6 +30,7 @@ CORE = [
     "pulp_content.service.progress",
     "pulp_content.service.shared",
     "pulp_content.service.follow",
+    "pulp_content.service.peers",
     "pulp_content.service.upstream",
     "pulp_content.service.retries",
     "pulp_content.service.storage",

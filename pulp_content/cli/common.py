@@ -282,6 +282,18 @@ def parse_bind(bind: str) -> Listen:
     return Listen(host, port)
 
 
+ANY_ADDRESS = frozenset({"0.0.0.0", "::", ""})
+
+
+def peer_url_of(listen: Listen) -> str | None:
+    """Where other hosts reach a service bound to `listen`: its address, when it is one
+    they can use (not a wildcard, a unix socket or a socket systemd passed)."""
+    if listen.path is not None or listen.fd is not None or listen.host in ANY_ADDRESS:
+        return None
+    host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    return f"http://{host}:{listen.port}"
+
+
 # sd_listen_fds(3): passed sockets begin at descriptor 3.
 SD_LISTEN_FDS_START = 3
 

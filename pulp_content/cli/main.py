@@ -17,6 +17,7 @@ from pulp_content.cli.common import (
     free_port,
     parse_bind,
     parse_headers,
+    peer_url_of,
     settings,
     split_bind,
 )
@@ -167,6 +168,9 @@ def serve(
         os.environ["PULP_CONTENT_OFFLINE"] = "1"
     if log_level:
         os.environ["PULP_CONTENT_LOG_LEVEL"] = log_level
+    peer_url = peer_url_of(listen)
+    if peer_url and not os.environ.get("PULP_CONTENT_PEER_URL"):
+        os.environ["PULP_CONTENT_PEER_URL"] = peer_url  # where other hosts reach this one
     # Django is configured before the service's modules load; a brand-new home gets its
     # database, so `pulp-content serve` works on a fresh machine.
     current = settings(may_create=True)

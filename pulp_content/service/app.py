@@ -21,8 +21,9 @@ from pulp_content.service.database import unit_of_work
 from pulp_content.service.download import Downloads
 from pulp_content.service.errors import DatabaseUnavailable, StorageUnavailable
 from pulp_content.service.filecache import SmallFiles
-from pulp_content.service.handlers import content
+from pulp_content.service.handlers import content, peer
 from pulp_content.service.ingest import OrmPersist
+from pulp_content.service.keyring import SecretKeyError
 from pulp_content.service.keys import (
     BUCKET,
     DOWNLOADS,
@@ -31,6 +32,7 @@ from pulp_content.service.keys import (
     METRICS,
     MISSING,
     PASSWORDS,
+    PEERS,
     PERSIST,
     QUERY_LOG,
     READERS,
@@ -44,9 +46,11 @@ from pulp_content.service.measured import MeasuredUpstream
 from pulp_content.service.metrics import CONTENT_TYPE, Metrics
 from pulp_content.service.missing import MissingUpstream
 from pulp_content.service.passwords import FailureLimit, Passwords
+from pulp_content.service.peers import ROUTE, Peers
 from pulp_content.service.probes import livez, readyz
 from pulp_content.service.resolve import locate
 from pulp_content.service.revalidate import Revalidations
+from pulp_content.service.secretdata import peer_secret
 from pulp_content.service.storage import FileSystemStorage, S3Storage, open_storage
 from pulp_content.service.types import Located
 from pulp_content.service.upstream import HttpUpstream
@@ -96,7 +100,9 @@ def create_app(settings: Settings) -> web.Application:
     one_line_bad_requests()
     app = web.Application()
     app[SETTINGS] = settings
-    app[STORAGE] = open_storage(settings)  # download claims: flocks, or advisory locks on PG
+    app[STORAGE] = open_storage(
+        settings, serving=True
+    )  # download claims: flocks, or advisory locks on PG
     app[READERS] = reader_threads(settings)
     app[LOCATOR] = locator(settings, None if settings.is_sqlite else app[READERS])
     persist = OrmPersist(app[STORAGE], app[READERS], app[LOCATOR].cache.drop_states)
@@ -115,8 +121,10 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/livez", livez, name="livez")
     app.router.add_get("/readyz", readyz, name="readyz")
     app.router.add_get("/health", readyz, name="health")  # the name it had before /readyz
+    app.router.add_get(ROUTE, peer, name="peer")  # another host reads a download (peers)
     app.cleanup_ctx.append(_readers)  # first in, last out: after every save and claim
     app.cleanup_ctx.append(_bucket)
+    app.cleanup_ctx.append(_peers)
     app.cleanup_ctx.append(_upstream)
     app.cleanup_ctx.append(_usage)  # written before the writer thread stops
     app.cleanup_ctx.append(_passwords)
@@ -147,6 +155,7 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
         settings.chunk_size,
         cooldown=settings.failure_cooldown,
         metrics=app[METRICS],
+        peers=app[PEERS],
     )
     refresh = app[PERSIST]
     assert isinstance(refresh, OrmPersist)  # the database side of revalidations too
@@ -167,6 +176,23 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
     await app[UPSTREAM].aclose()
     app[PERSIST].close()
     app[STORAGE].close()  # every download has ended: no claim is left
+
+
+async def _peers(app: web.Application) -> AsyncIterator[None]:
+    """Reading other hosts' downloads (service.peers): for a bucket on PostgreSQL, where
+    hosts share no disk. Without the shared secret (a key file that cannot open it),
+    each host downloads for itself, as said once here."""
+    settings = app[SETTINGS]
+    app[PEERS] = None
+    if settings.is_sqlite or app[STORAGE].local:
+        yield
+        return
+    load = sync_to_async(unit_of_work(peer_secret), thread_sensitive=False)
+    try:
+        app[PEERS] = Peers(settings.peer_url, await load())
+    except (DatabaseUnavailable, SecretKeyError) as exc:
+        log.warning("hosts will not read each other's downloads: %s", exc)
+    yield
 
 
 async def _bucket(app: web.Application) -> AsyncIterator[None]:

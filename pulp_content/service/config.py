@@ -107,6 +107,10 @@ class Settings:
     # How an artifact stored on S3 is answered: "stream" (from the bucket, through this
     # service) or "presigned" (a 302 to a short-lived URL of the bucket).
     storage_redirect: str = "stream"
+    # PULP_CONTENT_PEER_URL, scheme://host:port: where the other hosts reach this one to
+    # read a download it runs (service.peers). None: `serve --bind` on a concrete address
+    # gives it; with neither, other hosts download for themselves what this one does.
+    peer_url: str | None = None
 
     @property
     def secret_key_path(self) -> Path:
@@ -168,6 +172,7 @@ CONFIG_KEYS = (
     "short_max_age",
     "storage_url",
     "storage_redirect",
+    "peer_url",
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # A worker's saves, download claims and invalidation watcher have a connection each;
@@ -254,6 +259,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         short_max_age=int(_count(env, "PULP_CONTENT_SHORT_MAX_AGE", "60", int)),
         storage_url=_storage_url(env),
         storage_redirect=_storage_redirect(env, delegate),
+        peer_url=_peer_url(env),
     )
 
 
@@ -302,6 +308,12 @@ def _storage_redirect(env: Mapping[str, str], delegate: str | None) -> str:
             "s3://...): the web server has no file to send; use PULP_CONTENT_STORAGE_REDIRECT"
         )
     return mode
+
+
+def _peer_url(env: Mapping[str, str]) -> str | None:
+    name = "PULP_CONTENT_PEER_URL"
+    text = env.get(name)
+    return check_origin(text, name) if text else None
 
 
 def _connections(env: Mapping[str, str]) -> int:

@@ -20,10 +20,11 @@ import functools
 import logging
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, TypeGuard
 
 from pulp_content.service.errors import DigestMismatch
 from pulp_content.service.follow import TailedDownload, TailedPullThrough
+from pulp_content.service.peers import PeerDownload, Peers
 from pulp_content.service.progress import Persist, Progress, key_of, partial_name
 from pulp_content.service.shared import SharedDownload, storage_error
 from pulp_content.service.storage import Storage, artifact_name
@@ -50,8 +51,11 @@ class Downloads:
         chunk_size: int,
         cooldown: float = 0.0,
         metrics: Metrics | None = None,
+        peers: Peers | None = None,
     ) -> None:
-        self.metrics = metrics  # downloads in flight, followers, verification failures
+        self.metrics = metrics
+        # Other hosts' downloads, read from them (service.peers); None: never.
+        self.peers = peers  # downloads in flight, followers, verification failures
         self.cooldown = cooldown  # seconds a failed remote artifact is passed over
         self.storage = storage
         self.persist = persist
@@ -123,7 +127,7 @@ class Downloads:
     def _start(self, key: Hashable, download: Progress) -> None:
         if download.start():
             download.task.add_done_callback(self._forget(key, download))  # type: ignore[union-attr]
-            if self.metrics is not None and isinstance(download, SharedDownload):
+            if self.metrics is not None and _from_upstream(download):
                 self._measure(download, self.metrics)
 
     @staticmethod
@@ -193,9 +197,8 @@ class Downloads:
                 raise storage_error(exc) from exc
             if claimed is None:  # another process downloads it
                 if not self.storage.local and not await asyncio.to_thread(partial.exists):
-                    # Another host's (its file is on its own disk): downloaded here too,
-                    # until hosts can read each other's downloads.
-                    return await self._elsewhere(src)
+                    # Another host's (its file is on its own disk): read from that host.
+                    return await self._from_peer(src, partial, name)
                 return self._follower(src, partial)
             claim, out = claimed
             if out is None:  # another process saved it since we resolved
@@ -213,6 +216,35 @@ class Downloads:
             )
         self.started += 1
         return download
+
+    async def _from_peer(self, src: RemoteSource, partial: Path, name: str) -> SharedDownload:
+        """The download another host runs, read from that host; downloaded here too when
+        that host cannot be asked (it did not say where it is, or failed us lately)."""
+        peers = self.peers
+        if peers is not None and peers.usable_for(name):
+            holder = await self.storage.locks.aholder(partial)
+            if holder is not None:
+                download = await PeerDownload.create(
+                    peers.source(src, holder, name),
+                    self.storage,
+                    self.persist,
+                    self.upstream,
+                    self.chunk_size,
+                    self.cooldown,
+                )
+                download.peers, download.name = peers, name
+                return download
+        return await self._elsewhere(src)
+
+    async def running_here(self, src: RemoteSource) -> bool:
+        """Whether a process of this host downloads `src` now (for another host to read:
+        service.peers)."""
+        if isinstance(self.active.get(key_of(src)), SharedDownload):
+            return True
+        name = self._shared_name(src)
+        if name is None or self.storage.local:
+            return False
+        return await asyncio.to_thread(self.storage.partial_of(name).exists)
 
     async def _elsewhere(self, src: RemoteSource) -> SharedDownload:
         """A download of our own, under a fresh name, of what another host downloads."""
@@ -280,6 +312,12 @@ class Downloads:
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
+
+
+def _from_upstream(download: Progress) -> TypeGuard[SharedDownload]:
+    """A download of this process from an upstream (not another process's, nor another
+    host's read from it)."""
+    return isinstance(download, SharedDownload) and not isinstance(download, PeerDownload)
 
 
 def _size_of(path: Path) -> int:

@@ -28,6 +28,7 @@ from pulp_content.service.keys import (
     LOCATOR,
     MISSING,
     PASSWORDS,
+    PEERS,
     QUERY_LOG,
     REVALIDATIONS,
     SERVED_FROM,
@@ -36,6 +37,8 @@ from pulp_content.service.keys import (
     USAGE,
 )
 from pulp_content.service.listing import render_listing
+from pulp_content.service.peers import HEADER as peer_header
+from pulp_content.service.progress import partial_name
 from pulp_content.service.proxies import is_trusted_proxy
 from pulp_content.service.redact import escape
 from pulp_content.service.serve import delegated, serve
@@ -79,6 +82,32 @@ async def content(request: web.Request) -> web.StreamResponse:
         finally:
             request.app[QUERY_LOG].append((request.method, request.path, counter.count))
     return response
+
+
+async def peer(request: web.Request) -> web.StreamResponse:
+    """Another host reads a download this host runs (service.peers): `path` is what its
+    client asked for, `name` the download's name on every host; signed with the secret
+    the hosts share. No guard runs: the other host checked its client's."""
+    peers = request.app[PEERS]
+    name, path = request.query.get("name", ""), request.query.get("path", "")
+    if peers is None or not peers.admit(request.headers.get(peer_header, ""), name, path):
+        return _text(403, "not a peer of this service")
+    with queries.counting() as counter:
+        try:
+            raw, _, query = path.partition("?")
+            src = (await request.app[LOCATOR](raw, query)).resolution
+            downloads = request.app[DOWNLOADS]
+            if not isinstance(src, RemoteSource) or partial_name(src) != name:
+                return _text(410, "no such download here")
+            if not await downloads.running_here(src):
+                return _text(410, "no such download here")
+            return await answer(request, src)
+        except NotResolved:
+            return _text(410, "no such download here")
+        except DatabaseUnavailable:
+            return unavailable()
+        finally:
+            request.app[QUERY_LOG].append((request.method, request.path, counter.count))
 
 
 async def resolve_request(request: web.Request, afresh: bool = False) -> Resolution:

@@ -15,6 +15,7 @@ from pulp_content.service.filecache import SmallFiles
 from pulp_content.service.metrics import Metrics
 from pulp_content.service.missing import MissingUpstream
 from pulp_content.service.passwords import Passwords
+from pulp_content.service.peers import Peers
 from pulp_content.service.progress import Persist
 from pulp_content.service.revalidate import Revalidations
 from pulp_content.service.storage import Storage
@@ -56,6 +57,8 @@ READERS = web.AppKey("readers", ThreadPoolExecutor)
 FILES: web.AppKey[SmallFiles | None] = web.AppKey("files")
 # The S3 client that answers stored artifacts in a bucket; None: storage is a filesystem.
 BUCKET: web.AppKey[StoredAnswers | None] = web.AppKey("bucket")
+# Reading other hosts' downloads, and being read (service.peers); None: not on this host.
+PEERS: web.AppKey[Peers | None] = web.AppKey("peers")
 # Basic-auth password checks: their own thread pool, bounded, limited per client address.
 PASSWORDS = web.AppKey("passwords", Passwords)
 # Where a request's bytes came from: storage | memory (the small-file cache) | delegated |

@@ -43,6 +43,16 @@ log = logging.getLogger(__name__)
 PARTIAL_SUFFIX = ".partial"
 T = TypeVar("T")
 UNLOCK = "SELECT pg_advisory_unlock(%s)"
+APPLICATION = "pulp-content locks"  # the application_name of their sessions
+# The session holding an advisory lock, by the lock's key (see `AdvisoryLocks._holder`).
+HOLDER = (
+    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s"
+    " AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database"
+    " WHERE datname = current_database())"
+)
+# PostgreSQL keeps NAMEDATALEN - 1 bytes of an application_name.
+MAX_APPLICATION_NAME = 63
 
 
 def owner_of(partial: Path) -> str:
@@ -75,6 +85,10 @@ class Locks(Protocol):
 
     async def aheld(self, partial: Path) -> bool:
         """`held`, with the event loop free meanwhile."""
+
+    async def aholder(self, partial: Path) -> str | None:
+        """Where the holder of the claim on `partial` can be reached (its peer URL), when
+        it is another host that said so; None otherwise (nobody holds it, or no address)."""
 
     def flush(self) -> None:
         """Wait until the releases asked for so far are done."""
@@ -260,6 +274,9 @@ class FileLocks:
     async def aheld(self, partial: Path) -> bool:
         return await self._thread.run(self._held, partial)
 
+    async def aholder(self, partial: Path) -> str | None:
+        return None  # one host: its processes read each other's partial files
+
     def flush(self) -> None:
         self._thread.drain()
 
@@ -291,8 +308,9 @@ class AdvisoryLocks:
 
     NAMESPACE = b"pulp-content partial:"
 
-    def __init__(self, connect: Callable[[], Any]) -> None:
+    def __init__(self, connect: Callable[[], Any], peer_url: str | None = None) -> None:
         self._connect = connect
+        self.peer_url = peer_url  # in the session's application_name: see `_holder`
         self._conn: Any = None
         self._thread = lock_thread()
         self._held: set[int] = set()
@@ -306,6 +324,13 @@ class AdvisoryLocks:
     def _ask(self, sql: str, key: int, reconnect: bool = True, noted: bool = False) -> bool:
         """Run one lock statement; raises DatabaseUnavailable when the database does not
         answer (on a lost connection it connects again once, unless told not to)."""
+        row = self._row(sql, (key,), reconnect, noted)
+        return bool(row and row[0])
+
+    def _row(
+        self, sql: str, params: tuple[int, ...], reconnect: bool = True, noted: bool = False
+    ) -> tuple[Any, ...] | None:
+        """One statement on the locks' session, and the first row of its answer."""
         import psycopg2
 
         if not noted:
@@ -316,8 +341,9 @@ class AdvisoryLocks:
                     self._conn = self._connect()
                     self._conn.autocommit = True
                 with self._conn.cursor() as cur:
-                    cur.execute(sql, (key,))
-                    return bool(cur.fetchone()[0])
+                    cur.execute(sql, params)
+                    row = cur.fetchone()
+                    return tuple(row) if row is not None else None
             except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
                 self._lost()
                 if attempt == 2 or not reconnect:
@@ -360,6 +386,20 @@ class AdvisoryLocks:
             return False
         return True
 
+    def _holder(self, partial: Path) -> str | None:
+        """The peer URL in the application_name of the session holding the lock on
+        `partial` (`locks_for` puts it there): PostgreSQL itself says who holds it, for
+        as long as it does, with nothing to write or clean up."""
+        key = self.key(partial)
+        if key in self._held:
+            return None  # this process
+        # pg_locks shows a bigint advisory key as two oids, high and low half.
+        unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+        row = self._row(HOLDER, (unsigned >> 32, unsigned & 0xFFFF_FFFF))
+        name = str(row[0]) if row and row[0] else ""
+        holder = name.removeprefix(APPLICATION + " ")
+        return holder if holder != name and holder != self.peer_url else None
+
     def _disconnect(self) -> None:
         if self._conn is not None:
             self._conn.close()  # and with the session, every lock it held
@@ -379,6 +419,9 @@ class AdvisoryLocks:
     async def aheld(self, partial: Path) -> bool:
         return await self._thread.run(self._held_now, partial)
 
+    async def aholder(self, partial: Path) -> str | None:
+        return await self._thread.run(self._holder, partial)
+
     def flush(self) -> None:
         self._thread.drain()
 
@@ -391,17 +434,29 @@ class AdvisoryLocks:
         self._thread.wait(self._disconnect)
 
 
-def locks_for(database_url: str) -> Locks:
-    """Advisory locks in the database for PostgreSQL; flocks on the storage for SQLite."""
+def locks_for(database_url: str, peer_url: str | None = None) -> Locks:
+    """Advisory locks in the database for PostgreSQL; flocks on the storage for SQLite.
+    On PostgreSQL, the session's application_name carries `peer_url`, where this host
+    is reached: another host that finds a claim held reads the download there."""
     if database_url.startswith("sqlite:"):
         return FileLocks()
     from pulp_content.service.config import connect_params
 
     params = connect_params(database_url)
+    application = APPLICATION
+    if peer_url and len(f"{application} {peer_url}".encode()) <= MAX_APPLICATION_NAME:
+        application += " " + peer_url
+    elif peer_url:
+        log.warning(
+            "the peer URL %s is too long to publish; other hosts will not read "
+            "this one's downloads",
+            peer_url,
+        )
+        peer_url = None
 
     def connect() -> Any:
         import psycopg2
 
-        return psycopg2.connect(**params, application_name="pulp-content locks")
+        return psycopg2.connect(**params, application_name=application)
 
-    return AdvisoryLocks(connect)
+    return AdvisoryLocks(connect, peer_url)

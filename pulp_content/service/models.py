@@ -160,6 +160,14 @@ class UpstreamMissing(models.Model):
         indexes = [models.Index(fields=["remote", "url"], name="missing_remote_url")]
 
 
+class ServiceSecret(models.Model):
+    """A secret the service's hosts share through the database, encrypted like the
+    others: `peer` signs the requests hosts make to read each other's downloads."""
+
+    name = models.CharField(max_length=64, unique=True)
+    value = EncryptedTextField()
+
+
 class Repository(models.Model):
     """A versioned set of content."""
 

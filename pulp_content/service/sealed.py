@@ -15,6 +15,7 @@ SEALED_COLUMNS = (
     ("service_remote", "client_key", False),
     ("service_remote", "headers", True),
     ("service_contentguard", "settings", True),
+    ("service_servicesecret", "value", False),
 )
 
 

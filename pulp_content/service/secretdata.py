@@ -3,13 +3,16 @@ plaintext left from before, and re-encrypting everything under a new key."""
 
 from __future__ import annotations
 
+import secrets
+
 from cryptography.fernet import Fernet
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from pulp_content.service.keyring import Keyring, SecretKeyError, write_keys
 from pulp_content.service.sealed import SEALED_COLUMNS, sealed_data_exists, token_pattern
 
 REMOTE_SECRETS = ("password", "proxy_password", "client_key", "headers")
+PEER_SECRET = "peer"  # signs the requests of one host for another's download (service.peers)
 
 
 def encrypt_all() -> int:
@@ -74,3 +77,18 @@ def verify_key() -> None:
             if row is not None:
                 unseal_json(row[0]) if is_json else unseal_text(row[0])
                 return
+
+
+def peer_secret() -> bytes:
+    """The secret the service's hosts share (service.peers), made by whichever host
+    needs it first."""
+    from pulp_content.service.models import ServiceSecret
+
+    row = ServiceSecret.objects.filter(name=PEER_SECRET).first()
+    if row is None:
+        try:
+            with transaction.atomic():
+                row = ServiceSecret.objects.create(name=PEER_SECRET, value=secrets.token_hex(32))
+        except IntegrityError:  # another host made it meanwhile
+            row = ServiceSecret.objects.get(name=PEER_SECRET)
+    return str(row.value).encode()

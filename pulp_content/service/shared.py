@@ -17,7 +17,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 from aiohttp import ClientResponse, hdrs
 
@@ -89,7 +89,7 @@ class SharedDownload(Progress):
         upstream: Upstream,
         chunk_size: int,
         cooldown: float,
-    ) -> SharedDownload:
+    ) -> Self:
         """A download of `src` into a partial file of a fresh name (nobody follows it from
         another process): claimed and created in one hop to the lock thread."""
         path = storage.partial_of(uuid.uuid4().hex)
@@ -170,10 +170,18 @@ class SharedDownload(Progress):
                 if _blame(ra, exc):
                     await self.persist.mark_failed(self.src, ra)
                 elif exc.status == 404 and self.src.source == "pull_through":
-                    # Recorded before the claim goes: whoever takes it next finds it.
-                    await self.persist.note_missing(ra, lifetime(ra))
+                    await self._lacked(ra)
         assert failure is not None
-        self.started.set_exception(failure)
+        self.started.set_exception(self._verdict(failure))
+
+    async def _lacked(self, ra: RemoteRef) -> None:
+        """The upstream answered 404 for this pull-through file: recorded before the
+        claim goes, so whoever takes it next finds it."""
+        await self.persist.note_missing(ra, lifetime(ra))
+
+    def _verdict(self, failure: UpstreamError) -> ContentError:
+        """What followers hear of a download that failed before its first byte."""
+        return failure
 
     def _failed(self, exc: ContentError) -> None:
         """A failure of this service's own (storage, database), not of the upstream."""

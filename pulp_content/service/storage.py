@@ -272,14 +272,17 @@ class FileSystemStorage:
             raise OSError(f"{self.tmp} is on a read-only filesystem")
 
 
-def open_storage(settings: Settings) -> FileSystemStorage:
+def open_storage(settings: Settings, serving: bool = False) -> FileSystemStorage:
     """The storage of these settings, with the download claims that fit its database
     (flocks on SQLite, advisory locks on PostgreSQL): a filesystem, or a bucket (whose
-    downloads in progress are assembled on the local filesystem all the same)."""
-    locks = locks_for(settings.database_url)
+    downloads in progress are assembled on the local filesystem all the same). A bucket
+    `serving` content tells other hosts where to read its downloads (`service.peers`)."""
     if settings.s3_location is not None:
+        peer_url = settings.peer_url if serving else None
+        locks = locks_for(settings.database_url, peer_url)
         bucket, prefix = settings.s3_location
         return S3Storage(settings.storage_root, bucket, prefix, locks)
+    locks = locks_for(settings.database_url)
     return FileSystemStorage(settings.storage_root, locks)
 
 

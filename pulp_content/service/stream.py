@@ -24,6 +24,7 @@ from aiohttp import ClientResponse, hdrs, web
 from pulp_content.service.download import Downloads
 from pulp_content.service.errors import ContentError, EndedElsewhere, TooLarge, UpstreamError
 from pulp_content.service.keys import SERVED_FROM
+from pulp_content.service.peers import PeerDownload
 from pulp_content.service.progress import Progress
 from pulp_content.service.serve import Plan, not_modified_response, plan
 from pulp_content.service.shared import SharedDownload, usable
@@ -54,7 +55,10 @@ async def stream(
     download, fobj = await _started(downloads, src)
     # The access log's served-from: this request began the download, or joined one.
     began = isinstance(download, SharedDownload) and download.joins == 1
-    request[SERVED_FROM] = "upstream" if began else "shared download"
+    if isinstance(download, PeerDownload):
+        request[SERVED_FROM] = "peer"  # another host's download, read from it
+    else:
+        request[SERVED_FROM] = "upstream" if began else "shared download"
     downloads.follows(1)
     try:
         if decided is None and download.size is not None:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.client
 import os
 import signal
 import subprocess
+import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -20,10 +23,11 @@ import pytest
 from pulp_content.fixtures.background import Background
 from pulp_content.fixtures.bench import CLI, free_port
 from pulp_content.fixtures.remote import Fault, FileSpec
+from pulp_content.service.config import Settings
 from pulp_content.service.keys import DOWNLOADS
 from pulp_content.service.storage import artifact_name, open_storage
 from tests.conftest import Scenario
-from tests.functional.conftest import Client, ServiceServer, running_service
+from tests.functional.conftest import Client, ServiceProcess, ServiceServer, running_service
 from tests.helpers import eventually, run_command
 
 pytestmark = pytest.mark.functional
@@ -343,29 +347,135 @@ def test_storage_check_without_the_bucket_is_one_line(s3_scenario):
     assert len(report.stderr.splitlines()) == 1
 
 
+HERD = FileSpec("herd.img", 24 * 1024 * 1024 + 3, 12)
+
+
+def fetch(port: int, path: str) -> tuple[int, str]:
+    """A whole GET on a connection of its own: the status and the sha256 of the body."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=60) as answer:
+            return answer.status, hashlib.sha256(answer.read()).hexdigest()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+def read_some(port: int, path: str, got: list[int]) -> tuple[int, bytes, bool]:
+    """A GET read as it comes (`got[0]`: bytes so far): the status, the body, and
+    whether it came whole (a connection cut short is not an error here)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", path)
+        answer = conn.getresponse()
+        body = b""
+        try:
+            while block := answer.read1(65536):
+                body += block
+                got[0] = len(body)
+        except (http.client.IncompleteRead, ConnectionError):
+            return answer.status, body, False
+        return answer.status, body, len(body) == int(answer.headers["Content-Length"])
+    finally:
+        conn.close()
+
+
+def two_hosts(scenario: Scenario, tmp_path, monkeypatch, round_name: str) -> list[Settings]:
+    """Settings of two hosts with homes of their own (nothing on disk shared) on one
+    database and one bucket, and the key file the encrypted secrets need, which every
+    host of a service has (here: the test's)."""
+    monkeypatch.setenv("PULP_CONTENT_SECRET_KEY_FILE", str(scenario.settings.secret_key_path))
+    return [
+        dataclasses.replace(scenario.settings, home=tmp_path / round_name / host)
+        for host in ("host-a", "host-b")
+    ]
+
+
 @pytest.mark.postgres_only
-def test_two_hosts_share_the_bucket_and_the_database(s3_scenario, s3_server, tmp_path):
-    """Two services with homes of their own (nothing on disk shared), one PostgreSQL and
-    one bucket: a request on the second host while the first downloads is answered in
-    full (by a download of its own: hosts do not read each other's downloads yet), one
-    object and one row result, and both hosts then serve it from the bucket."""
-    base = s3_scenario.publish("hosts", [SHARED])
-    s3_scenario.remote.set_fault("hosts", SLOW)
-    path = base + SHARED.relative_path
-    other = ServiceServer(dataclasses.replace(s3_scenario.settings, home=tmp_path / "host-b"))
-    with running_service(s3_scenario.settings) as first, Background(other):
-        second = Client(other)
-        with ThreadPoolExecutor(2) as pool:
-            started = pool.submit(first.get, path)
-            assert eventually(lambda: s3_scenario.remote.count("/hosts/shared.img") == 1)
-            late = second.get(path)
-            early = started.result()
-        assert early.status == 200 and early.body == SHARED.content()
-        assert late.status == 200 and late.complete and late.body == SHARED.content()
-        assert eventually(lambda: linked(SHARED.relative_path))
-        s3_scenario.remote.set_fault("hosts", None)
-        for client in (first, second):
-            assert client.get(path).body == SHARED.content()
-    assert s3_scenario.remote.count("/hosts/shared.img") == 2
-    assert key_of(s3_scenario, SHARED) in s3_server.object_keys()
-    assert not (tmp_path / "host-b" / "storage" / "artifact").exists()
+def test_two_hosts_make_one_upstream_download(s3_scenario, s3_server, tmp_path, monkeypatch):
+    """Two `serve` processes, one PostgreSQL, one bucket, nothing on disk shared: 20
+    clients split over both on one uncached on_demand artifact make one upstream GET,
+    and each gets the same bytes (the second host reads the first one's download, at
+    its peer endpoint); restarted with empty homes, both serve it from the bucket."""
+    base = s3_scenario.publish("hosts", [HERD])
+    path, upstream_path = base + HERD.relative_path, "/hosts/" + HERD.relative_path
+    s3_scenario.remote.set_fault("hosts", Fault("bandwidth", bytes_per_second=12 * 2**20))
+    a, b = two_hosts(s3_scenario, tmp_path, monkeypatch, "first")
+    with ServiceProcess(a, workers=1) as host_a, ServiceProcess(b, workers=1) as host_b:
+        with ThreadPoolExecutor(20) as pool:
+            first = pool.submit(fetch, host_a.port, path)
+            assert eventually(lambda: s3_scenario.remote.count(upstream_path) == 1)
+            ports = [(host_a, host_b)[n % 2].port for n in range(19)]
+            rest = [pool.submit(fetch, port, path) for port in ports]
+            answers = [first.result(), *(future.result() for future in rest)]
+        assert answers == [(200, sha256(HERD))] * 20
+        assert s3_scenario.remote.count(upstream_path) == 1
+        assert eventually(lambda: linked(HERD.relative_path))
+        # Every client of host b was answered from host a's download (logged as "peer").
+        on_b = ports.count(host_b.port)
+        assert eventually(lambda: host_b.output().count("ms peer\n") == on_b), host_b.output()
+    s3_scenario.remote.set_fault("hosts", None)
+    a, b = two_hosts(s3_scenario, tmp_path, monkeypatch, "again")
+    with ServiceProcess(a, workers=1) as host_a, ServiceProcess(b, workers=1) as host_b:
+        for host in (host_a, host_b):
+            assert fetch(host.port, path) == (200, sha256(HERD))
+    assert s3_scenario.remote.count(upstream_path) == 1
+    assert key_of(s3_scenario, HERD) in s3_server.object_keys()
+    assert not (tmp_path / "first" / "host-b" / "storage" / "artifact").exists()
+
+
+@pytest.mark.postgres_only
+def test_a_killed_host_leaves_the_others_clients_whole_or_cut_and_nothing_half_saved(
+    s3_scenario, s3_server, tmp_path, monkeypatch
+):
+    """kill -9 of the host that downloads, while the other host's client reads that
+    download from it: that client's answer is whole and right or cut short (never wrong
+    bytes presented as whole), no object or row of the artifact is left, and the next
+    request on the surviving host downloads it anew and saves it."""
+    base = s3_scenario.publish("killed", [HERD])
+    path, upstream_path = base + HERD.relative_path, "/killed/" + HERD.relative_path
+    s3_scenario.remote.set_fault("killed", Fault("bandwidth", bytes_per_second=4 * 2**20))
+    a, b = two_hosts(s3_scenario, tmp_path, monkeypatch, "killed")
+    with ServiceProcess(b, workers=1) as host_b:
+        with ServiceProcess(a, workers=1) as host_a, ThreadPoolExecutor(2) as pool:
+            pool.submit(fetch, host_a.port, path)
+            assert eventually(lambda: s3_scenario.remote.count(upstream_path) == 1)
+            got: list[int] = [0]
+            follower = pool.submit(read_some, host_b.port, path, got)
+            assert eventually(lambda: got[0] > 2**20)  # host b reads host a's download
+            os.kill(host_a.serving_pids()[0], signal.SIGKILL)
+            status, body, whole = follower.result()
+        assert status == 200
+        assert not whole or hashlib.sha256(body).hexdigest() == sha256(HERD)
+        assert not linked(HERD.relative_path)
+        assert key_of(s3_scenario, HERD) not in s3_server.object_keys()
+        s3_scenario.remote.set_fault("killed", None)
+        assert fetch(host_b.port, path) == (200, sha256(HERD))
+        assert eventually(lambda: linked(HERD.relative_path))
+    assert key_of(s3_scenario, HERD) in s3_server.object_keys()
+
+
+@pytest.mark.postgres_only
+def test_the_peer_endpoint_answers_only_a_signed_request_for_a_download_running_here(
+    s3_scenario,
+):
+    """/_peer (beside the content prefix, never in it) refuses a request without a token
+    made with the hosts' secret for that very download, and starts no download: one it
+    does not run is a 410."""
+    from pulp_content.service.keys import PEERS
+    from pulp_content.service.peers import HEADER, ROUTE
+
+    base = s3_scenario.publish("peered", [BIG])
+    path = base + BIG.relative_path
+    name = sha256(BIG)  # its download's name on every host
+    url = f"{ROUTE}?{urllib.parse.urlencode({'name': name, 'path': path})}"
+    server = ServiceServer(s3_scenario.settings)
+    with Background(server):
+        client = Client(server)
+        peers = server.app[PEERS]  # type: ignore[index]
+        assert peers is not None
+        assert client.get(url).status == 403
+        assert client.get(url, {HEADER: "4102444800.00ff"}).status == 403
+        assert client.get(url, {HEADER: peers.token(name, base + "other")}).status == 403
+        assert client.get(url, {HEADER: peers.token(name, path)}).status == 410
+        inside = s3_scenario.settings.content_prefix + url.lstrip("/")
+        assert client.get(inside, {HEADER: peers.token(name, path)}).status == 404
+    assert s3_scenario.remote.count("/peered/" + BIG.relative_path) == 0  # nothing began
