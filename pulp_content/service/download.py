@@ -53,9 +53,9 @@ class Downloads:
         metrics: Metrics | None = None,
         peers: Peers | None = None,
     ) -> None:
-        self.metrics = metrics
+        self.metrics = metrics  # downloads in flight, followers, verification failures
         # Other hosts' downloads, read from them (service.peers); None: never.
-        self.peers = peers  # downloads in flight, followers, verification failures
+        self.peers = peers
         self.cooldown = cooldown  # seconds a failed remote artifact is passed over
         self.storage = storage
         self.persist = persist
