@@ -7,6 +7,7 @@ imports aiohttp or Django.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -14,6 +15,12 @@ from pulp_content.service.errors import InvalidInput
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Peers (and forwarded hops) whose parsed address and verdict are remembered: every
+# request asks about its peer up to three times (guard, caching headers, access log), and
+# parsing an address costs more than the rest of a warm answer's bookkeeping. Bounded: a
+# trusted proxy's X-Forwarded-For hops are the client's to choose.
+REMEMBERED = 4096
 
 # Loopback only: a proxy on the same host (nginx in front of the service).
 DEFAULT_TRUSTED_PROXIES: tuple[Network, ...] = (
@@ -35,6 +42,7 @@ def parse_networks(text: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+@functools.lru_cache(maxsize=REMEMBERED)
 def _address(text: str | None) -> Address | None:
     if not text:
         return None
@@ -51,6 +59,11 @@ def _address(text: str | None) -> Address | None:
 def is_trusted_proxy(peer: str | None, trusted: Iterable[Network]) -> bool:
     """Whether the TCP peer `peer` (an IP address; None or a socket path: no) is a proxy
     whose headers are believed."""
+    return _trusted(peer, trusted if isinstance(trusted, tuple) else tuple(trusted))
+
+
+@functools.lru_cache(maxsize=REMEMBERED)
+def _trusted(peer: str | None, trusted: tuple[Network, ...]) -> bool:
     address = _address(peer)
     return address is not None and any(address in network for network in trusted)
 
