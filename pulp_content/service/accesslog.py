@@ -15,12 +15,14 @@ credential. Every field a client chose is escaped, so no request can start a lin
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger
@@ -64,15 +66,63 @@ class AccessLogger(AbstractAccessLogger):
 
     def _emit(self, line: str) -> None:
         """`logger.info(line)` without its search of the stack for the caller (a tenth of
-        a warm request's time): the same record, through the same filters and handlers."""
+        a warm request's time): the same record, through the same filters and handlers;
+        or, when those are exactly what `configure_logging` set up, the line written
+        to its stream as its handler would write it, with no record made at all."""
         logger = self.logger
-        record = logger.makeRecord(
-            logger.name, logging.INFO, __file__, _LINE, line, (), None, "log"
-        )
-        logger.handle(record)
+        handler = _plain_handler(logger)
+        if handler is not None:
+            _write(handler, line, lambda: _record(logger, line))
+        else:
+            logger.handle(_record(logger, line))
+
+
+def _record(logger: logging.Logger, line: str) -> logging.LogRecord:
+    return logger.makeRecord(logger.name, logging.INFO, __file__, _LINE, line, (), None, "log")
 
 
 _LINE = AccessLogger.log.__code__.co_firstlineno
+
+
+def _plain_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
+    """The one handler an INFO record of `logger` would reach, when nothing else would see
+    the record (no filter, no other handler) and that handler formats an access line as
+    the line itself (`LineFormatter`, no filter of its own); else None."""
+    if logger.name != log.name or logger.filters or logger.disabled:
+        return None  # (LineFormatter leaves only the access log's lines as they are)
+    found: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        found += current.handlers
+        if len(found) > 1 or not current.propagate:
+            break
+        current = current.parent
+    if len(found) != 1:
+        return None  # none: logging's last resort decides; several: each gets the record
+    handler = found[0]
+    if (
+        type(handler) is not logging.StreamHandler
+        or type(handler.formatter) is not LineFormatter
+        or handler.filters
+        or handler.level > logging.INFO
+    ):
+        return None
+    return handler
+
+
+def _write(
+    handler: logging.StreamHandler[Any], line: str, record: Callable[[], logging.LogRecord]
+) -> None:
+    """What StreamHandler.handle does with a LineFormatter's access line, under the
+    handler's lock; a failure is the handler's to report (`handleError`), as ever."""
+    with handler.lock or contextlib.nullcontext():
+        try:
+            handler.stream.write(line + handler.terminator)
+            handler.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            handler.handleError(record())
 
 
 class Clock:
