@@ -59,13 +59,30 @@ def _address(text: str | None) -> Address | None:
 def is_trusted_proxy(peer: str | None, trusted: Iterable[Network]) -> bool:
     """Whether the TCP peer `peer` (an IP address; None or a socket path: no) is a proxy
     whose headers are believed."""
-    return _trusted(peer, trusted if isinstance(trusted, tuple) else tuple(trusted))
+    verdicts = _latest[0]
+    if verdicts.networks is not trusted:
+        verdicts = _Verdicts(trusted if isinstance(trusted, tuple) else tuple(trusted))
+        if verdicts.networks is trusted:
+            _latest[0] = verdicts
+    return verdicts.of(peer)
 
 
-@functools.lru_cache(maxsize=REMEMBERED)
-def _trusted(peer: str | None, trusted: tuple[Network, ...]) -> bool:
-    address = _address(peer)
-    return address is not None and any(address in network for network in trusted)
+class _Verdicts:
+    """Which peers are in `networks`, remembered. Found by the networks' identity (the
+    settings' tuple, the same for every request): hashing them per request, as a cache
+    keyed on them would, cost more than the rest."""
+
+    def __init__(self, networks: tuple[Network, ...]) -> None:
+        self.networks = networks
+        self.of = functools.lru_cache(maxsize=REMEMBERED)(self._verdict)
+
+    def _verdict(self, peer: str | None) -> bool:
+        address = _address(peer)
+        return address is not None and any(address in network for network in self.networks)
+
+
+# The verdicts for the networks asked about last.
+_latest = [_Verdicts(DEFAULT_TRUSTED_PROXIES)]
 
 
 def is_socket_peer(peer: str | None) -> bool:
