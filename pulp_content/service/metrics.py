@@ -155,6 +155,12 @@ class Metrics:
             "Changes that dropped resolutions from the cache.",
             registry=self.registry,
         )
+        # cache_event's counters by name (each warm request reports a hit).
+        self._cache_events = {
+            "hits": self.cache_hits,
+            "misses": self.cache_misses,
+            "invalidations": self.cache_invalidations,
+        }
 
     def _passwords(self) -> None:
         self.password_hashes = Counter(
@@ -184,7 +190,7 @@ class Metrics:
 
     def cache_event(self, event: str) -> None:
         """What the resolution cache reports: `hits`, `misses` or `invalidations`."""
-        getattr(self, f"cache_{event}").inc()
+        self._cache_events[event].inc()
 
     def password_hashed(self, iterations: int) -> None:
         self.password_hashes.inc()
