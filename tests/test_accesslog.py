@@ -1,12 +1,24 @@
-"""The logging filter that turns aiohttp's malformed-request tracebacks into one line."""
+"""The logging filter that turns aiohttp's malformed-request tracebacks into one line; the
+access line's own ways to the log and its clock."""
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import logging
+import time
 
+import pytest
 from aiohttp.http_exceptions import BadHttpMessage, BadStatusLine, LineTooLong
 
-from pulp_content.service.accesslog import OneLineBadRequests
+from pulp_content.service.accesslog import (
+    AccessLogger,
+    Clock,
+    LineFormatter,
+    OneLineBadRequests,
+    _plain_handler,
+    log,
+)
 
 
 def record(exc: BaseException) -> logging.LogRecord:
@@ -59,3 +71,86 @@ def test_the_insufficient_storage_line_escapes_the_path(caplog):
     assert response.status == 507
     [line] = [r.getMessage() for r in caplog.records]
     assert "\n" not in line and r"a\x0aforged line" in line
+
+
+# -- the access line's cheap path: the same line, the same handlers --------------------------
+
+LINE = '127.0.0.1 - - [30/Nov/2026:09:10:11 +0000] "GET /a%s HTTP/1.1" 200 1 "-" "-" 0.1ms -'
+
+
+class Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def let_through(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return True
+
+
+def access_logger() -> tuple[logging.Logger, logging.StreamHandler[io.StringIO]]:
+    """The access logger in a hierarchy of its own, set up as `configure_logging` sets up
+    the real one (pytest's handlers sit on the real root)."""
+    root = logging.RootLogger(logging.INFO)
+    logger = logging.Manager(root).getLogger(log.name)
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(LineFormatter())
+    root.addHandler(handler)
+    return logger, handler
+
+
+def test_the_configured_handler_gets_the_line_as_logging_would_write_it():
+    logger, handler = access_logger()
+    assert _plain_handler(logger) is handler
+    AccessLogger(logger, "")._emit(LINE)
+    logger.info(LINE)
+    assert handler.stream.getvalue() == LINE + "\n" + LINE + "\n"
+
+
+@pytest.mark.parametrize("change", ["handler filter", "logger filter", "second handler"])
+def test_any_other_set_up_gets_the_record(change):
+    """A filter or another handler sees a record, as with `logger.info`."""
+    logger, handler = access_logger()
+    kept = Kept()
+    if change == "handler filter":
+        handler.addFilter(kept.let_through)
+    elif change == "logger filter":
+        logger.addFilter(kept.let_through)
+    else:
+        logger.addHandler(kept)
+    assert _plain_handler(logger) is None
+    AccessLogger(logger, "")._emit(LINE)
+    [record] = kept.records
+    assert record.getMessage() == LINE and record.levelno == logging.INFO
+    assert record.name == log.name and record.args == ()
+    assert handler.stream.getvalue() == LINE + "\n"
+
+
+@pytest.fixture
+def zone(monkeypatch):
+    def use(name: str) -> None:
+        monkeypatch.setenv("TZ", name)
+        time.tzset()
+
+    yield use
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize("name", ["UTC", "Europe/Berlin", "America/St_Johns", "Asia/Kolkata"])
+def test_the_time_formatted_once_a_second_is_the_time_of_the_moment(zone, name):
+    """What `Clock` keeps per second is what datetime makes of each moment (a change to
+    or from summer time included), to the millisecond."""
+    zone(name)
+    clock = Clock()
+    summer_time_ends = 1729990800.0  # 2024-10-27 01:00 UTC
+    moments = [summer_time_ends + step / 7 for step in range(-30, 30)]
+    moments += [1_700_000_000.9999996, 1_848_093_558.3329995, 0.0005]
+    for moment in moments:
+        local = dt.datetime.fromtimestamp(moment).astimezone()
+        iso = local.isoformat(timespec="milliseconds")
+        assert clock.iso(moment) == iso
+        assert clock.combined(moment) == local.strftime("%d/%b/%Y:%H:%M:%S %z")

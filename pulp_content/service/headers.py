@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import mimetypes
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -60,7 +61,20 @@ def repr_digest(sha256: str) -> str:
 def representation_headers(
     relative_path: str, sha256: str | None, last_modified: dt.datetime | None
 ) -> dict[str, str]:
-    """Content-Type, ETag, Repr-Digest, Last-Modified and Accept-Ranges for a file."""
+    """Content-Type, ETag, Repr-Digest, Last-Modified and Accept-Ranges for a file (a dict
+    of its own: callers add to it)."""
+    return dict(_representation(relative_path, sha256, last_modified))
+
+
+# Files whose representation headers are kept: a warm request for a stored file would
+# otherwise guess its type, encode its digest and format its date every time.
+REMEMBERED = 4096
+
+
+@functools.lru_cache(maxsize=REMEMBERED)
+def _representation(
+    relative_path: str, sha256: str | None, last_modified: dt.datetime | None
+) -> Mapping[str, str]:
     headers: dict[str, str] = {
         hdrs.CONTENT_TYPE: content_type(relative_path),
         hdrs.ACCEPT_RANGES: "bytes",

@@ -84,6 +84,9 @@ class Metrics:
             ["served_from"],
             registry=self.registry,
         )
+        # (served-from, status // 100) -> its two series; both values come from the code,
+        # never from a client, so there are a handful.
+        self._request_series: dict[tuple[str, int], tuple[Histogram, Counter]] = {}
         self._upstream()
         self._downloads()
         self._resolution_cache()
@@ -152,6 +155,12 @@ class Metrics:
             "Changes that dropped resolutions from the cache.",
             registry=self.registry,
         )
+        # cache_event's counters by name (each warm request reports a hit).
+        self._cache_events = {
+            "hits": self.cache_hits,
+            "misses": self.cache_misses,
+            "invalidations": self.cache_invalidations,
+        }
 
     def _passwords(self) -> None:
         self.password_hashes = Counter(
@@ -167,13 +176,21 @@ class Metrics:
 
     # -- what the service reports ----------------------------------------------------------
     def request_done(self, served_from: str, status: int, seconds: float, sent: int) -> None:
-        label = served_label(served_from)
-        self.requests.labels(label, status_class(status)).observe(seconds)
-        self.sent_bytes.labels(label).inc(sent)
+        key = (served_from, status // 100)
+        series = self._request_series.get(key)
+        if series is None:  # labels() checks and joins its values: once per pair, not per request
+            label = served_label(served_from)
+            series = (
+                self.requests.labels(label, status_class(status)),
+                self.sent_bytes.labels(label),
+            )
+            self._request_series[key] = series
+        series[0].observe(seconds)
+        series[1].inc(sent)
 
     def cache_event(self, event: str) -> None:
         """What the resolution cache reports: `hits`, `misses` or `invalidations`."""
-        getattr(self, f"cache_{event}").inc()
+        self._cache_events[event].inc()
 
     def password_hashed(self, iterations: int) -> None:
         self.password_hashes.inc()

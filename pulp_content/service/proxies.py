@@ -7,6 +7,7 @@ imports aiohttp or Django.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -14,6 +15,12 @@ from pulp_content.service.errors import InvalidInput
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Peers (and forwarded hops) whose parsed address and verdict are remembered: every
+# request asks about its peer up to three times (guard, caching headers, access log), and
+# parsing an address costs more than the rest of a warm answer's bookkeeping. Bounded: a
+# trusted proxy's X-Forwarded-For hops are the client's to choose.
+REMEMBERED = 4096
 
 # Loopback only: a proxy on the same host (nginx in front of the service).
 DEFAULT_TRUSTED_PROXIES: tuple[Network, ...] = (
@@ -35,6 +42,7 @@ def parse_networks(text: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+@functools.lru_cache(maxsize=REMEMBERED)
 def _address(text: str | None) -> Address | None:
     if not text:
         return None
@@ -51,8 +59,30 @@ def _address(text: str | None) -> Address | None:
 def is_trusted_proxy(peer: str | None, trusted: Iterable[Network]) -> bool:
     """Whether the TCP peer `peer` (an IP address; None or a socket path: no) is a proxy
     whose headers are believed."""
-    address = _address(peer)
-    return address is not None and any(address in network for network in trusted)
+    verdicts = _latest[0]
+    if verdicts.networks is not trusted:
+        verdicts = _Verdicts(trusted if isinstance(trusted, tuple) else tuple(trusted))
+        if verdicts.networks is trusted:
+            _latest[0] = verdicts
+    return verdicts.of(peer)
+
+
+class _Verdicts:
+    """Which peers are in `networks`, remembered. Found by the networks' identity (the
+    settings' tuple, the same for every request): hashing them per request, as a cache
+    keyed on them would, cost more than the rest."""
+
+    def __init__(self, networks: tuple[Network, ...]) -> None:
+        self.networks = networks
+        self.of = functools.lru_cache(maxsize=REMEMBERED)(self._verdict)
+
+    def _verdict(self, peer: str | None) -> bool:
+        address = _address(peer)
+        return address is not None and any(address in network for network in self.networks)
+
+
+# The verdicts for the networks asked about last.
+_latest = [_Verdicts(DEFAULT_TRUSTED_PROXIES)]
 
 
 def is_socket_peer(peer: str | None) -> bool:

@@ -111,10 +111,9 @@ async def serve(
     if not isinstance(decided, Plan):
         return decided
     art = hit.artifact
-    path = storage.path_of(art.storage_path)
     try:
         if files is not None and art.size <= SMALL_FILE:
-            whole, kept = await _small_file(files, path, art.storage_path, art.size)
+            whole, kept = await _small_file(files, storage, art.storage_path, art.size)
             if kept:
                 request[SERVED_FROM] = "memory"  # no disk read at all
             body = whole[decided.start : decided.start + decided.count]
@@ -122,9 +121,10 @@ async def serve(
         if decided.count <= SMALL_FILE:
             # One read and one write of headers and body beat the sendfile machinery
             # (selector registration, a wait for the buffer to drain).
+            path = storage.path_of(art.storage_path)
             body = await asyncio.to_thread(_read, path, decided.start, decided.count)
             return web.Response(status=decided.status, headers=decided.headers, body=body)
-        fobj = await asyncio.to_thread(open, path, "rb")
+        fobj = await asyncio.to_thread(open, storage.path_of(art.storage_path), "rb")
     except FileNotFoundError as exc:
         raise FileMissing(hit.path) from exc
     try:
@@ -138,14 +138,15 @@ async def serve(
 
 
 async def _small_file(
-    files: SmallFiles, path: Path, storage_path: str, size: int
+    files: SmallFiles, storage: Storage, storage_path: str, size: int
 ) -> tuple[bytes, bool]:
     """A small file's bytes, and whether they were in memory already; else they are read
-    on a thread and kept (when whole)."""
+    on a thread and kept (when whole). Its path is made only then: a kept file's name was
+    checked when it was read."""
     kept = files.get(storage_path)
     if kept is not None:
         return kept, True
-    data = await asyncio.to_thread(_read, path, 0, size)
+    data = await asyncio.to_thread(_read, storage.path_of(storage_path), 0, size)
     if len(data) == size:  # a damaged file is served as it is, and not kept
         files.put(storage_path, data)
     return data, False
