@@ -82,8 +82,9 @@ class Host:
         with self.log.open("rb") as log:
             log.seek(offset)
             text = log.read()
+        # An access log line ends in "<duration>ms <served from>" (service.accesslog).
         lines = [line for line in text.decode(errors="replace").splitlines() if "ms " in line]
-        return Counter(line.rsplit(" ", 1)[-1] for line in lines)
+        return Counter(line.rsplit("ms ", 1)[-1] for line in lines)
 
 
 @contextmanager
