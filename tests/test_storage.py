@@ -130,3 +130,36 @@ def test_claims_die_with_their_session_and_the_next_call_reconnects(tmp_path, ca
         holder.close()
         other.close()
         admin.close()
+
+
+@pytest.mark.postgres_only
+def test_another_host_learns_where_the_holder_of_a_claim_is_reached(db, tmp_path):
+    """A session of claims says where its host is reached as it connects (a row: any
+    length, where a session's name keeps 63 bytes); another host that finds one of its
+    claims held learns it, and nothing once the claim is dropped or its session gone."""
+    import asyncio
+
+    from pulp_content.service.locks import locks_for
+    from tests.conftest import _admin_or_skip
+
+    admin = _admin_or_skip()
+    url = "http://content-host-01.internal.example.com:24816"  # 49 characters
+    holder = locks_for(db.database_url, url)
+    other = locks_for(db.database_url, "http://10.0.0.2:24816")
+    partial = tmp_path / ("d" * 64 + ".partial")
+    try:
+        claim = holder.claim(partial)
+        assert claim is not None
+        assert asyncio.run(other.aholder(partial)) == url
+        assert asyncio.run(holder.aholder(partial)) is None  # its own
+        claim.release()
+        holder.flush()
+        assert asyncio.run(other.aholder(partial)) is None
+        assert holder.claim(partial) is not None
+        with admin.cursor() as cur:  # the holder's host is gone, and its session with it
+            cur.execute("SELECT pg_terminate_backend(%s, 5000)", (holder._conn.get_backend_pid(),))
+        assert asyncio.run(other.aholder(partial)) is None
+    finally:
+        holder.close()
+        other.close()
+        admin.close()

@@ -44,15 +44,24 @@ PARTIAL_SUFFIX = ".partial"
 T = TypeVar("T")
 UNLOCK = "SELECT pg_advisory_unlock(%s)"
 APPLICATION = "pulp-content locks"  # the application_name of their sessions
-# The session holding an advisory lock, by the lock's key (see `AdvisoryLocks._holder`).
+# A session of claims says where its host is reached (service_peerhost, migration 0011),
+# by its backend's pid and start (a pid is used again once its session is gone); rows of
+# sessions that are gone go first.
+REGISTER = (
+    "DELETE FROM service_peerhost p WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a"
+    " WHERE a.pid = p.backend_pid AND a.backend_start = p.backend_start);"
+    " INSERT INTO service_peerhost (backend_pid, backend_start, url)"
+    " SELECT pid, backend_start, %s FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+)
+# Where the session holding an advisory lock said its host is reached, by the lock's key
+# (see `AdvisoryLocks._holder`).
 HOLDER = (
-    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    "SELECT p.url FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    " JOIN service_peerhost p ON p.backend_pid = a.pid AND p.backend_start = a.backend_start"
     " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s"
     " AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database"
     " WHERE datname = current_database())"
 )
-# PostgreSQL keeps NAMEDATALEN - 1 bytes of an application_name.
-MAX_APPLICATION_NAME = 63
 
 
 def owner_of(partial: Path) -> str:
@@ -310,7 +319,7 @@ class AdvisoryLocks:
 
     def __init__(self, connect: Callable[[], Any], peer_url: str | None = None) -> None:
         self._connect = connect
-        self.peer_url = peer_url  # in the session's application_name: see `_holder`
+        self.peer_url = peer_url  # said by the session when it connects: see `_register`
         self._conn: Any = None
         self._thread = lock_thread()
         self._held: set[int] = set()
@@ -340,6 +349,7 @@ class AdvisoryLocks:
                 if self._conn is None or self._conn.closed:
                     self._conn = self._connect()
                     self._conn.autocommit = True
+                    self._register()
                 with self._conn.cursor() as cur:
                     cur.execute(sql, params)
                     row = cur.fetchone()
@@ -386,19 +396,34 @@ class AdvisoryLocks:
             return False
         return True
 
+    def _register(self) -> None:
+        """A new session: say where this host is reached, so that another host finding
+        a claim of this session held reads the download here (`_holder`). Without the
+        table (a database not migrated yet), other hosts download for themselves."""
+        import psycopg2
+
+        if not self.peer_url:
+            return
+        queries.note(REGISTER, background=True)  # once a session, not for a request
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(REGISTER, (self.peer_url,))
+        except psycopg2.ProgrammingError as exc:
+            first = (str(exc).strip().splitlines() or ["?"])[0]
+            log.warning("other hosts will not read this one's downloads: %s", first)
+
     def _holder(self, partial: Path) -> str | None:
-        """The peer URL in the application_name of the session holding the lock on
-        `partial` (`locks_for` puts it there): PostgreSQL itself says who holds it, for
-        as long as it does, with nothing to write or clean up."""
+        """Where the host of the session holding the lock on `partial` is reached, as
+        that session said (`_register`): PostgreSQL itself says who holds it, for as long
+        as it does."""
         key = self.key(partial)
         if key in self._held:
             return None  # this process
         # pg_locks shows a bigint advisory key as two oids, high and low half.
         unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
         row = self._row(HOLDER, (unsigned >> 32, unsigned & 0xFFFF_FFFF))
-        name = str(row[0]) if row and row[0] else ""
-        holder = name.removeprefix(APPLICATION + " ")
-        return holder if holder != name and holder != self.peer_url else None
+        holder = str(row[0]) if row and row[0] else None
+        return holder if holder != self.peer_url else None
 
     def _disconnect(self) -> None:
         if self._conn is not None:
@@ -436,27 +461,17 @@ class AdvisoryLocks:
 
 def locks_for(database_url: str, peer_url: str | None = None) -> Locks:
     """Advisory locks in the database for PostgreSQL; flocks on the storage for SQLite.
-    On PostgreSQL, the session's application_name carries `peer_url`, where this host
-    is reached: another host that finds a claim held reads the download there."""
+    On PostgreSQL, the claims' session says `peer_url`, where this host is reached:
+    another host that finds a claim held reads the download there."""
     if database_url.startswith("sqlite:"):
         return FileLocks()
     from pulp_content.service.config import connect_params
 
     params = connect_params(database_url)
-    application = APPLICATION
-    if peer_url and len(f"{application} {peer_url}".encode()) <= MAX_APPLICATION_NAME:
-        application += " " + peer_url
-    elif peer_url:
-        log.warning(
-            "the peer URL %s is too long to publish; other hosts will not read "
-            "this one's downloads",
-            peer_url,
-        )
-        peer_url = None
 
     def connect() -> Any:
         import psycopg2
 
-        return psycopg2.connect(**params, application_name=application)
+        return psycopg2.connect(**params, application_name=APPLICATION)
 
     return AdvisoryLocks(connect, peer_url)

@@ -168,6 +168,20 @@ class ServiceSecret(models.Model):
     value = EncryptedTextField()
 
 
+class PeerHost(models.Model):
+    """Where the host behind one session of download claims (advisory locks) is reached:
+    written by that session as it connects (`locks.REGISTER`, raw SQL), read by another
+    host that finds one of its claims held (service.peers). A row of a session that is
+    gone is removed by the next registration."""
+
+    backend_pid = models.IntegerField()
+    backend_start = models.DateTimeField()
+    url = models.TextField()
+
+    class Meta:
+        indexes = [models.Index(fields=["backend_pid"], name="peerhost_pid")]
+
+
 class Repository(models.Model):
     """A versioned set of content."""
 

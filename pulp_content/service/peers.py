@@ -1,8 +1,8 @@
 """Hosts reading each other's downloads in progress: one upstream download per artifact
 across hosts that share only PostgreSQL and the bucket.
 
-A host holds the claim on a download as an advisory lock on a session whose
-application_name carries its peer URL (`locks.locks_for`); a request on another host
+A host holds the claim on a download as an advisory lock on a session that said, as it
+connected, where that host is reached (`locks.REGISTER`); a request on another host
 that finds the claim held asks PostgreSQL who holds it (`Locks.aholder`) and reads the
 download there, at `/_peer` beside the content prefix, as a download from that host:
 the bytes are verified here against the artifact's digests as any upstream's are, and
