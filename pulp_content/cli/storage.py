@@ -94,7 +94,11 @@ def storage_copy(url: str, verify_existing: bool, as_json: bool) -> None:
             click.echo(problem.line())
     click.echo(_summary(tally), err=True)
     if tally.problems:
-        click.echo("the database is unchanged; fix the problems before switching", err=True)
+        click.echo(
+            "the database is unchanged; fix the problems (`pulp-content storage check` "
+            "reports them at the source) and run the copy again before switching",
+            err=True,
+        )
         raise SystemExit(1)
     click.echo(
         f"the database is unchanged: now set PULP_CONTENT_STORAGE_URL={url} and restart "

@@ -48,6 +48,8 @@ MISSING = "missing at the source"
 UNREADABLE = "unreadable at the source"
 WRONG_BYTES = "wrong bytes"
 
+BUCKET_CODES = {"404": "NoSuchBucket", "403": "AccessDenied"}
+
 Advance = Callable[[int], None]  # bytes done, for a progress bar
 
 
@@ -343,11 +345,12 @@ def _asking(bucket: str, what: str) -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "unknown")
-        raise StorageUnavailable(f"bucket {bucket}: a {what} failed: {code}") from None
+        code = str(exc.response.get("Error", {}).get("Code", "unknown"))
+        reason = BUCKET_CODES.get(code, code)  # a HEAD's answer has no body, only a status
+        raise StorageUnavailable(f"bucket {bucket}: {what} failed: {reason}") from None
     except BotoCoreError as exc:
-        reason = exc.__class__.__name__
-        raise StorageUnavailable(f"bucket {bucket} did not answer a {what}: {reason}") from None
+        reason = exc.__class__.__name__  # EndpointConnectionError, NoCredentialsError, ...
+        raise StorageUnavailable(f"bucket {bucket}: {what} failed: {reason}") from None
 
 
 # -- the copy ------------------------------------------------------------------------------------

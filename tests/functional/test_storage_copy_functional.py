@@ -192,7 +192,7 @@ def test_bad_destinations_are_one_line(scenario: Scenario, tmp_path):
         (env, here, "is the configured storage itself"),
         (env, here + "/", "is the configured storage itself"),
         (env, (afile / "sub").as_uri(), f"cannot write to {afile / 'sub'}"),
-        (nobody, "s3://nobody-home/x", "bucket nobody-home did not answer a HEAD"),
+        (nobody, "s3://nobody-home/x", "bucket nobody-home: HEAD failed: EndpointConnectionError"),
     ]
     for case_env, url, message in cases:
         done = copy(case_env, url)
