@@ -17,6 +17,8 @@ import dataclasses
 import errno
 import hashlib
 import os
+import signal
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -283,7 +285,7 @@ class BucketSide:
         if len(first) < part_size:  # the whole file: one PUT, made once it checks out
             wrong = source.mismatch(row)
             if wrong is None:
-                with _asking(self.bucket, "PUT"):
+                with _asking(self.bucket, "PUT"), _whole_request():
                     self.client.put_object(Bucket=self.bucket, Key=key, Body=first)
             return wrong
         return self._multipart(row, key, source, first, part_size)
@@ -291,7 +293,7 @@ class BucketSide:
     def _multipart(
         self, row: Row, key: str, source: Digesting, first: bytes, part_size: int
     ) -> str | None:
-        with _asking(self.bucket, "multipart upload"):
+        with _asking(self.bucket, "multipart upload"), _whole_request():
             upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)
         done = False
         ids = {"Bucket": self.bucket, "Key": key, "UploadId": upload["UploadId"]}
@@ -300,13 +302,13 @@ class BucketSide:
             block = first
             while block:
                 number = len(parts) + 1
-                with _asking(self.bucket, "part upload"):
+                with _asking(self.bucket, "part upload"), _whole_request():
                     sent = self.client.upload_part(Body=block, PartNumber=number, **ids)
                 parts.append({"ETag": sent["ETag"], "PartNumber": number})
                 block = source.read(part_size)
             wrong = source.mismatch(row)
             if wrong is None:
-                with _asking(self.bucket, "multipart upload"):
+                with _asking(self.bucket, "multipart upload"), _whole_request():
                     self.client.complete_multipart_upload(MultipartUpload={"Parts": parts}, **ids)
                 done = True
             return wrong
@@ -329,6 +331,31 @@ def _reading(
 ) -> Iterator[IO[bytes]]:
     with _asking(bucket, "GET"), body as handle:
         yield handle
+
+
+@contextlib.contextmanager
+def _whole_request() -> Iterator[None]:
+    """Ctrl-C during an upload request takes effect once it is answered (a part: seconds
+    at most); a second Ctrl-C at once. A request cut off half-way leaves its connection
+    open until the process exits, and the store may hold the upload, and its abort, for
+    the rest of the part (SeaweedFS does)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def later(signum: int, frame: Any) -> None:
+        caught.append(signum)
+        signal.signal(signal.SIGINT, previous)  # the second one is not deferred
+
+    signal.signal(signal.SIGINT, later)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(signal.SIGINT, None)  # Python's own handler raises KeyboardInterrupt
 
 
 def _status(exc: Any) -> int | None:

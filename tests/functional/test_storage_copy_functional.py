@@ -6,22 +6,27 @@ unwritable directory and a bucket that does not answer are one line each."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import shutil
+import signal
+import subprocess
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from pulp_content.fixtures.bench import free_port
+from pulp_content.fixtures.bench import CLI, free_port
 from pulp_content.fixtures.remote import FileSpec
 from pulp_content.service.storage import artifact_name
 from tests.conftest import Scenario
 from tests.functional.conftest import running_service
-from tests.helpers import run_command
+from tests.helpers import eventually, run_command
 
 pytestmark = pytest.mark.functional
 
@@ -200,3 +205,81 @@ def test_bad_destinations_are_one_line(scenario: Scenario, tmp_path):
         lines = done.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: "), (url, done.stderr)
         assert message in lines[0], (url, lines[0])
+
+
+@pytest.mark.parametrize("to", ["directory", "bucket"])
+def test_ctrl_c_leaves_nothing_half_copied_and_the_next_run_finishes(
+    scenario: Scenario, aws, bucket_url, s3_server, tmp_path, to
+):
+    """The large file's source is a pipe that gives a part and a bit, then nothing: the
+    copy is caught half-way through it (a partial file, or a multipart upload begun)."""
+    scenario.publish("cut", FILES, "immediate")
+    source = scenario.settings.storage_root / name_of(LARGE)
+    source.unlink()
+    os.mkfifo(source)
+    url = bucket_url if to == "bucket" else (tmp_path / "copy").as_uri()
+    command = [*CLI, "storage", "copy", "--to", url]
+    env = dict(aws, PYTHONFAULTHANDLER="1")  # SIGABRT prints where it is stuck
+    running = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        part_and_a_bit = LARGE.content()[: 8 * 1024 * 1024 + 1000]
+        feeding = pool.submit(_feed, source, part_and_a_bit, done)
+        try:
+            assert eventually(lambda: _half_copied(s3_server, url, to), timeout=60)
+            running.send_signal(signal.SIGINT)
+            err = _stopped(running)
+        finally:
+            running.kill()
+            done.set()
+        feeding.result(timeout=10)
+    assert running.returncode == 130, err
+    (line,) = err.decode().splitlines()
+    assert line.startswith("interrupted: ") and line.endswith("run it again to copy the rest")
+    before = int(line.split()[1])
+    assert not _half_copied(s3_server, url, to)
+    if to == "directory":
+        assert list((tmp_path / "copy" / "tmp").iterdir()) == []
+    there = objects(s3_server, bucket_url) if to == "bucket" else files_under(tmp_path / "copy")
+    assert name_of(LARGE) not in there and len(there) == before
+
+    source.unlink()
+    source.write_bytes(LARGE.content())
+    rest = copy(aws, url)
+    assert rest.returncode == 0, rest.stderr
+    assert f"{4 - before} copied" in rest.stderr and f"{before} already there" in rest.stderr
+    there = objects(s3_server, bucket_url) if to == "bucket" else files_under(tmp_path / "copy")
+    assert there == files_under(scenario.settings.storage_root)
+
+
+def _stopped(running: subprocess.Popen[bytes]) -> bytes:
+    """Its stderr once it has exited; fails with its threads' stacks if it does not."""
+    try:
+        return running.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:
+        running.send_signal(signal.SIGABRT)
+        stuck = running.communicate()[1].decode(errors="replace")
+        pytest.fail(f"storage copy did not stop on SIGINT:\n{stuck}")
+
+
+def _feed(fifo: Path, data: bytes, done: threading.Event) -> None:
+    """Write `data` into the pipe (waiting for the copy to open it); keep it open, giving
+    nothing more, until `done` (a reader that died makes the close fail: fine)."""
+    with contextlib.suppress(BrokenPipeError), open(fifo, "wb", buffering=0) as pipe:
+        pipe.write(data)
+        done.wait(120)
+
+
+def _half_copied(s3_server, url: str, to: str) -> bool:  # type: ignore[no-untyped-def]
+    """Half-way through the large file: a multipart upload under way in the bucket, or
+    a partial file of a part's size in the directory."""
+    if to == "bucket":
+        prefix = url.split("/", 3)[3] + "/"
+        listed = s3_server.client().list_multipart_uploads(Bucket=s3_server.bucket, Prefix=prefix)
+        return bool(listed.get("Uploads"))
+    tmp = Path(url.removeprefix("file://")) / "tmp"
+    for partial in tmp.iterdir() if tmp.is_dir() else []:
+        with contextlib.suppress(FileNotFoundError):  # a small file's, placed meanwhile
+            if partial.stat().st_size >= 8 * 1024 * 1024:
+                return True
+    return False
