@@ -454,10 +454,13 @@ class Copier:
 
     def _intact(self, row: Row) -> bool:
         """Whether the destination's file has the row's bytes (read through)."""
-        with self.target.open(row.file) as handle:
-            reader = Digesting(handle, self.advance)
-            while reader.read(DIGEST_BLOCK):
-                pass
+        try:
+            with self.target.open(row.file) as handle:
+                reader = Digesting(handle, self.advance)
+                while reader.read(DIGEST_BLOCK):
+                    pass
+        except Unreadable:  # gone since it was listed, or unreadable: copied again
+            return False
         return reader.mismatch(row) is None
 
     def _copy(self, row: Row) -> None:
