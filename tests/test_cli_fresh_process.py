@@ -124,6 +124,7 @@ CHAINS: list[list[Step]] = [
         Step(("secrets", "rotate"), "re-encrypted 1 rows under a new key"),
         Step(("reclaim", "--json"), '"dry_run": false'),
         Step(("storage", "check", "--json"), "[]"),
+        Step(("storage", "copy", "--to", "file://{home}/copied", "--json"), '"problems": []'),
         Step(("repository", "delete", "files"), "deleted repository files"),
         Step(("remote", "delete", "up"), "deleted remote up"),
     ],
@@ -203,7 +204,7 @@ def test_every_command_runs_in_a_fresh_process(fresh):
 
 
 def run_chain(chain: list[Step], env: dict[str, str]) -> None:
-    kept: dict[str, str] = {}
+    kept: dict[str, str] = {"home": env["PULP_CONTENT_HOME"]}
     servers: list[subprocess.Popen[str]] = []
     try:
         for step in chain:

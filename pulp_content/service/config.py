@@ -277,8 +277,11 @@ def _storage_url(env: Mapping[str, str]) -> str | None:
     """PULP_CONTENT_STORAGE_URL, checked: file:///absolute/path or s3://bucket[/prefix]."""
     name = "PULP_CONTENT_STORAGE_URL"
     text = env.get(name)
-    if not text:
-        return None
+    return check_storage_url(text, name) if text else None
+
+
+def check_storage_url(text: str, name: str) -> str:
+    """A storage URL (`name` says where it came from), or InvalidInput naming the forms."""
     check_text(text, name)
     try:
         parts = urlsplit(text)
