@@ -24,15 +24,23 @@ def token_pattern(is_json: bool) -> str:
     return ('"' if is_json else "") + PREFIX + "%"
 
 
+def sealed_columns() -> list[tuple[str, str, bool]]:
+    """SEALED_COLUMNS of the tables the database has now: a migration that encrypts
+    (0004) runs before the tables of later ones exist."""
+    tables = set(connection.introspection.table_names())
+    return [sealed for sealed in SEALED_COLUMNS if sealed[0] in tables]
+
+
 def sealed_data_exists() -> bool:
-    """Whether any encrypted column holds a token (one query, only when the key is
-    missing: never on the hot path)."""
+    """Whether any encrypted column holds a token (queries only when the key is missing:
+    never on the hot path)."""
+    columns = sealed_columns()
     probes = " UNION ALL ".join(
         f"SELECT 1 FROM (SELECT 1 FROM {table} WHERE CAST({column} AS TEXT) LIKE %s LIMIT 1) t"
-        for table, column, _ in SEALED_COLUMNS
+        for table, column, _ in columns
     )
     with connection.cursor() as cursor:
-        cursor.execute(probes, [token_pattern(j) for _, _, j in SEALED_COLUMNS])
+        cursor.execute(probes, [token_pattern(j) for _, _, j in columns])
         return cursor.fetchone() is not None
 
 

@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet
 from django.db import IntegrityError, connection, transaction
 
 from pulp_content.service.keyring import Keyring, SecretKeyError, write_keys
-from pulp_content.service.sealed import SEALED_COLUMNS, sealed_data_exists, token_pattern
+from pulp_content.service.sealed import sealed_columns, sealed_data_exists, token_pattern
 
 REMOTE_SECRETS = ("password", "proxy_password", "client_key", "headers")
 PEER_SECRET = "peer"  # signs the requests of one host for another's download (service.peers)
@@ -19,7 +19,7 @@ def encrypt_all() -> int:
     """Write every secret again, so each is a token under the key file's first key (the
     fields encrypt on save): plaintext from before encryption, and tokens of older keys.
     Returns how many rows were written."""
-    from pulp_content.service.models import ContentGuard, Remote
+    from pulp_content.service.models import ContentGuard, Remote, ServiceSecret
 
     written = 0
     with transaction.atomic():
@@ -29,6 +29,9 @@ def encrypt_all() -> int:
             written += 1
         for guard in ContentGuard.objects.select_for_update().order_by("pk"):
             guard.save(update_fields=["settings"])
+            written += 1
+        for secret in ServiceSecret.objects.select_for_update().order_by("pk"):
+            secret.save(update_fields=["value"])  # the hosts' own (service.peers)
             written += 1
     return written
 
@@ -68,7 +71,7 @@ def verify_key() -> None:
     from pulp_content.service.fields import unseal_json, unseal_text
 
     with connection.cursor() as cursor:
-        for table, column, is_json in SEALED_COLUMNS:
+        for table, column, is_json in sealed_columns():
             cursor.execute(
                 f"SELECT {column} FROM {table} WHERE CAST({column} AS TEXT) LIKE %s LIMIT 1",
                 [token_pattern(is_json)],

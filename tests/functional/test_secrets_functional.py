@@ -317,8 +317,10 @@ def test_rotate_reencrypts_every_secret_under_a_new_key(catalog, upstream, tmp_p
     key = key_file(env)
     old_key = tmp_path / "old.key"
     old_key.write_bytes(key.read_bytes())
+    peer = subprocess.run(PEER_SECRET, env=env, capture_output=True, text=True, timeout=120)
+    assert peer.returncode == 0 and len(peer.stdout.strip()) == 64, peer.stderr  # made now
     before = tokens(database_text(env))
-    assert len(before) >= 7
+    assert len(before) >= 8
     output = run(env, "secrets", "rotate")
     assert "re-encrypted" in output
     assert key.read_bytes() != old_key.read_bytes()
@@ -331,10 +333,24 @@ def test_rotate_reencrypts_every_secret_under_a_new_key(catalog, upstream, tmp_p
     # sync sends the remote's decrypted password (the fixture remote checks it).
     stale = {**env, "PULP_CONTENT_SECRET_KEY_FILE": str(old_key)}
     assert "does not decrypt" in refused(stale, "remote", "show", "private")
+    # The hosts' shared secret (service.peers) is the same secret under the new key.
+    again = subprocess.run(PEER_SECRET, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout == peer.stdout, again.stderr
     upstream.reset()
     upstream.set_fault("private", Fault("basic_auth", username="u", password=URL_PASSWORD))
     assert "version 2" in run(env, "repository", "sync", "private")
     assert upstream.count("/private/PULP_MANIFEST") == 1
+
+
+# The secret the hosts of a service share, read (or made) as a host does at start.
+PEER_SECRET = [
+    sys.executable,
+    "-c",
+    "from pulp_content.service.config import configure_django, load_settings\n"
+    "configure_django(load_settings())\n"
+    "from pulp_content.service.secretdata import peer_secret\n"
+    "print(peer_secret().decode())",
+]
 
 
 def tokens(text: str) -> set[str]:
