@@ -45,11 +45,12 @@ T = TypeVar("T")
 UNLOCK = "SELECT pg_advisory_unlock(%s)"
 APPLICATION = "pulp-content locks"  # the application_name of their sessions
 # A session of claims says where its host is reached (service_peerhost, migration 0011),
-# by its backend's pid and start (a pid is used again once its session is gone); rows of
-# sessions that are gone go first.
+# by its backend's pid and start: a pid is used again once its session is gone, so the
+# row an earlier session of the same pid left goes first (each session touches only its
+# own pid's row: sessions connecting at once never wait for each other). The table holds
+# at most one row per pid.
 REGISTER = (
-    "DELETE FROM service_peerhost p WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a"
-    " WHERE a.pid = p.backend_pid AND a.backend_start = p.backend_start);"
+    "DELETE FROM service_peerhost WHERE backend_pid = pg_backend_pid();"
     " INSERT INTO service_peerhost (backend_pid, backend_start, url)"
     " SELECT pid, backend_start, %s FROM pg_stat_activity WHERE pid = pg_backend_pid()"
 )
