@@ -27,7 +27,8 @@ def test_an_objects_url_is_signed_once_per_reuse_period(tmp_path: Path):
     now = [1000.0]
     client = SigningClient()
     storage = S3Storage(tmp_path, "bucket", "p/", FileLocks())
-    bucket = Bucket(storage, client, "stream", clock=lambda: now[0])
+    # No session: signing never reads an object.
+    bucket = Bucket(storage, client, "stream", None, clock=lambda: now[0])  # type: ignore[arg-type]
 
     async def sign(key: str) -> str:
         return await bucket._signed(key)

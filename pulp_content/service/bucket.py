@@ -63,13 +63,13 @@ class Bucket:
         storage: S3Storage,
         client: Any,
         redirect: str,
-        session: aiohttp.ClientSession | None = None,
+        session: aiohttp.ClientSession,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.storage = storage
         self.client = client
         self.redirect = redirect
-        self.session = session  # reads streamed objects (None: through the client)
+        self.session = session  # reads the objects it streams (`_object`)
         self._clock = clock
         self._urls: dict[str, tuple[float, str]] = {}  # key -> (signed at, URL)
 
@@ -127,39 +127,14 @@ class Bucket:
 
     @contextlib.asynccontextmanager
     async def _object(self, hit: LocalArtifact, decided: Plan) -> AsyncIterator[Any]:
-        """The bytes `decided` carries, as the bucket sends them (a Range GET for a part);
-        the bucket's connection is released however the caller ends."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        params = {
-            "Bucket": self.storage.bucket,
-            "Key": self.storage.key_of(hit.artifact.storage_path),
-        }
+        """The bytes `decided` carries, as the bucket sends them (a Range GET for a part),
+        read through a presigned URL with this service's session; the bucket's connection
+        is released however the caller ends."""
+        key = self.storage.key_of(hit.artifact.storage_path)
+        url = await self._signed(key)
+        headers = {}
         if decided.status == 206:
-            params["Range"] = f"bytes={decided.start}-{decided.start + decided.count - 1}"
-        if self.session is not None:
-            async with self._read(params, hit) as chunks:
-                yield chunks
-            return
-        try:
-            answer = await self.client.get_object(**params)
-        except ClientError as exc:
-            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
-                raise NotResolved(hit.path, "artifact file is missing from storage") from exc
-            raise StorageUnavailable(f"the bucket refused: {exc.__class__.__name__}") from exc
-        except BotoCoreError as exc:
-            raise StorageUnavailable(
-                f"the bucket does not answer: {exc.__class__.__name__}"
-            ) from exc
-        async with answer["Body"] as body:
-            yield body.iter_chunks(STREAM_CHUNK)
-
-    @contextlib.asynccontextmanager
-    async def _read(self, params: dict[str, str], hit: LocalArtifact) -> AsyncIterator[Any]:
-        """`_object` through a presigned URL and this service's session."""
-        url = await self._signed(params["Key"])
-        headers = {hdrs.RANGE: params["Range"]} if "Range" in params else {}
-        assert self.session is not None
+            headers[hdrs.RANGE] = f"bytes={decided.start}-{decided.start + decided.count - 1}"
         for attempt in range(1, RETRIES + 1):
             try:
                 answer = await self.session.get(url, headers=headers)
@@ -177,7 +152,7 @@ class Bucket:
             if answer.status == 404:
                 raise NotResolved(hit.path, "artifact file is missing from storage")
             if answer.status >= 300:
-                self._urls.pop(params["Key"], None)  # (an expired or refused signature)
+                self._urls.pop(key, None)  # (an expired or refused signature)
                 raise StorageUnavailable(f"the bucket refused: {answer.status}")
             yield answer.content.iter_chunked(STREAM_CHUNK)
         finally:
