@@ -96,12 +96,13 @@ async def peer(request: web.Request) -> web.StreamResponse:
         try:
             raw, _, query = path.partition("?")
             src = (await request.app[LOCATOR](raw, query)).resolution
-            downloads = request.app[DOWNLOADS]
-            if not isinstance(src, RemoteSource) or partial_name(src) != name:
-                return _text(410, "no such download here")
-            if not await downloads.running_here(src):
-                return _text(410, "no such download here")
-            return await answer(request, src)
+            if (
+                isinstance(src, RemoteSource)
+                and partial_name(src) == name
+                and await request.app[DOWNLOADS].running_here(src)
+            ):
+                return await answer(request, src)
+            return _text(410, "no such download here")
         except NotResolved:
             return _text(410, "no such download here")
         except DatabaseUnavailable:
